@@ -1,0 +1,286 @@
+package quota
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// MemoryConfig configures a Memory limiter. The zero value is ready to use.
+type MemoryConfig struct {
+	// Now returns the current time. Nil means time.Now; tests inject a
+	// clock here instead of sleeping.
+	Now func() time.Time
+}
+
+// Memory is a Limiter whose state lives in this process: exact for one
+// instance, and the fallback an instance enforces alone when the shared
+// store is unreachable.
+type Memory struct {
+	now func() time.Time
+
+	mu       sync.Mutex
+	subjects map[string]*subject
+}
+
+var _ Limiter = (*Memory)(nil)
+
+// NewMemory returns an empty Memory limiter.
+func NewMemory(cfg MemoryConfig) *Memory {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Memory{now: cfg.Now, subjects: make(map[string]*subject)}
+}
+
+// Acquire implements Limiter.
+func (m *Memory) Acquire(_ context.Context, req Request) (Decision, error) {
+	now := m.now().UnixMicro()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+
+	var client *subject
+	var cv verdict
+	if req.Client != "" && !req.ClientLimit.IsZero() {
+		client = m.subject(clientKey(req.Client))
+		if cv = client.check(now, req.ClientLimit, req.Tokens); !cv.ok {
+			d := cv.refusal(ScopeClient)
+			d.Requests, d.Tokens = client.report(now, req.ClientLimit)
+			return d, nil
+		}
+	}
+
+	var best verdict
+	var binding *subject
+	var bindingLimit Limit
+	for i, c := range req.Candidates {
+		s := m.subject(credentialKey(c.ID))
+		v := s.check(now, c.Limit, req.Tokens)
+		if !v.ok {
+			if binding == nil || v.sooner(best) {
+				best, binding, bindingLimit = v, s, c.Limit
+			}
+			continue
+		}
+		s.take(now, c.Limit, req.Tokens, v.tat)
+		d := Decision{Allowed: true, Grant: Grant{
+			ID: c.ID, Index: i, Client: req.Client, Tokens: req.Tokens,
+			At: time.UnixMicro(now), CredentialLimit: c.Limit, ClientLimit: req.ClientLimit,
+		}}
+		if client != nil {
+			client.take(now, req.ClientLimit, req.Tokens, cv.tat)
+			d.Requests, d.Tokens = client.report(now, req.ClientLimit)
+		}
+		return d, nil
+	}
+
+	d := best.refusal(ScopeCredential)
+	switch {
+	case client != nil:
+		d.Requests, d.Tokens = client.report(now, req.ClientLimit)
+	case binding != nil:
+		d.Requests, d.Tokens = binding.report(now, bindingLimit)
+	}
+	return d, nil
+}
+
+// Settle implements Limiter.
+func (m *Memory) Settle(_ context.Context, g Grant, usedTokens int64) error {
+	now := m.now().UnixMicro()
+	at := g.At.UnixMicro()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.subject(credentialKey(g.ID)).settle(now, at, g.CredentialLimit, usedTokens-g.Tokens)
+	if g.Client != "" && !g.ClientLimit.IsZero() {
+		m.subject(clientKey(g.Client)).settle(now, at, g.ClientLimit, usedTokens-g.Tokens)
+	}
+	return nil
+}
+
+// Cooldown implements Limiter.
+func (m *Memory) Cooldown(_ context.Context, id string, d time.Duration) error {
+	until := m.now().Add(d).UnixMicro()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.subject(credentialKey(id))
+	s.coolUntil = max(s.coolUntil, until)
+	return nil
+}
+
+// Usage reports the state of one credential (or, with client true, one
+// client key) under limit l, for inspection.
+func (m *Memory) Usage(_ context.Context, id string, client bool, l Limit) (Usage, error) {
+	now := m.now().UnixMicro()
+	key := credentialKey(id)
+	if client {
+		key = clientKey(id)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.subject(key).usage(now, l), nil
+}
+
+func (m *Memory) subject(key string) *subject {
+	s := m.subjects[key]
+	if s == nil {
+		s = new(subject)
+		m.subjects[key] = s
+	}
+	return s
+}
+
+func credentialKey(id string) string { return "cred:" + id }
+func clientKey(name string) string   { return "client:" + name }
+
+// subject is the bookkeeping of one credential or client key.
+type subject struct {
+	tat                int64 // GCRA theoretical arrival time, µs
+	rpm, rpd, tpm, tpd window
+	inflight           int64
+	coolUntil          int64 // µs
+}
+
+// verdict is the outcome of checking one subject.
+type verdict struct {
+	ok     bool
+	reason Reason
+	retry  int64 // µs until it may pass; < 0 means never
+	tat    int64 // GCRA state to store on a take
+}
+
+// fail records a failing limit: the first reason wins, the longest wait
+// (or "never") wins.
+func (v *verdict) fail(r Reason, retry int64) {
+	if v.ok {
+		v.ok, v.reason, v.retry = false, r, retry
+		return
+	}
+	if v.retry >= 0 && (retry < 0 || retry > v.retry) {
+		v.retry = retry
+	}
+}
+
+// sooner reports whether v can pass before o.
+func (v verdict) sooner(o verdict) bool {
+	if v.retry < 0 {
+		return false
+	}
+	return o.retry < 0 || v.retry < o.retry
+}
+
+func (v verdict) refusal(scope Scope) Decision {
+	return Decision{Scope: scope, Reason: v.reason, RetryAfter: micros(max(v.retry, 0))}
+}
+
+func (s *subject) check(now int64, l Limit, tokens int64) verdict {
+	v := verdict{ok: true}
+	if s.coolUntil > now {
+		v.fail(ReasonCooldown, s.coolUntil-now)
+	}
+	if l.QPS > 0 {
+		ok, tat, retry, _ := gcra(s.tat, now, qpsInterval(l.QPS), l.burst(), 1)
+		if ok {
+			v.tat = tat
+		} else {
+			v.fail(ReasonQPS, retry)
+		}
+	}
+	checkWindow := func(w *window, width, limit, cost int64, r Reason) {
+		if limit <= 0 {
+			return
+		}
+		if cost > limit {
+			v.fail(ReasonTooLarge, -1)
+			return
+		}
+		if ok, _, retry := w.check(now, width, limit, cost); !ok {
+			v.fail(r, retry)
+		}
+	}
+	checkWindow(&s.rpm, minute, l.RPM, 1, ReasonRPM)
+	checkWindow(&s.rpd, day, l.RPD, 1, ReasonRPD)
+	checkWindow(&s.tpm, minute, l.TPM, tokens, ReasonTPM)
+	checkWindow(&s.tpd, day, l.TPD, tokens, ReasonTPD)
+	if l.Concurrency > 0 && s.inflight >= l.Concurrency {
+		v.fail(ReasonConcurrency, concurrencyPoll)
+	}
+	return v
+}
+
+// concurrencyPoll is how soon a caller refused for concurrency should look
+// again: a slot frees whenever some request ends, which no clock predicts.
+const concurrencyPoll = int64(20 * time.Millisecond / time.Microsecond)
+
+func (s *subject) take(now int64, l Limit, tokens, tat int64) {
+	if l.QPS > 0 {
+		s.tat = tat
+	}
+	if l.RPM > 0 {
+		s.rpm.add(slotOf(now, minute), 1)
+	}
+	if l.RPD > 0 {
+		s.rpd.add(slotOf(now, day), 1)
+	}
+	if l.TPM > 0 {
+		s.tpm.add(slotOf(now, minute), tokens)
+	}
+	if l.TPD > 0 {
+		s.tpd.add(slotOf(now, day), tokens)
+	}
+	if l.Concurrency > 0 {
+		s.inflight++
+	}
+}
+
+func (s *subject) settle(now, at int64, l Limit, delta int64) {
+	if l.TPM > 0 && delta != 0 {
+		s.tpm.adjust(slotOf(now, minute), slotOf(at, minute), delta)
+	}
+	if l.TPD > 0 && delta != 0 {
+		s.tpd.adjust(slotOf(now, day), slotOf(at, day), delta)
+	}
+	if l.Concurrency > 0 && s.inflight > 0 {
+		s.inflight--
+	}
+}
+
+// report returns the tightest request and token windows of l.
+func (s *subject) report(now int64, l Limit) (requests, tokens Window) {
+	u := s.usage(now, l)
+	for _, w := range []Window{u.QPS, u.RPM, u.RPD} {
+		requests = tighter(requests, w)
+	}
+	return requests, tighter(u.TPM, u.TPD)
+}
+
+// Usage is the live state of one subject under its limit. Windows whose
+// limit is zero are zero.
+type Usage struct {
+	QPS, RPM, RPD, TPM, TPD Window
+	InFlight                int64
+	CooldownLeft            time.Duration
+}
+
+func (s *subject) usage(now int64, l Limit) Usage {
+	var u Usage
+	if l.QPS > 0 {
+		interval, burst := qpsInterval(l.QPS), l.burst()
+		tat := max(s.tat, now)
+		u.QPS = Window{Limit: burst, Remaining: max(0, min(burst, burst-(tat-now+interval-1)/interval)), Reset: micros(tat - now)}
+	}
+	win := func(w *window, width, limit int64) Window {
+		if limit <= 0 {
+			return Window{}
+		}
+		used := w.sum(slotOf(now, width))
+		return Window{Limit: limit, Remaining: max(0, limit-used), Reset: micros(w.reset(now, width))}
+	}
+	u.RPM, u.RPD = win(&s.rpm, minute, l.RPM), win(&s.rpd, day, l.RPD)
+	u.TPM, u.TPD = win(&s.tpm, minute, l.TPM), win(&s.tpd, day, l.TPD)
+	u.InFlight = s.inflight
+	u.CooldownLeft = micros(max(0, s.coolUntil-now))
+	return u
+}
+
+// qpsInterval is the GCRA emission interval for a rate, in µs.
+func qpsInterval(qps float64) int64 { return max(1, int64(1e6/qps)) }

@@ -1,0 +1,292 @@
+package quota
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+// clock is a manual clock for tests.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func one(id string, l Limit) Request {
+	return Request{Candidates: []Candidate{{ID: id, Limit: l}}}
+}
+
+// admit counts how many of n immediate requests are granted.
+func admit(t *testing.T, l Limiter, req Request, n int) int {
+	t.Helper()
+	got := 0
+	for range n {
+		d, err := l.Acquire(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Allowed {
+			got++
+		}
+	}
+	return got
+}
+
+func TestMemoryQPSBurstThenRate(t *testing.T) {
+	clk := newClock()
+	m := NewMemory(MemoryConfig{Now: clk.Now})
+	req := one("a", Limit{QPS: 10, Burst: 5})
+	if got := admit(t, m, req, 20); got != 5 {
+		t.Fatalf("burst: admitted %d, want 5", got)
+	}
+	d, _ := m.Acquire(context.Background(), req)
+	if d.Allowed || d.Reason != ReasonQPS || d.Scope != ScopeCredential {
+		t.Fatalf("want qps refusal, got %+v", d)
+	}
+	if d.RetryAfter != 100*time.Millisecond {
+		t.Fatalf("retry after = %v, want 100ms", d.RetryAfter)
+	}
+	// Over one second at 10 QPS, ten more.
+	total := 0
+	for range 100 {
+		clk.Advance(10 * time.Millisecond)
+		total += admit(t, m, req, 1)
+	}
+	if total != 10 {
+		t.Fatalf("rate: admitted %d in 1s, want 10", total)
+	}
+}
+
+func TestMemoryQPSDefaultBurst(t *testing.T) {
+	m := NewMemory(MemoryConfig{Now: newClock().Now})
+	if got := admit(t, m, one("a", Limit{QPS: 2.5}), 10); got != 3 {
+		t.Fatalf("admitted %d, want ceil(2.5)=3", got)
+	}
+	if got := admit(t, m, one("b", Limit{QPS: 0.5}), 10); got != 1 {
+		t.Fatalf("admitted %d, want 1", got)
+	}
+}
+
+func TestMemoryRPMSlidingWindow(t *testing.T) {
+	clk := newClock()
+	m := NewMemory(MemoryConfig{Now: clk.Now})
+	req := one("a", Limit{RPM: 30})
+	got := 0
+	for range 60 { // one request offered every second, 60 times
+		got += admit(t, m, req, 1)
+		clk.Advance(time.Second)
+	}
+	if got != 30 {
+		t.Fatalf("admitted %d in 60s, want 30", got)
+	}
+	d, _ := m.Acquire(context.Background(), req)
+	if d.Allowed || d.Reason != ReasonRPM {
+		t.Fatalf("want rpm refusal, got %+v", d)
+	}
+	// The first request leaves the window 61 s after it was made at the
+	// latest; the answer must never be earlier than 60 s after it.
+	if d.RetryAfter <= 0 || d.RetryAfter > 2*time.Second {
+		t.Fatalf("retry after %v, want (0, 2s]", d.RetryAfter)
+	}
+	clk.Advance(d.RetryAfter)
+	if !mustAcquire(t, m, req).Allowed {
+		t.Fatal("still refused after RetryAfter")
+	}
+}
+
+// TestMemoryRPMNeverOverAdmits offers a steady stream for several minutes
+// and checks every trailing 60 s window.
+func TestMemoryRPMNeverOverAdmits(t *testing.T) {
+	clk := newClock()
+	m := NewMemory(MemoryConfig{Now: clk.Now})
+	req := one("a", Limit{RPM: 100})
+	var times []time.Time
+	for range 5 * 60 * 20 { // 20 offers a second for 5 minutes
+		if mustAcquire(t, m, req).Allowed {
+			times = append(times, clk.Now())
+		}
+		clk.Advance(50 * time.Millisecond)
+	}
+	for i := range times {
+		n := 0
+		for j := i; j < len(times) && times[j].Sub(times[i]) < time.Minute; j++ {
+			n++
+		}
+		if n > 100 {
+			t.Fatalf("%d requests in the minute after %v", n, times[i])
+		}
+	}
+	// Conservative by at most one slot in 61: at least 5*100*60/61 admitted.
+	if len(times) < 5*100*60/61 {
+		t.Fatalf("admitted only %d over 5 minutes", len(times))
+	}
+}
+
+func TestMemoryTPMReserveThenSettle(t *testing.T) {
+	clk := newClock()
+	m := NewMemory(MemoryConfig{Now: clk.Now})
+	req := one("a", Limit{TPM: 1000})
+	req.Tokens = 400
+	d1 := mustAcquire(t, m, req)
+	d2 := mustAcquire(t, m, req)
+	if !d1.Allowed || !d2.Allowed {
+		t.Fatal("two 400-token reservations must fit 1000")
+	}
+	if d := mustAcquire(t, m, req); d.Allowed || d.Reason != ReasonTPM {
+		t.Fatalf("third must be refused for tpm, got %+v", d)
+	}
+	// The first used only 100 tokens: 300 come back.
+	if err := m.Settle(context.Background(), d1.Grant, 100); err != nil {
+		t.Fatal(err)
+	}
+	if d := mustAcquire(t, m, req); !d.Allowed {
+		t.Fatalf("after settling 100 of 400, 500 used: 400 more must fit, got %+v", d)
+	}
+	// The second used far more than reserved: the window is over-full.
+	if err := m.Settle(context.Background(), d2.Grant, 900); err != nil {
+		t.Fatal(err)
+	}
+	small := req
+	small.Tokens = 1
+	if d := mustAcquire(t, m, small); d.Allowed {
+		t.Fatalf("window holds 1400 of 1000, must refuse, got %+v", d)
+	}
+	clk.Advance(61 * time.Second)
+	if d := mustAcquire(t, m, req); !d.Allowed {
+		t.Fatal("the window must empty after 61s")
+	}
+}
+
+func TestMemoryTooLarge(t *testing.T) {
+	m := NewMemory(MemoryConfig{Now: newClock().Now})
+	req := one("a", Limit{TPM: 100})
+	req.Tokens = 101
+	d := mustAcquire(t, m, req)
+	if d.Allowed || d.Reason != ReasonTooLarge || d.RetryAfter != 0 {
+		t.Fatalf("want too_large with no retry, got %+v", d)
+	}
+}
+
+func TestMemoryConcurrency(t *testing.T) {
+	m := NewMemory(MemoryConfig{Now: newClock().Now})
+	req := one("a", Limit{Concurrency: 2})
+	g1, g2 := mustAcquire(t, m, req), mustAcquire(t, m, req)
+	if !g1.Allowed || !g2.Allowed {
+		t.Fatal("two slots")
+	}
+	if d := mustAcquire(t, m, req); d.Allowed || d.Reason != ReasonConcurrency || d.RetryAfter <= 0 {
+		t.Fatalf("third must wait for a slot, got %+v", d)
+	}
+	_ = m.Settle(context.Background(), g1.Grant, 0)
+	if d := mustAcquire(t, m, req); !d.Allowed {
+		t.Fatal("a settled grant frees its slot")
+	}
+}
+
+func TestMemoryAcquireOrNext(t *testing.T) {
+	m := NewMemory(MemoryConfig{Now: newClock().Now})
+	req := Request{Candidates: []Candidate{
+		{ID: "a", Limit: Limit{RPM: 1}},
+		{ID: "b", Limit: Limit{RPM: 2}},
+		{ID: "c"},
+	}}
+	want := []string{"a", "b", "b", "c", "c"}
+	for i, w := range want {
+		d := mustAcquire(t, m, req)
+		if !d.Allowed || d.Grant.ID != w || req.Candidates[d.Grant.Index].ID != w {
+			t.Fatalf("request %d: got %+v, want %s", i, d.Grant, w)
+		}
+	}
+}
+
+func TestMemoryRefusalPicksSoonest(t *testing.T) {
+	clk := newClock()
+	m := NewMemory(MemoryConfig{Now: clk.Now})
+	req := Request{Candidates: []Candidate{
+		{ID: "slow", Limit: Limit{RPM: 1}},
+		{ID: "fast", Limit: Limit{QPS: 1}},
+	}}
+	mustAcquire(t, m, req)
+	mustAcquire(t, m, req)
+	d := mustAcquire(t, m, req)
+	if d.Allowed || d.Reason != ReasonQPS || d.RetryAfter != time.Second {
+		t.Fatalf("want the 1s qps wait of the second candidate, got %+v", d)
+	}
+	if d.Requests.Limit != 1 || d.Requests.Remaining != 0 {
+		t.Fatalf("headers describe the binding credential, got %+v", d.Requests)
+	}
+}
+
+func TestMemoryClientQuota(t *testing.T) {
+	clk := newClock()
+	m := NewMemory(MemoryConfig{Now: clk.Now})
+	req := Request{
+		Client: "team", ClientLimit: Limit{RPM: 2, TPD: 1000}, Tokens: 10,
+		Candidates: []Candidate{{ID: "a", Limit: Limit{RPM: 1}}},
+	}
+	d := mustAcquire(t, m, req)
+	if !d.Allowed || d.Requests.Limit != 2 || d.Requests.Remaining != 1 || d.Tokens.Remaining != 990 {
+		t.Fatalf("first: %+v", d)
+	}
+	// The credential is full: refused for the credential, and the client's
+	// quota is not charged for a request it did not get.
+	if d := mustAcquire(t, m, req); d.Allowed || d.Scope != ScopeCredential {
+		t.Fatalf("second: %+v", d)
+	}
+	req.Candidates = []Candidate{{ID: "b", Limit: Limit{RPM: 10}}}
+	if d := mustAcquire(t, m, req); !d.Allowed || d.Requests.Remaining != 0 {
+		t.Fatalf("third: %+v", d)
+	}
+	d = mustAcquire(t, m, req)
+	if d.Allowed || d.Scope != ScopeClient || d.Reason != ReasonRPM {
+		t.Fatalf("fourth must be refused by the client's rpm: %+v", d)
+	}
+	u, _ := m.Usage(context.Background(), "b", false, Limit{RPM: 10})
+	if u.RPM.Remaining != 9 {
+		t.Fatalf("a client refusal must not charge the credential: %+v", u.RPM)
+	}
+}
+
+func TestMemoryCooldown(t *testing.T) {
+	clk := newClock()
+	m := NewMemory(MemoryConfig{Now: clk.Now})
+	_ = m.Cooldown(context.Background(), "a", 5*time.Second)
+	_ = m.Cooldown(context.Background(), "a", time.Second) // never shortens
+	req := Request{Candidates: []Candidate{{ID: "a"}}}
+	d := mustAcquire(t, m, req)
+	if d.Allowed || d.Reason != ReasonCooldown || d.RetryAfter != 5*time.Second {
+		t.Fatalf("got %+v", d)
+	}
+	req.Candidates = append(req.Candidates, Candidate{ID: "b"})
+	if d := mustAcquire(t, m, req); d.Grant.ID != "b" {
+		t.Fatalf("a cooling credential is skipped, got %+v", d)
+	}
+	clk.Advance(5 * time.Second)
+	if d := mustAcquire(t, m, req); d.Grant.ID != "a" {
+		t.Fatalf("cool-down over, got %+v", d)
+	}
+}
+
+func mustAcquire(t *testing.T, l Limiter, req Request) Decision {
+	t.Helper()
+	d, err := l.Acquire(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
