@@ -1,0 +1,160 @@
+// Command mockllm serves Sluice's fake OpenAI-compatible upstream (package
+// mock) over HTTP, for the quickstart, benchmarks and manual testing.
+//
+//	mockllm -addr 127.0.0.1:9000 -latency 50ms -stream-chunks 16
+//
+// GET /healthz answers 200; every other path is the mock's.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sluice-gateway/sluice/gateway/provider/mock"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	opts, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mockllm:", err)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: opts.logLevel}))
+	if err := run(ctx, opts, log); err != nil {
+		log.Error("mockllm failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+// options are the parsed command line.
+type options struct {
+	addr            string
+	shutdownTimeout time.Duration
+	logLevel        slog.Level
+	cfg             mock.Config
+}
+
+// parseFlags reads the command line; usage and errors go to out.
+func parseFlags(args []string, out io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("mockllm", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:9000", "listen address")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to let calls finish on SIGINT/SIGTERM")
+	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug logs every call")
+	c := &o.cfg
+	fs.DurationVar(&c.Latency, "latency", 0, "delay before response headers")
+	fs.DurationVar(&c.Jitter, "jitter", 0, "uniform extra latency in [0, jitter)")
+	fs.Float64Var(&c.FailureRate, "failure-rate", 0, "share of calls answered 500, 0..1")
+	fs.Float64Var(&c.RateLimitRate, "rate-limit-rate", 0, "share of calls answered 429, 0..1")
+	fs.DurationVar(&c.RetryAfter, "retry-after", time.Second, "Retry-After sent with 429s")
+	fs.IntVar(&c.StreamChunks, "stream-chunks", 8, "content chunks per streamed choice")
+	fs.DurationVar(&c.ChunkInterval, "chunk-interval", 0, "pause between streamed chunks")
+	fs.IntVar(&c.ReplyTokens, "reply-tokens", 16, "words (≈ tokens) per answer")
+	fs.IntVar(&c.FailAfterChunks, "fail-after-chunks", 0, "abort streams after this many content chunks; 0 never")
+	fs.IntVar(&c.EmbeddingDims, "embedding-dims", 16, "embedding vector length")
+	fs.Uint64Var(&c.Seed, "seed", 0, "seed for failure dice, jitter and IDs; 0 random")
+	fs.Func("keys", "comma-separated API keys to require (default: no auth)", func(v string) error {
+		c.Keys = splitList(v)
+		return nil
+	})
+	fs.Func("models", "comma-separated models for GET /v1/models (default "+strings.Join(mock.DefaultModels(), ",")+")", func(v string) error {
+		c.Models = splitList(v)
+		return nil
+	})
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	for name, rate := range map[string]float64{"failure-rate": c.FailureRate, "rate-limit-rate": c.RateLimitRate} {
+		if !(rate >= 0 && rate <= 1) {
+			return o, fmt.Errorf("-%s must be between 0 and 1, got %v", name, rate)
+		}
+	}
+	return o, nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var items []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			items = append(items, item)
+		}
+	}
+	return items
+}
+
+// newHandler serves /healthz and hands everything else to the mock,
+// logging each call at debug level.
+func newHandler(srv *mock.Server, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.Handle("/", srv)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		mux.ServeHTTP(w, r)
+		log.Debug("call", "method", r.Method, "path", r.URL.Path, "dur", time.Since(start))
+	})
+}
+
+// run serves until ctx ends, then shuts down gracefully.
+func run(ctx context.Context, o options, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := mock.New(o.cfg)
+	hs := &http.Server{
+		Handler:           newHandler(srv, log),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	c := o.cfg
+	log.Info("mockllm listening", "addr", ln.Addr().String(),
+		"latency", c.Latency, "jitter", c.Jitter, "failure_rate", c.FailureRate,
+		"rate_limit_rate", c.RateLimitRate, "stream_chunks", c.StreamChunks,
+		"chunk_interval", c.ChunkInterval, "reply_tokens", c.ReplyTokens,
+		"fail_after_chunks", c.FailAfterChunks, "auth", len(c.Keys) > 0, "seed", c.Seed)
+
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("mockllm shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("calls still running at the shutdown timeout; closing them", "err", err)
+		_ = hs.Close()
+	}
+	st := srv.Stats()
+	log.Info("mockllm stopped", "requests", st.Requests, "streams", st.Streams,
+		"failures", st.Failures, "rate_limited", st.RateLimited, "aborted", st.Aborted,
+		"prompt_tokens", st.PromptTokens, "completion_tokens", st.CompletionTokens)
+	return nil
+}

@@ -1,0 +1,139 @@
+// Package provider turns a relayed call into a request for one upstream
+// API. Upstream types that differ from OpenAI only in their base URL, auth
+// header or path are data (a Spec); only real wire differences are code
+// (an Adapter).
+package provider
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// API is the wire protocol an upstream speaks.
+type API string
+
+// APIs Sluice speaks to upstreams.
+const (
+	APIOpenAI API = "openai" // OpenAI-compatible HTTP API
+	APIAzure  API = "azure"  // Azure OpenAI deployments
+	APIMock   API = "mock"   // the built-in fake upstream, served in-process
+)
+
+// Spec describes an upstream type as data.
+type Spec struct {
+	// Type is the name used in configs ("openai", "deepseek", ...).
+	Type string
+	// API is the wire protocol.
+	API API
+	// BaseURL is the default base URL; "" means the config must give one.
+	BaseURL string
+	// AuthHeader is the header carrying the credential: "Authorization"
+	// (as "Bearer <key>") unless set.
+	AuthHeader string
+	// Unsupported, when set, says why configs may name this type but
+	// Sluice cannot serve it yet.
+	Unsupported string
+}
+
+// specs lists the known upstream types. It is never modified.
+var specs = map[string]Spec{
+	"openai":      {API: APIOpenAI, BaseURL: "https://api.openai.com/v1"},
+	"azure":       {API: APIAzure, AuthHeader: "api-key"},
+	"mock":        {API: APIMock, BaseURL: "http://mock.sluice.internal/v1"},
+	"deepseek":    {API: APIOpenAI, BaseURL: "https://api.deepseek.com/v1"},
+	"moonshot":    {API: APIOpenAI, BaseURL: "https://api.moonshot.cn/v1"},
+	"groq":        {API: APIOpenAI, BaseURL: "https://api.groq.com/openai/v1"},
+	"mistral":     {API: APIOpenAI, BaseURL: "https://api.mistral.ai/v1"},
+	"openrouter":  {API: APIOpenAI, BaseURL: "https://openrouter.ai/api/v1"},
+	"together":    {API: APIOpenAI, BaseURL: "https://api.together.xyz/v1"},
+	"fireworks":   {API: APIOpenAI, BaseURL: "https://api.fireworks.ai/inference/v1"},
+	"xai":         {API: APIOpenAI, BaseURL: "https://api.x.ai/v1"},
+	"perplexity":  {API: APIOpenAI, BaseURL: "https://api.perplexity.ai"},
+	"siliconflow": {API: APIOpenAI, BaseURL: "https://api.siliconflow.cn/v1"},
+	"zhipu":       {API: APIOpenAI, BaseURL: "https://open.bigmodel.cn/api/paas/v4"},
+	"qwen":        {API: APIOpenAI, BaseURL: "https://dashscope.aliyuncs.com/compatible-mode/v1"},
+	"baichuan":    {API: APIOpenAI, BaseURL: "https://api.baichuan-ai.com/v1"},
+	"minimax":     {API: APIOpenAI, BaseURL: "https://api.minimax.chat/v1"},
+	"lingyiwanwu": {API: APIOpenAI, BaseURL: "https://api.lingyiwanwu.com/v1"},
+	"stepfun":     {API: APIOpenAI, BaseURL: "https://api.stepfun.com/v1"},
+	"hunyuan":     {API: APIOpenAI, BaseURL: "https://api.hunyuan.cloud.tencent.com/v1"},
+	"doubao":      {API: APIOpenAI, BaseURL: "https://ark.cn-beijing.volces.com/api/v3"},
+	"ollama":      {API: APIOpenAI, BaseURL: "http://localhost:11434/v1"},
+	"vllm":        {API: APIOpenAI},
+	"lmstudio":    {API: APIOpenAI, BaseURL: "http://localhost:1234/v1"},
+
+	"claude":  {Unsupported: "the native Anthropic Messages API is not supported yet; use an OpenAI-compatible endpoint with type openai"},
+	"gemini":  {Unsupported: "the native Gemini API is not supported yet; use Gemini's OpenAI-compatible endpoint with type openai"},
+	"xinghuo": {Unsupported: "the native iFlytek Spark WebSocket API is not supported yet; use Spark's HTTP endpoint (https://spark-api-open.xf-yun.com/v1) with type openai"},
+	"ernie":   {Unsupported: "Baidu's native ERNIE API is not supported yet; use Qianfan's OpenAI-compatible endpoint with type openai"},
+}
+
+// Lookup returns the Spec of an upstream type.
+func Lookup(typ string) (Spec, bool) {
+	s, ok := specs[strings.ToLower(typ)]
+	s.Type = strings.ToLower(typ)
+	return s, ok
+}
+
+// Types returns the names of the types Sluice can serve, sorted.
+func Types() []string {
+	var names []string
+	for name, s := range specs {
+		if s.Unsupported == "" {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Endpoint is the OpenAI operation being relayed.
+type Endpoint string
+
+// Endpoints Sluice relays.
+const (
+	Chat       Endpoint = "chat/completions"
+	Embeddings Endpoint = "embeddings"
+)
+
+// Target is one upstream credential, resolved for one attempt.
+type Target struct {
+	Spec       Spec
+	BaseURL    string // as configured: a base URL or a full endpoint URL
+	Key        string // the upstream secret; never logged
+	APIVersion string // Azure api-version
+	Model      string // the upstream's name for the model
+	Headers    map[string]string
+}
+
+// Adapter builds the upstream HTTP request for one call. body is the
+// OpenAI-shaped request body, already rewritten for the upstream.
+type Adapter interface {
+	NewRequest(ctx context.Context, t Target, ep Endpoint, body []byte) (*http.Request, error)
+}
+
+// For returns the Adapter for a wire API.
+func For(api API) (Adapter, error) {
+	switch api {
+	case APIOpenAI, APIMock:
+		return openAI{}, nil
+	case APIAzure:
+		return azure{}, nil
+	}
+	return nil, fmt.Errorf("no adapter for upstream API %q", api)
+}
+
+// setAuth puts the credential in the header its Spec names.
+func setAuth(h http.Header, t Target) {
+	if t.Key == "" {
+		return
+	}
+	if t.Spec.AuthHeader == "" || strings.EqualFold(t.Spec.AuthHeader, "Authorization") {
+		h.Set("Authorization", "Bearer "+t.Key)
+		return
+	}
+	h.Set(t.Spec.AuthHeader, t.Key)
+}
