@@ -56,6 +56,14 @@ func (m *Memory) Acquire(_ context.Context, req Request) (Decision, error) {
 	for i, c := range req.Candidates {
 		s := m.subject(credentialKey(c.ID))
 		v := s.check(now, c.Limit, req.Tokens)
+		var pool *subject
+		var pv verdict
+		if c.Pool != "" && !c.PoolLimit.IsZero() {
+			pool = m.subject(poolKey(c.Pool))
+			if pv = pool.check(now, c.PoolLimit, req.Tokens); !pv.ok {
+				v.fail(pv.reason, pv.retry)
+			}
+		}
 		if !v.ok {
 			if binding == nil || v.sooner(best) {
 				best, binding, bindingLimit = v, s, c.Limit
@@ -63,9 +71,13 @@ func (m *Memory) Acquire(_ context.Context, req Request) (Decision, error) {
 			continue
 		}
 		s.take(now, c.Limit, req.Tokens, v.tat)
+		if pool != nil {
+			pool.take(now, c.PoolLimit, req.Tokens, pv.tat)
+		}
 		d := Decision{Allowed: true, Grant: Grant{
 			ID: c.ID, Index: i, Client: req.Client, Tokens: req.Tokens,
 			At: time.UnixMicro(now), CredentialLimit: c.Limit, ClientLimit: req.ClientLimit,
+			Pool: c.Pool, PoolLimit: c.PoolLimit,
 		}}
 		if client != nil {
 			client.take(now, req.ClientLimit, req.Tokens, cv.tat)
@@ -91,6 +103,9 @@ func (m *Memory) Settle(_ context.Context, g Grant, usedTokens int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.subject(credentialKey(g.ID)).settle(now, at, g.CredentialLimit, usedTokens-g.Tokens)
+	if g.Pool != "" && !g.PoolLimit.IsZero() {
+		m.subject(poolKey(g.Pool)).settle(now, at, g.PoolLimit, usedTokens-g.Tokens)
+	}
 	if g.Client != "" && !g.ClientLimit.IsZero() {
 		m.subject(clientKey(g.Client)).settle(now, at, g.ClientLimit, usedTokens-g.Tokens)
 	}
@@ -131,6 +146,7 @@ func (m *Memory) subject(key string) *subject {
 
 func credentialKey(id string) string { return "cred:" + id }
 func clientKey(name string) string   { return "client:" + name }
+func poolKey(name string) string     { return "pool:" + name }
 
 // subject is the bookkeeping of one credential or client key.
 type subject struct {

@@ -2,6 +2,7 @@ package quota
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -289,4 +290,27 @@ func mustAcquire(t *testing.T, l Limiter, req Request) Decision {
 		t.Fatal(err)
 	}
 	return d
+}
+
+func TestMemoryPoolIsShared(t *testing.T) {
+	m := NewMemory(MemoryConfig{Now: newClock().Now})
+	pool := Limit{RPM: 3}
+	req := Request{Candidates: []Candidate{
+		{ID: "a", Limit: Limit{RPM: 2}, Pool: "ch", PoolLimit: pool},
+		{ID: "b", Limit: Limit{RPM: 2}, Pool: "ch", PoolLimit: pool},
+		{ID: "c"},
+	}}
+	var got []string
+	for range 5 {
+		d := mustAcquire(t, m, req)
+		got = append(got, d.Grant.ID)
+	}
+	// a takes 2, b only 1 more before the channel's pool of 3 is full.
+	if want := "[a a b c c]"; fmt.Sprint(got) != want {
+		t.Fatalf("grants %v, want %s", got, want)
+	}
+	u, _ := m.Usage(context.Background(), "b", false, Limit{RPM: 2})
+	if u.RPM.Remaining != 1 {
+		t.Fatalf("b used %d", 2-u.RPM.Remaining)
+	}
 }

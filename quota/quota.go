@@ -56,6 +56,11 @@ func (l Limit) burst() int64 {
 type Candidate struct {
 	ID    string
 	Limit Limit
+	// Pool, when set, names a limit the candidate shares with others (the
+	// credentials of one channel, together); PoolLimit caps them as a
+	// whole. A candidate is granted only if both have room.
+	Pool      string
+	PoolLimit Limit
 }
 
 // Request asks for capacity on the first candidate that has some.
@@ -83,6 +88,8 @@ type Grant struct {
 
 	CredentialLimit Limit
 	ClientLimit     Limit
+	Pool            string
+	PoolLimit       Limit
 }
 
 // Scope says whose limit refused a request.

@@ -1,0 +1,256 @@
+// Command sluice is the Sluice AI API gateway.
+//
+//	sluice serve  --config F   run the gateway
+//	sluice check  --config F   validate a config and print every problem
+//	sluice import F            print the native equivalent of a peer config
+//	sluice version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sluice-gateway/sluice/gateway"
+	"github.com/sluice-gateway/sluice/gateway/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `Sluice, an OpenAI-compatible AI API gateway.
+
+Usage:
+  sluice serve  --config FILE   run the gateway
+  sluice check  --config FILE   validate a config, print every problem with its path
+  sluice import FILE            print the native equivalent of a simple-one-api,
+                                AILoad or channels YAML config
+  sluice version
+
+The config may also be given by the SLUICE_CONFIG environment variable.
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stderr)
+	case "check":
+		return check(args[1:], stdout, stderr)
+	case "import":
+		return importConfig(args[1:], stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "sluice", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "sluice: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+// configFlag parses the --config flag of a subcommand.
+func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
+	fs := flag.NewFlagSet("sluice "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", os.Getenv("SLUICE_CONFIG"), "config file (YAML or JSON, native or a peer's format)")
+	if err := fs.Parse(args); err != nil {
+		return "", false
+	}
+	if *path == "" && fs.NArg() > 0 {
+		*path = fs.Arg(0)
+	}
+	if *path == "" {
+		fmt.Fprintf(stderr, "sluice %s: --config is required\n", name)
+		return "", false
+	}
+	return *path, true
+}
+
+// printErrors writes each problem of a joined error on its own line.
+func printErrors(w io.Writer, err error) {
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		for _, e := range joined.Unwrap() {
+			printErrors(w, e)
+		}
+		return
+	}
+	fmt.Fprintln(w, "  "+err.Error())
+}
+
+func check(args []string, stdout, stderr io.Writer) int {
+	path, ok := configFlag("check", args, stderr)
+	if !ok {
+		return 2
+	}
+	cfg, format, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: invalid config:\n", path)
+		printErrors(stderr, err)
+		return 1
+	}
+	creds := 0
+	models := map[string]bool{}
+	for _, ch := range cfg.Channels {
+		creds += len(ch.Credentials)
+		for _, m := range ch.Models {
+			models[m] = true
+		}
+	}
+	fmt.Fprintf(stdout, "%s: ok (%s format): %d channels, %d credentials, %d models, %d client keys\n",
+		path, format, len(cfg.Channels), creds, len(models), len(cfg.Clients))
+	return 0
+}
+
+func importConfig(args []string, stdout, stderr io.Writer) int {
+	path, ok := configFlag("import", args, stderr)
+	if !ok {
+		return 2
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice import: %v\n", err)
+		return 1
+	}
+	// Keep ${ENV} references as written; expand them only if the file
+	// cannot be read without (a number given as ${VAR}, say).
+	cfg, format, err := config.ParseKeepEnv(data)
+	if err != nil {
+		if cfg, format, err = config.Parse(data); err == nil {
+			fmt.Fprintf(stderr, "sluice import: note: ${ENV} references were expanded in the output\n")
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: cannot convert:\n", path)
+		printErrors(stderr, err)
+		return 1
+	}
+	out, err := config.Marshal(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice import: %v\n", err)
+		return 1
+	}
+	// Validate a copy of the result with its variables expanded, when
+	// they are set here.
+	expanded, _, err := config.Parse(out)
+	if err == nil {
+		expanded.Provision()
+		err = expanded.Validate()
+	}
+	switch {
+	case errors.Is(err, config.ErrUnsetEnv):
+		fmt.Fprintf(stderr, "sluice import: note: not validated, the environment lacks variables it names: %v\n", err)
+	case err != nil:
+		fmt.Fprintf(stderr, "%s: converted, but the result is invalid:\n", path)
+		printErrors(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "# Converted by `sluice import` from a %s config: %s\n", format, path)
+	_, _ = stdout.Write(out)
+	return 0
+}
+
+func serve(args []string, stderr io.Writer) int {
+	path, ok := configFlag("serve", args, stderr)
+	if !ok {
+		return 2
+	}
+	cfg, format, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: invalid config:\n", path)
+		printErrors(stderr, err)
+		return 1
+	}
+	log := newLogger(cfg.Log, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := serveConfig(ctx, cfg, log, func(addr string) {
+		log.Info("sluice listening", slog.String("addr", addr), slog.String("config", path),
+			slog.String("format", string(format)), slog.String("version", version))
+	}); err != nil {
+		log.Error("sluice stopped", slog.String("error", err.Error()))
+		return 1
+	}
+	return 0
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if strings.EqualFold(c.Format, "text") {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// serveConfig runs the gateway until ctx ends (SIGINT or SIGTERM), then
+// shuts down in order: /readyz fails, the listener closes after
+// server.shutdown_delay, in-flight requests and streams get
+// server.drain_timeout to finish, and whatever is left is told the server
+// is shutting down and closed.
+func serveConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(addr string)) error {
+	gw, err := gateway.New(cfg, gateway.Deps{Logger: log})
+	if err != nil {
+		return err
+	}
+	if len(cfg.Clients) == 0 {
+		log.Warn("no client keys configured: serving without authentication")
+	}
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	base, abort := context.WithCancelCause(context.Background())
+	defer abort(nil)
+	srv := &http.Server{
+		Handler:           gw,
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(),
+		IdleTimeout:       cfg.Server.IdleTimeout.D(),
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	ready(ln.Addr().String())
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining", slog.Duration("shutdown_delay", cfg.Server.ShutdownDelay.D()),
+		slog.Duration("drain_timeout", cfg.Server.DrainTimeout.D()))
+	gw.Drain()
+	time.Sleep(cfg.Server.ShutdownDelay.D())
+
+	drain, cancel := context.WithTimeout(context.Background(), cfg.Server.DrainTimeout.D())
+	defer cancel()
+	if err := srv.Shutdown(drain); err != nil {
+		log.Warn("drain timeout reached: ending the remaining requests")
+		abort(gateway.ErrDraining)
+		time.Sleep(500 * time.Millisecond) // let streams write their closing error event
+		_ = srv.Close()
+	}
+	log.Info("shut down")
+	return nil
+}

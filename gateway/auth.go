@@ -1,0 +1,96 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/sluice-gateway/sluice/gateway/config"
+	"github.com/sluice-gateway/sluice/quota"
+)
+
+// client is an authenticated caller.
+type client struct {
+	name   string
+	models []string // nil: every model
+	limit  quota.Limit
+	digest [32]byte // SHA-256 of the key
+}
+
+// anonymous is the caller when no client keys are configured.
+var anonymous = &client{name: "anonymous"}
+
+// allows reports whether the client may request a model name.
+func (c *client) allows(model string) bool {
+	return c.models == nil || slices.Contains(c.models, model)
+}
+
+// clients authenticates client keys. Keys are kept only as SHA-256
+// digests, looked up by digest and compared in constant time.
+type clients struct {
+	byDigest map[[32]byte]*client
+}
+
+func newClients(cfg []config.Client) *clients {
+	if len(cfg) == 0 {
+		return &clients{}
+	}
+	cs := &clients{byDigest: make(map[[32]byte]*client, len(cfg))}
+	for _, c := range cfg {
+		cl := &client{name: c.Name, limit: quotaLimit(c.Limits), digest: sha256.Sum256([]byte(c.Key))}
+		if len(c.Models) > 0 && !slices.Contains(c.Models, "*") {
+			cl.models = slices.Clone(c.Models)
+		}
+		cs.byDigest[cl.digest] = cl
+	}
+	return cs
+}
+
+// open reports whether the gateway serves without authentication.
+func (cs *clients) open() bool { return cs.byDigest == nil }
+
+// authenticate finds the client of a request from its Authorization
+// ("Bearer <key>") or x-api-key header.
+func (cs *clients) authenticate(h http.Header) (*client, error) {
+	if cs.open() {
+		return anonymous, nil
+	}
+	key := presentedKey(h)
+	if key == "" {
+		return nil, fmt.Errorf("%w: no API key provided; send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'", ErrUnauthorized)
+	}
+	digest := sha256.Sum256([]byte(key))
+	// Secrets are never compared byte by byte: the lookup is by digest,
+	// and the digests are compared again in constant time.
+	cl, ok := cs.byDigest[digest]
+	if !ok || subtle.ConstantTimeCompare(cl.digest[:], digest[:]) != 1 {
+		return nil, fmt.Errorf("%w: incorrect API key provided", ErrUnauthorized)
+	}
+	return cl, nil
+}
+
+// presentedKey returns the key a request carries.
+func presentedKey(h http.Header) string {
+	if auth := h.Get("Authorization"); auth != "" {
+		scheme, token, ok := strings.Cut(auth, " ")
+		if ok && strings.EqualFold(scheme, "Bearer") {
+			return strings.TrimSpace(token)
+		}
+		return ""
+	}
+	if k := h.Get("x-api-key"); k != "" {
+		return strings.TrimSpace(k)
+	}
+	return strings.TrimSpace(h.Get("api-key"))
+}
+
+// quotaLimit converts configured limits.
+func quotaLimit(l config.Limits) quota.Limit {
+	return quota.Limit{
+		QPS: l.QPS, Burst: l.Burst, RPM: l.RPM, RPD: l.RPD,
+		TPM: l.TPM, TPD: l.TPD, Concurrency: l.Concurrency,
+	}
+}

@@ -1,0 +1,258 @@
+// Package config is Sluice's configuration: the native YAML/JSON model,
+// loading with ${ENV} expansion, defaults, validation with exact paths,
+// and conversion from the config files of peer gateways (simple-one-api,
+// AILoad, channels YAML).
+//
+// Every field's zero value means its documented default; Provision fills
+// the defaults in and Validate rejects nonsense, naming the exact path of
+// each bad value. docs/config.md documents every field.
+package config
+
+// Config is a whole Sluice configuration.
+type Config struct {
+	Server  Server   `yaml:"server,omitempty" json:"server,omitempty"`
+	Log     Log      `yaml:"log,omitempty" json:"log,omitempty"`
+	Clients []Client `yaml:"clients,omitempty" json:"clients,omitempty"`
+	Routing Routing  `yaml:"routing,omitempty" json:"routing,omitempty"`
+	Breaker Breaker  `yaml:"breaker,omitempty" json:"breaker,omitempty"`
+	// ModelRedirect renames requested models before routing: "gpt-4":
+	// "gpt-4o". The key "all" redirects every model that has no entry of
+	// its own.
+	ModelRedirect map[string]string `yaml:"model_redirect,omitempty" json:"model_redirect,omitempty"`
+	// ModelGroups names sets of models: requesting a group's name routes
+	// to any of its models. The names "auto" and "random" always mean
+	// "any enabled model".
+	ModelGroups map[string][]string `yaml:"model_groups,omitempty" json:"model_groups,omitempty"`
+	Channels    []Channel           `yaml:"channels" json:"channels"`
+}
+
+// Server configures the HTTP listener.
+type Server struct {
+	// Listen is the address to serve on. Default ":8080".
+	Listen string `yaml:"listen,omitempty" json:"listen,omitempty"`
+	// MaxBodyBytes caps request bodies ("16MiB", "512KB" or bytes).
+	// Default 16 MiB.
+	MaxBodyBytes ByteSize `yaml:"max_body_bytes,omitempty" json:"max_body_bytes,omitempty"`
+	// DrainTimeout bounds how long shutdown waits for in-flight requests
+	// and streams. Default 30s.
+	DrainTimeout Duration `yaml:"drain_timeout,omitempty" json:"drain_timeout,omitempty"`
+	// ShutdownDelay is how long /readyz reports "draining" before the
+	// listener closes, so load balancers stop sending first. Default 0.
+	ShutdownDelay Duration `yaml:"shutdown_delay,omitempty" json:"shutdown_delay,omitempty"`
+	// ReadHeaderTimeout bounds reading request headers. Default 10s.
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout,omitempty" json:"read_header_timeout,omitempty"`
+	// IdleTimeout closes idle keep-alive connections. Default 120s.
+	IdleTimeout Duration `yaml:"idle_timeout,omitempty" json:"idle_timeout,omitempty"`
+	// TrustedProxies lists the addresses or CIDRs of proxies whose
+	// X-Forwarded-For is believed when finding the client IP. Default
+	// none: the peer address is the client.
+	TrustedProxies []string `yaml:"trusted_proxies,omitempty" json:"trusted_proxies,omitempty"`
+}
+
+// Log configures structured logging.
+type Log struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level,omitempty" json:"level,omitempty"`
+	// Format is json or text. Default json.
+	Format string `yaml:"format,omitempty" json:"format,omitempty"`
+}
+
+// Client is one client key allowed to call Sluice. With no clients
+// configured, Sluice serves without authentication.
+type Client struct {
+	// Name identifies the client in logs, metrics and quota state.
+	// Default "client-<index>".
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
+	// Key is the secret the client sends as "Authorization: Bearer <key>"
+	// or "x-api-key: <key>". Required.
+	Key string `yaml:"key" json:"key"`
+	// Models the client may use: model names, group names, "auto",
+	// "random". Empty or "*" means every model.
+	Models []string `yaml:"models,omitempty" json:"models,omitempty"`
+	// Limits is the client's own quota (qps, rpm, rpd, tpm, tpd,
+	// concurrency), across all credentials. Default unlimited.
+	Limits Limits `yaml:"limits,omitempty" json:"limits,omitempty"`
+}
+
+// Routing configures how a credential is chosen and retried.
+type Routing struct {
+	// Strategy orders the credentials within a priority tier: weighted
+	// (default), random, round_robin, first (config order) or least_busy.
+	Strategy string `yaml:"strategy,omitempty" json:"strategy,omitempty"`
+	// Affinity sends requests with the same sticky key to the same
+	// credential. Default off.
+	Affinity Affinity `yaml:"affinity,omitempty" json:"affinity,omitempty"`
+	// Retry bounds failover.
+	Retry Retry `yaml:"retry,omitempty" json:"retry,omitempty"`
+}
+
+// Affinity configures sticky routing.
+type Affinity struct {
+	// By is what makes requests sticky: ip (the client IP behind
+	// server.trusted_proxies), header (the value of Header), or client
+	// (the client key). Empty: off.
+	By string `yaml:"by,omitempty" json:"by,omitempty"`
+	// Header names the header for by: header. Default X-Session-ID.
+	Header string `yaml:"header,omitempty" json:"header,omitempty"`
+	// TTL is how long an unused mapping lives; every use restarts it.
+	// Default 10m.
+	TTL Duration `yaml:"ttl,omitempty" json:"ttl,omitempty"`
+}
+
+// Retry bounds failover to other credentials.
+type Retry struct {
+	// MaxAttempts is how many upstream attempts one request may make.
+	// Default 3.
+	MaxAttempts int `yaml:"max_attempts,omitempty" json:"max_attempts,omitempty"`
+	// MaxTime bounds the time spent on attempts before the first byte is
+	// sent to the client. Default 60s.
+	MaxTime Duration `yaml:"max_time,omitempty" json:"max_time,omitempty"`
+	// Cooldown is how long a credential rests after an upstream 429 that
+	// gave no Retry-After. Default 5s. An upstream Retry-After wins,
+	// capped at MaxCooldown (default 5m).
+	Cooldown    Duration `yaml:"cooldown,omitempty" json:"cooldown,omitempty"`
+	MaxCooldown Duration `yaml:"max_cooldown,omitempty" json:"max_cooldown,omitempty"`
+}
+
+// Breaker configures the per-credential circuit breakers.
+type Breaker struct {
+	// Failures is how many consecutive failures open a breaker. Default 5.
+	Failures int `yaml:"failures,omitempty" json:"failures,omitempty"`
+	// FailureRatio, when set, also opens a breaker when at least
+	// MinRequests calls in one Interval saw this share of failures.
+	FailureRatio float64 `yaml:"failure_ratio,omitempty" json:"failure_ratio,omitempty"`
+	// MinRequests for FailureRatio. Default 20.
+	MinRequests int `yaml:"min_requests,omitempty" json:"min_requests,omitempty"`
+	// Interval after which a closed breaker forgets its counts. Default 60s.
+	Interval Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
+	// OpenTimeout is how long a breaker stays open. Default 30s.
+	OpenTimeout Duration `yaml:"open_timeout,omitempty" json:"open_timeout,omitempty"`
+	// HalfOpenProbes is how many probe calls a half-open breaker lets
+	// through. Default 1.
+	HalfOpenProbes int `yaml:"half_open_probes,omitempty" json:"half_open_probes,omitempty"`
+}
+
+// Channel is a group of credentials of one upstream type serving the
+// same models.
+type Channel struct {
+	// Name identifies the channel. Default "<type>-<index>".
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
+	// Type is the upstream type: openai (any OpenAI-compatible API),
+	// azure, mock, or a named OpenAI-compatible service (deepseek,
+	// moonshot, groq, ollama, ...; see docs/config.md).
+	Type string `yaml:"type" json:"type"`
+	// BaseURL of the upstream API; a base ("https://api.deepseek.com/v1")
+	// or a full ".../chat/completions" URL. Default: the type's own.
+	BaseURL string `yaml:"base_url,omitempty" json:"base_url,omitempty"`
+	// APIVersion is Azure's api-version. Default 2024-10-21.
+	APIVersion string `yaml:"api_version,omitempty" json:"api_version,omitempty"`
+	// Models the channel serves, by the names clients use. Required.
+	Models []string `yaml:"models" json:"models"`
+	// ModelMap renames models for this upstream (client name: upstream
+	// name); for azure, the upstream name is the deployment.
+	ModelMap map[string]string `yaml:"model_map,omitempty" json:"model_map,omitempty"`
+	// Weight for the weighted strategy. Default 1.
+	Weight int `yaml:"weight,omitempty" json:"weight,omitempty"`
+	// Priority tier: higher tiers are tried first; lower tiers only when
+	// every credential above is unavailable or failed. Default 0.
+	Priority int `yaml:"priority,omitempty" json:"priority,omitempty"`
+	// Tags are free-form labels, shown in logs and the admin API.
+	Tags []string `yaml:"tags,omitempty" json:"tags,omitempty"`
+	// Timeout bounds an attempt until the upstream's response headers
+	// (and, for non-streaming calls, its whole body). Default 60s.
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// StreamIdleTimeout ends a stream that sent nothing for this long.
+	// Default 60s.
+	StreamIdleTimeout Duration `yaml:"stream_idle_timeout,omitempty" json:"stream_idle_timeout,omitempty"`
+	// Proxy for upstream connections: http://, https://, socks5:// or
+	// socks5h:// URL. Default: none (the environment's HTTPS_PROXY is
+	// not used).
+	Proxy string `yaml:"proxy,omitempty" json:"proxy,omitempty"`
+	// Params sets request parameters: Defaults fill in what the client
+	// left out, Overrides replace what the client sent.
+	Params Params `yaml:"params,omitempty" json:"params,omitempty"`
+	// Headers are extra headers sent upstream.
+	Headers map[string]string `yaml:"headers,omitempty" json:"headers,omitempty"`
+	// Enabled: false takes the channel out of routing. Default true.
+	Enabled *bool `yaml:"enabled,omitempty" json:"enabled,omitempty"`
+	// Limits apply to each credential that does not set its own.
+	Limits Limits `yaml:"limits,omitempty" json:"limits,omitempty"`
+	// SharedLimits cap the channel as a whole: all its credentials
+	// together (a provider account's quota shared by several keys).
+	SharedLimits Limits `yaml:"shared_limits,omitempty" json:"shared_limits,omitempty"`
+	// Mock tunes the built-in mock upstream (type mock only).
+	Mock *Mock `yaml:"mock,omitempty" json:"mock,omitempty"`
+	// Credentials are the upstream keys. At least one; a channel that
+	// needs no key (ollama, mock) may list one with an empty key, and a
+	// channel with no credentials gets one with an empty key.
+	Credentials []Credential `yaml:"credentials,omitempty" json:"credentials,omitempty"`
+}
+
+// IsEnabled reports whether the channel takes traffic.
+func (c Channel) IsEnabled() bool { return c.Enabled == nil || *c.Enabled }
+
+// Credential is one upstream key.
+type Credential struct {
+	// ID is the credential's stable, non-secret name in logs, metrics
+	// and quota state. Default "<channel>#<index>". Set it to keep quota
+	// state when credentials are reordered.
+	ID string `yaml:"id,omitempty" json:"id,omitempty"`
+	// Key is the upstream secret. Use ${ENV} to keep it out of the file.
+	Key string `yaml:"key,omitempty" json:"key,omitempty"`
+	// BaseURL overrides the channel's base URL for this credential.
+	BaseURL string `yaml:"base_url,omitempty" json:"base_url,omitempty"`
+	// Weight multiplies the channel's weight. Default 1.
+	Weight int `yaml:"weight,omitempty" json:"weight,omitempty"`
+	// Enabled: false takes the credential out of routing. Default true.
+	Enabled *bool `yaml:"enabled,omitempty" json:"enabled,omitempty"`
+	// Limits override the channel's limits field by field.
+	Limits Limits `yaml:"limits,omitempty" json:"limits,omitempty"`
+}
+
+// IsEnabled reports whether the credential takes traffic.
+func (c Credential) IsEnabled() bool { return c.Enabled == nil || *c.Enabled }
+
+// Limits caps the use of a credential or a client key. Zero fields are
+// unlimited.
+type Limits struct {
+	// QPS is the sustained request rate; Burst how many may come at once
+	// (default ceil(QPS)).
+	QPS   float64 `yaml:"qps,omitempty" json:"qps,omitempty"`
+	Burst int64   `yaml:"burst,omitempty" json:"burst,omitempty"`
+	// RPM and RPD cap requests per sliding minute and day.
+	RPM int64 `yaml:"rpm,omitempty" json:"rpm,omitempty"`
+	RPD int64 `yaml:"rpd,omitempty" json:"rpd,omitempty"`
+	// TPM and TPD cap tokens (prompt + completion) per sliding minute
+	// and day.
+	TPM int64 `yaml:"tpm,omitempty" json:"tpm,omitempty"`
+	TPD int64 `yaml:"tpd,omitempty" json:"tpd,omitempty"`
+	// Concurrency caps requests in flight.
+	Concurrency int64 `yaml:"concurrency,omitempty" json:"concurrency,omitempty"`
+	// WaitTimeout is how long a request may wait for this credential to
+	// have room when every candidate is at its limit, before a 429.
+	// Default 0: refuse at once.
+	WaitTimeout Duration `yaml:"wait_timeout,omitempty" json:"wait_timeout,omitempty"`
+}
+
+// Params are request parameters set by the channel.
+type Params struct {
+	Defaults  map[string]any `yaml:"defaults,omitempty" json:"defaults,omitempty"`
+	Overrides map[string]any `yaml:"overrides,omitempty" json:"overrides,omitempty"`
+}
+
+// Mock tunes the in-process mock upstream.
+type Mock struct {
+	// Latency before the answer starts, plus up to Jitter more.
+	Latency Duration `yaml:"latency,omitempty" json:"latency,omitempty"`
+	Jitter  Duration `yaml:"jitter,omitempty" json:"jitter,omitempty"`
+	// FailureRate and RateLimitRate are the shares of calls answered 500
+	// and 429.
+	FailureRate   float64 `yaml:"failure_rate,omitempty" json:"failure_rate,omitempty"`
+	RateLimitRate float64 `yaml:"rate_limit_rate,omitempty" json:"rate_limit_rate,omitempty"`
+	// StreamChunks and ChunkInterval shape streamed answers. Defaults 8
+	// and 0.
+	StreamChunks  int      `yaml:"stream_chunks,omitempty" json:"stream_chunks,omitempty"`
+	ChunkInterval Duration `yaml:"chunk_interval,omitempty" json:"chunk_interval,omitempty"`
+	// ReplyTokens is the length of each answer in tokens. Default 16.
+	ReplyTokens int `yaml:"reply_tokens,omitempty" json:"reply_tokens,omitempty"`
+}

@@ -1,0 +1,268 @@
+package config
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func parseOK(t *testing.T, yaml string) *Config {
+	t.Helper()
+	cfg, format, err := Parse([]byte(yaml))
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	if format != FormatNative {
+		t.Fatalf("format %s, want native", format)
+	}
+	cfg.Provision()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+	return cfg
+}
+
+func TestNativeYAMLAndJSON(t *testing.T) {
+	yamlCfg := parseOK(t, `
+server: {listen: ":9000", max_body_bytes: 1MiB, drain_timeout: 45s}
+clients: [{name: a, key: k1, models: [gpt-4o], limits: {rpm: 10, tpd: 1000}}]
+routing: {strategy: round_robin, affinity: {by: header}, retry: {max_attempts: 2, max_time: 10}}
+channels:
+  - name: oa
+    type: openai
+    models: [gpt-4o]
+    timeout: 1m30s
+    proxy: socks5://127.0.0.1:1080
+    credentials: [{key: sk-1, limits: {qps: 2.5, burst: 5, wait_timeout: 1.5}}]
+`)
+	jsonCfg := parseOK(t, `{
+  "server": {"listen": ":9000", "max_body_bytes": 1048576, "drain_timeout": "45s"},
+  "clients": [{"name": "a", "key": "k1", "models": ["gpt-4o"], "limits": {"rpm": 10, "tpd": 1000}}],
+  "routing": {"strategy": "round_robin", "affinity": {"by": "header"}, "retry": {"max_attempts": 2, "max_time": 10}},
+  "channels": [{"name": "oa", "type": "openai", "models": ["gpt-4o"], "timeout": "90s",
+    "proxy": "socks5://127.0.0.1:1080",
+    "credentials": [{"key": "sk-1", "limits": {"qps": 2.5, "burst": 5, "wait_timeout": "1500ms"}}]}]
+}`)
+	if !reflect.DeepEqual(yamlCfg, jsonCfg) {
+		t.Fatalf("YAML and JSON differ:\n%+v\n%+v", yamlCfg, jsonCfg)
+	}
+	c := yamlCfg
+	if c.Server.MaxBodyBytes != 1<<20 || c.Server.DrainTimeout.D() != 45*time.Second {
+		t.Fatalf("server %+v", c.Server)
+	}
+	if c.Routing.Retry.MaxTime.D() != 10*time.Second || c.Routing.Affinity.Header != "X-Session-ID" {
+		t.Fatalf("routing %+v", c.Routing)
+	}
+	ch := c.Channels[0]
+	if ch.BaseURL != "https://api.openai.com/v1" || ch.Timeout.D() != 90*time.Second || ch.Weight != 1 {
+		t.Fatalf("channel defaults %+v", ch)
+	}
+	cr := ch.Credentials[0]
+	if cr.ID != "oa#0" || cr.Limits.QPS != 2.5 || cr.Limits.WaitTimeout.D() != 1500*time.Millisecond {
+		t.Fatalf("credential %+v", cr)
+	}
+}
+
+func TestEnvExpansion(t *testing.T) {
+	t.Setenv("SLUICE_TEST_KEY", "sk-from-env: #not a comment")
+	t.Setenv("SLUICE_TEST_QPS", "7")
+	t.Setenv("SLUICE_TEST_EMPTY", "")
+	cfg := parseOK(t, `
+channels:
+  - type: openai
+    base_url: ${SLUICE_TEST_URL:-https://example.com/v1}
+    models: [m]
+    headers: {X-Literal: "$${NOT_EXPANDED}", X-Empty: "${SLUICE_TEST_EMPTY:-fallback}"}
+    credentials:
+      - id: ${SLUICE_TEST_QPS}
+        key: ${SLUICE_TEST_KEY}
+        limits: {qps: "${SLUICE_TEST_QPS}"}
+`)
+	ch := cfg.Channels[0]
+	if ch.Credentials[0].Key != "sk-from-env: #not a comment" || ch.Credentials[0].ID != "7" {
+		t.Fatalf("key %q", ch.Credentials[0].Key)
+	}
+	if ch.Credentials[0].Limits.QPS != 7 {
+		t.Fatalf("a plain ${VAR} must be able to expand to a number: qps %v", ch.Credentials[0].Limits.QPS)
+	}
+	if ch.BaseURL != "https://example.com/v1" || ch.Headers["X-Literal"] != "${NOT_EXPANDED}" || ch.Headers["X-Empty"] != "fallback" {
+		t.Fatalf("channel %+v", ch)
+	}
+
+	_, _, err := Parse([]byte(`
+channels:
+  - type: openai
+    models: [m]
+    credentials: [{key: k}, {key: "${SLUICE_TEST_UNSET_VAR}"}]
+`))
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Path != "channels[0].credentials[1].key" || !strings.Contains(fe.Msg, "SLUICE_TEST_UNSET_VAR is not set") {
+		t.Fatalf("want a path error for the unset variable, got %v", err)
+	}
+}
+
+func TestUnknownFieldsNamedByPath(t *testing.T) {
+	_, _, err := Parse([]byte(`
+routing: {strategy: first, stratgy: oops}
+channels:
+  - type: openai
+    models: [m]
+    credentials: [{key: k, limits: {qpm: 5}}]
+`))
+	for _, want := range []string{"routing.stratgy: unknown field (line 2)", "channels[0].credentials[0].limits.qpm: unknown field"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want %q in %v", want, err)
+		}
+	}
+}
+
+func TestValidationPaths(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{"no channels", `server: {listen: ":1"}`, []string{"channels: at least one channel is required"}},
+		{"bad limits", `
+channels:
+  - {type: openai, models: [m]}
+  - {type: openai, models: [m]}
+  - type: openai
+    models: [m]
+    limits: {burst: 3}
+    credentials: [{key: a, limits: {qps: -1, rpm: -2, wait_timeout: -1s}}]
+`, []string{
+			"channels[2].limits.burst: needs qps",
+			"channels[2].credentials[0].limits.qps: must be > 0",
+			"channels[2].credentials[0].limits.rpm: must be > 0",
+			"channels[2].credentials[0].limits.wait_timeout: must not be negative",
+		}},
+		{"types and urls", `
+channels:
+  - {type: openai, base_url: "ftp://x", models: [m]}
+  - {type: martian, models: [m]}
+  - {type: claude, models: [m]}
+  - {type: vllm, models: [m]}
+  - {type: openai, models: [m], proxy: "gopher://x:1"}
+`, []string{
+			`channels[0].base_url: want an http:// or https:// URL, got "ftp://x"`,
+			`channels[1].type: unknown provider type "martian"`,
+			`channels[2].type: provider type "claude": `,
+			"channels[3].base_url: required for type vllm",
+			"channels[4].proxy: want an http://, https://, socks5:// or socks5h:// URL",
+		}},
+		{"names and ids", `
+channels:
+  - {name: x, type: openai, models: [m], credentials: [{id: dup}]}
+  - {name: x, type: openai, models: [m, ""], credentials: [{id: dup}], model_map: {other: y}}
+`, []string{
+			`channels[1].name: duplicate channel name "x" (also channels[0])`,
+			`channels[1].credentials[0].id: duplicate credential id "dup" (also channels[0].credentials[0])`,
+			"channels[1].models[1]: empty model name",
+			`channels[1].model_map.other: model "other" is not in channels[1].models`,
+		}},
+		{"models, groups, clients", `
+model_redirect: {old: nowhere}
+model_groups: {g: [m, missing], m: [m]}
+clients:
+  - {key: a, models: [m, typo]}
+  - {key: a}
+  - {name: client-0, key: b, limits: {tpm: -5}}
+channels: [{type: openai, models: [m]}]
+`, []string{
+			`model_redirect.old: target "nowhere" is not served by any enabled channel nor a group`,
+			`model_groups.g[1]: model "missing" is not served by any enabled channel`,
+			`model_groups.m: group name "m" is also a model name`,
+			`clients[0].models[1]: model "typo" is not served`,
+			"clients[1].key: same key as clients[0]",
+			`clients[2].name: duplicate client name "client-0"`,
+			"clients[2].limits.tpm: must be > 0",
+		}},
+		{"routing", `
+server: {listen: "nope", trusted_proxies: [10.0.0.0/8, "not-an-ip"]}
+log: {level: loud}
+routing: {strategy: fastest, affinity: {by: cookie}, retry: {max_attempts: -1}}
+breaker: {failure_ratio: 2}
+channels: [{type: openai, models: [m]}]
+`, []string{
+			`server.listen: want host:port or :port, got "nope"`,
+			`server.trusted_proxies[1]: want an IP address or CIDR, got "not-an-ip"`,
+			"log.level: must be one of debug, info, warn, error",
+			`routing.strategy: unknown strategy "fastest"`,
+			`routing.affinity.by: unknown affinity "cookie"`,
+			"routing.retry.max_attempts: must be >= 1",
+			"breaker.failure_ratio: must be between 0 and 1",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, _, err := Parse([]byte(tt.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Provision()
+			err = cfg.Validate()
+			if err == nil {
+				t.Fatal("want errors")
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("missing %q in:\n%v", want, err)
+				}
+			}
+		})
+	}
+}
+
+func TestParseSizesAndDurations(t *testing.T) {
+	for in, want := range map[string]ByteSize{"512": 512, "1KB": 1000, "1KiB": 1024, "16MiB": 16 << 20, "2 gb": 2e9, "1.5k": 1500} {
+		if got, err := ParseByteSize(in); err != nil || got != want {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	if _, err := ParseByteSize("12XB"); err == nil {
+		t.Error("unknown unit accepted")
+	}
+	for in, want := range map[string]time.Duration{"30s": 30 * time.Second, "1m30s": 90 * time.Second, "2": 2 * time.Second, "0.25": 250 * time.Millisecond} {
+		if got, err := ParseDuration(in); err != nil || got.D() != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if _, err := ParseDuration("soon"); err == nil {
+		t.Error("bad duration accepted")
+	}
+}
+
+func TestMarshalRoundTrip(t *testing.T) {
+	cfg, _, err := Parse([]byte(`
+model_redirect: {all: m}
+routing: {strategy: first, retry: {cooldown: 2s}}
+channels:
+  - name: c
+    type: azure
+    base_url: https://r.openai.azure.com
+    api_version: 2024-06-01
+    models: [m]
+    model_map: {m: my-deployment}
+    enabled: false
+    params: {defaults: {temperature: 0.3}, overrides: {seed: 7}}
+    credentials: [{key: k, limits: {tpm: 100, wait_timeout: 3s}}]
+  - {type: mock, models: [m], mock: {latency: 5ms}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, format, err := Parse(out)
+	if err != nil || format != FormatNative {
+		t.Fatalf("re-parse: %v %s\n%s", err, format, out)
+	}
+	if !reflect.DeepEqual(cfg, again) {
+		t.Fatalf("round trip changed the config:\n%s", out)
+	}
+}

@@ -1,0 +1,209 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Format is the dialect a config file is written in.
+type Format string
+
+// Formats Sluice reads. Every one is detected from the file's content.
+const (
+	FormatNative       Format = "sluice"
+	FormatSimpleOneAPI Format = "simple-one-api"
+	FormatAILoad       Format = "aiload"
+	FormatChannels     Format = "channels-yaml"
+)
+
+// Load reads a config file in any supported format, fills in defaults and
+// validates it. The error lists every problem found, one per line.
+func Load(path string) (*Config, Format, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("read config: %w", err)
+	}
+	cfg, format, err := Parse(data)
+	if err != nil {
+		return nil, format, err
+	}
+	cfg.Provision()
+	if err := cfg.Validate(); err != nil {
+		return nil, format, err
+	}
+	return cfg, format, nil
+}
+
+// Parse decodes a config in any supported format (YAML or JSON) into the
+// native model, expanding ${ENV} references in string values. It does not
+// fill defaults or validate.
+func Parse(data []byte) (*Config, Format, error) { return parse(data, true) }
+
+// ParseKeepEnv is Parse without ${ENV} expansion: references stay in the
+// values as written, so a converted config keeps its secrets out of the
+// file (sluice import).
+func ParseKeepEnv(data []byte) (*Config, Format, error) { return parse(data, false) }
+
+func parse(data []byte, expand bool) (*Config, Format, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, "", fmt.Errorf("parse config: %w", err)
+	}
+	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
+		return nil, "", errors.New("parse config: the file is empty")
+	}
+	doc := root.Content[0]
+	if doc.Kind != yaml.MappingNode {
+		return nil, "", errors.New("parse config: the top level must be a mapping (object)")
+	}
+	if expand {
+		if err := expandEnv(doc, ""); err != nil {
+			return nil, "", err
+		}
+	}
+	format := detect(doc)
+	var cfg *Config
+	var err error
+	switch format {
+	case FormatSimpleOneAPI:
+		cfg, err = fromSimpleOneAPI(doc)
+	case FormatAILoad:
+		cfg, err = fromAILoad(doc)
+	case FormatChannels:
+		cfg, err = fromChannels(doc)
+	default:
+		cfg, err = decodeStrict[Config](doc)
+	}
+	if err != nil {
+		return nil, format, err
+	}
+	return cfg, format, nil
+}
+
+// detect tells the dialect of a parsed config from its keys.
+func detect(doc *yaml.Node) Format {
+	switch {
+	case mapValue(doc, "services") != nil:
+		return FormatSimpleOneAPI
+	case mapValue(doc, "auth_token") != nil,
+		mapValue(doc, "models") != nil && mapValue(doc, "channels") == nil:
+		return FormatAILoad
+	}
+	if chans := mapValue(doc, "channels"); chans != nil && chans.Kind == yaml.SequenceNode {
+		for _, ch := range chans.Content {
+			for _, k := range []string{"baseUrl", "apiKey", "maxRetries", "modelParams"} {
+				if mapValue(ch, k) != nil {
+					return FormatChannels
+				}
+			}
+		}
+	}
+	return FormatNative
+}
+
+// mapValue returns the value of key in a mapping node, or nil.
+func mapValue(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// decodeStrict decodes n into a T, first rejecting keys T does not have,
+// each named by its path.
+func decodeStrict[T any](n *yaml.Node) (*T, error) {
+	if errs := unknownFields(n, reflect.TypeFor[T](), ""); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	v := new(T)
+	if err := n.Decode(v); err != nil {
+		return nil, fmt.Errorf("decode config: %w", err)
+	}
+	return v, nil
+}
+
+// unknownFields walks a node against a Go type and reports mapping keys
+// that have no field.
+func unknownFields(n *yaml.Node, t reflect.Type, path string) []error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Implements(reflect.TypeFor[yaml.Unmarshaler]()) || reflect.PointerTo(t).Implements(reflect.TypeFor[yaml.Unmarshaler]()) {
+		return nil
+	}
+	var errs []error
+	switch {
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			ft, ok := fields[key]
+			if !ok {
+				errs = append(errs, &FieldError{Path: join(path, key), Msg: fmt.Sprintf("unknown field (line %d)", n.Content[i].Line)})
+				continue
+			}
+			errs = append(errs, unknownFields(n.Content[i+1], ft, join(path, key))...)
+		}
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Map:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			errs = append(errs, unknownFields(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value))...)
+		}
+	case n.Kind == yaml.SequenceNode && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array):
+		for i, item := range n.Content {
+			errs = append(errs, unknownFields(item, t.Elem(), path+"["+strconv.Itoa(i)+"]")...)
+		}
+	}
+	return errs
+}
+
+// yamlFields maps the yaml names of a struct's fields to their types.
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	fields := make(map[string]reflect.Type)
+	for f := range t.Fields() {
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		fields[name] = f.Type
+	}
+	return fields
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// Marshal writes cfg in the native YAML format.
+func Marshal(cfg *Config) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(cfg); err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	return buf.Bytes(), nil
+}

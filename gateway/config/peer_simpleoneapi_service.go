@@ -1,0 +1,296 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// soaEntryKeys are the keys of one services.<type>[i] entry.
+var soaEntryKeys = []string{
+	"id", "provider", "upstream_protocol", "enabled", "models", "embedding_models",
+	"reasoning_models", "server_url", "credentials", "credential_list", "model_map",
+	"model_redirect", "limit", "embedding_limit", "model_limits", "use_proxy", "timeout",
+}
+
+// soaTypes are the service types simple-one-api knows, current and
+// retired. Other names are accepted when they are native types.
+var soaTypes = []string{
+	"openai", "azure", "deepseek", "zhipu", "groq", "ollama", "gemini", "claude",
+	"qianfan", "hunyuan", "xinghuo", "minimax", "huoshan", "dashscope", "bailian",
+	"dify", "vertexai", "aliyun", "coze", "cozecn", "cozecom", "agentbuilder", "jiutian",
+}
+
+// soaNoCompat says why a service type has no OpenAI-compatible upstream
+// Sluice could call instead.
+var soaNoCompat = map[string]string{
+	"vertexai":     "Google Vertex AI needs service-account OAuth signing, which Sluice does not do; use Vertex AI's OpenAI-compatible endpoint with type openai",
+	"dify":         "Dify apps do not speak the OpenAI API",
+	"bailian":      "Alibaba Cloud Bailian application calls do not speak the OpenAI API; use the dashscope service for its models",
+	"coze":         "Coze bots do not speak the OpenAI API (simple-one-api no longer supports them either)",
+	"cozecn":       "Coze bots do not speak the OpenAI API (simple-one-api no longer supports them either)",
+	"cozecom":      "Coze bots do not speak the OpenAI API (simple-one-api no longer supports them either)",
+	"agentbuilder": "Baidu AgentBuilder does not speak the OpenAI API (simple-one-api no longer supports it either)",
+	"jiutian":      "the China Mobile Jiutian API is not supported",
+}
+
+// soaCompatType is the native OpenAI-compatible type for service types
+// whose simple-one-api handler speaks another protocol.
+var soaCompatType = map[string]string{
+	"aliyun": "qwen", "dashscope": "qwen", "bailian": "qwen",
+	"huoshan": "doubao", "hunyuan": "hunyuan", "qianfan": "openai",
+	"claude": "openai", "gemini": "openai", "xinghuo": "openai", "vertexai": "openai",
+}
+
+// soaDefaultModels are the models simple-one-api serves for an entry
+// that lists none (DefaultSupportModelMap in pkg/config/default_config.go).
+var soaDefaultModels = map[string][]string{
+	"hunyuan":  {"hunyuan-lite", "hunyuan-standard", "hunyuan-standard-256K", "hunyuan-pro"},
+	"deepseek": {"deepseek-chat", "deepseek-coder"},
+	"zhipu":    {"glm-3-turbo", "glm-4-0520", "glm-4", "glm-4-air", "glm-4-airx", "glm-4-flash", "glm-4v"},
+	"minimax":  {"abab6.5", "abab6.5s", "abab6.5t", "abab6.5g", "abab5.5s"},
+	"huoshan":  {"Doubao-pro-4k", "Doubao-pro-32k", "Doubao-pro-128k", "Doubao-lite-4k", "Doubao-lite-32k", "Doubao-lite-128k"},
+	"groq":     {"llama3-70b-8192", "llama3-8b-8192", "gemma-7b-it", "mixtral-8x7b-32768"},
+	"aliyun":   {"qwen-turbo", "qwen-plus", "qwen-max", "qwen-max-longcontext"},
+	"qianfan":  {"yi_34b_chat", "ERNIE-Speed-8K", "ERNIE-Speed-128K", "ERNIE-Lite-8K", "ERNIE-Lite-8K-0922", "ERNIE-Tiny-8K"},
+	"xinghuo":  {"spark-lite", "spark-v2.0", "spark-pro", "spark-max"},
+	"gemini":   {"gemini-1.5-pro", "gemini-1.5-flash", "gemini-1.0-pro", "gemini-pro-vision"},
+}
+
+// soaDefaultWait is how long simple-one-api lets a request wait for a
+// limiter when limit.timeout is unset (defaultReqTimeout, seconds).
+const soaDefaultWait = Duration(10 * time.Second)
+
+// soaEntry is what one services.<type>[i] entry says.
+type soaEntry struct {
+	svc, path, name     string
+	enabled             bool
+	protocol, serverURL string
+	chat, embed         []string
+	modelMap, redirect  map[string]string
+	limit, embedLimit   Limits
+	useProxy            *bool
+	timeout             Duration
+	creds               []soaCred
+	modelLimits         []string // paths of model_limits, which Sluice cannot express
+}
+
+// soaCred is one set of credentials of an entry.
+type soaCred struct {
+	path    string
+	key     string
+	obj     peerObject
+	id      string
+	enabled *bool
+	limits  Limits
+}
+
+// at returns the path of a key of the entry.
+func (e *soaEntry) at(key string) string { return join(e.path, key) }
+
+// soaServices converts every services entry, in file order.
+func soaServices(r *peerReader, top peerObject, proxy soaProxy) []Channel {
+	var out []Channel
+	for _, svc := range r.object(top.get("services"), "services", nil).fields {
+		items := r.list(svc.val, svc.path)
+		if typ := strings.ToLower(svc.key); !slices.Contains(soaTypes, typ) {
+			if _, ok := lookupServed(typ); !ok {
+				r.fail(svc.path, "unknown service type %q", svc.key)
+				continue
+			}
+		}
+		for i, item := range items {
+			out = append(out, soaService(r, svc.key, idx(svc.path, i), i, item, proxy)...)
+		}
+	}
+	return out
+}
+
+// soaService converts one entry into one channel, or two when its
+// embedding models have limits of their own. A disabled entry that Sluice
+// could not serve is left out: it takes no traffic in simple-one-api
+// either.
+func soaService(r *peerReader, svc, path string, i int, n *yaml.Node, proxy soaProxy) []Channel {
+	e := soaRead(r, svc, path, i, n)
+	typ, base, prob := soaUpstream(e)
+	if prob != nil || len(e.chat)+len(e.embed) == 0 {
+		if e.enabled {
+			if prob == nil {
+				prob = &FieldError{Path: e.at("models"), Msg: "at least one chat or embedding model is required"}
+			}
+			r.errs = append(r.errs, prob)
+		}
+		return nil
+	}
+	// A service's limit caps the service as a whole, all its keys
+	// together; a key's own limit caps that key.
+	ch := Channel{Name: e.name, Type: typ, BaseURL: base, Timeout: e.timeout, SharedLimits: e.limit}
+	if !e.enabled {
+		ch.Enabled = Bool(false) // its limits never apply, so model_limits do not matter
+	}
+	for _, p := range e.modelLimits {
+		if e.enabled {
+			// Limits per model (and per key and model) have no native
+			// equivalent, and dropping them would let traffic exceed
+			// what the file allows.
+			r.fail(p, "per-model limits are not supported by Sluice yet; move them to limit or remove them")
+		}
+	}
+	if typ != "ollama" { // simple-one-api's ollama handler ignores the configured proxy
+		ch.Proxy = proxy.forService(e.useProxy)
+	}
+	redirected := slices.Sorted(maps.Keys(e.redirect))
+	embedOnly := slices.DeleteFunc(slices.Clone(e.embed), func(m string) bool { return slices.Contains(e.chat, m) })
+	split := len(embedOnly) > 0 && len(e.chat) > 0 && e.embedLimit != e.limit
+	var chans []Channel
+	if split {
+		emb := ch
+		emb.Name += "-embeddings"
+		emb.SharedLimits = e.embedLimit
+		emb.Models = embedOnly
+		chans = append(chans, emb)
+		ch.Models = cleanNames(e.chat, redirected)
+	} else {
+		ch.Models = cleanNames(e.chat, embedOnly, redirected)
+	}
+	chans = append([]Channel{ch}, chans...)
+	for k := range chans {
+		c := &chans[k]
+		c.ModelMap = soaModelMap(e, c.Models)
+		c.Credentials = soaCredentials(e, c)
+	}
+	return chans
+}
+
+// soaRead reads the fields of an entry.
+func soaRead(r *peerReader, svc, path string, i int, n *yaml.Node) *soaEntry {
+	o := r.object(n, path, soaEntryKeys)
+	e := &soaEntry{svc: strings.ToLower(svc), path: path}
+	e.name = strings.TrimSpace(r.str(o.get("id"), o.at("id")))
+	if e.name == "" {
+		e.name = fmt.Sprintf("%s-%d", e.svc, i+1) // simple-one-api's own stable id
+	}
+	e.enabled, _ = r.boolean(o.get("enabled"), o.at("enabled")) // simple-one-api: absent means disabled
+	_ = r.str(o.get("provider"), o.at("provider"))              // a label; routing follows the service type
+	_ = r.strMap(o.get("reasoning_models"), o.at("reasoning_models"))
+	e.protocol = strings.ToLower(strings.TrimSpace(r.str(o.get("upstream_protocol"), o.at("upstream_protocol"))))
+	e.serverURL = strings.TrimSpace(r.str(o.get("server_url"), o.at("server_url")))
+	e.chat = cleanNames(r.strs(o.get("models"), o.at("models")))
+	if len(e.chat) == 0 {
+		e.chat = soaDefaultModels[e.svc]
+	}
+	e.embed = cleanNames(r.strs(o.get("embedding_models"), o.at("embedding_models")))
+	e.modelMap = r.strMap(o.get("model_map"), o.at("model_map"))
+	e.redirect = r.strMap(o.get("model_redirect"), o.at("model_redirect"))
+	e.limit = soaLimit(r, o.get("limit"), o.at("limit"))
+	e.embedLimit = soaLimit(r, o.get("embedding_limit"), o.at("embedding_limit"))
+	if hasModelLimits(r, o) {
+		e.modelLimits = append(e.modelLimits, o.at("model_limits"))
+	}
+	if on, ok := r.boolean(o.get("use_proxy"), o.at("use_proxy")); ok {
+		e.useProxy = &on
+	}
+	e.timeout = r.duration(o.get("timeout"), o.at("timeout"), time.Second)
+	e.creds = soaReadCreds(r, o, e)
+	return e
+}
+
+// hasModelLimits reports whether an object sets model_limits.
+func hasModelLimits(r *peerReader, o peerObject) bool {
+	return len(r.object(o.get("model_limits"), o.at("model_limits"), nil).fields) > 0
+}
+
+// soaReadCreds reads credential_list or, when it is empty, credentials
+// (simple-one-api ignores credentials when credential_list has entries).
+func soaReadCreds(r *peerReader, o peerObject, e *soaEntry) []soaCred {
+	items := r.list(o.get("credential_list"), o.at("credential_list"))
+	paths := make([]string, len(items))
+	for i := range items {
+		paths[i] = idx(o.at("credential_list"), i)
+	}
+	if len(items) == 0 && o.has("credentials") {
+		items, paths = []*yaml.Node{o.get("credentials")}, []string{o.at("credentials")}
+	}
+	var creds []soaCred
+	for i, item := range items {
+		c := soaCred{path: paths[i], obj: r.object(item, paths[i], nil)}
+		c.id = strings.TrimSpace(r.str(c.obj.get("id"), c.obj.at("id")))
+		// Every type Sluice serves from simple-one-api authenticates with
+		// api_key (minimax's group_id only served its older protocol).
+		c.key = r.str(c.obj.get("api_key"), c.obj.at("api_key"))
+		if on, ok := r.boolean(c.obj.get("enabled"), c.obj.at("enabled")); ok {
+			c.enabled = &on
+		}
+		c.limits = soaLimit(r, c.obj.get("limit"), c.obj.at("limit"))
+		if hasModelLimits(r, c.obj) {
+			e.modelLimits = append(e.modelLimits, c.obj.at("model_limits"))
+		}
+		creds = append(creds, c)
+	}
+	return creds
+}
+
+// soaLimit maps a limit object. simple-one-api applies every limit given
+// at once; qpm and rpm are both a one-minute request window (both set:
+// the tighter wins); timeout is how many seconds a request may wait for
+// room before a 429, 10 when unset.
+func soaLimit(r *peerReader, n *yaml.Node, path string) Limits {
+	o := r.object(n, path, []string{"qps", "qpm", "rpm", "tpm", "concurrency", "timeout"})
+	l := Limits{
+		QPS:         r.num(o.get("qps"), o.at("qps")),
+		RPM:         minSet(r.count(o.get("qpm"), o.at("qpm")), r.count(o.get("rpm"), o.at("rpm"))),
+		TPM:         r.count(o.get("tpm"), o.at("tpm")),
+		Concurrency: r.count(o.get("concurrency"), o.at("concurrency")),
+	}
+	wait := r.duration(o.get("timeout"), o.at("timeout"), time.Second)
+	if l == (Limits{}) {
+		return l // a timeout alone limits nothing
+	}
+	l.WaitTimeout = or(wait, soaDefaultWait)
+	return l
+}
+
+// minSet returns the smaller of the values that are set (non-zero).
+func minSet[T int64 | float64](a, b T) T {
+	switch {
+	case a == 0:
+		return b
+	case b == 0:
+		return a
+	}
+	return min(a, b)
+}
+
+// soaModelMap computes the upstream name of each client-facing model:
+// the entry's model_redirect applies first, then its model_map.
+func soaModelMap(e *soaEntry, models []string) map[string]string {
+	var m map[string]string
+	for _, name := range models {
+		up := or(e.redirect[name], name)
+		up = or(e.modelMap[up], up)
+		if up != name {
+			if m == nil {
+				m = make(map[string]string)
+			}
+			m[name] = up
+		}
+	}
+	return m
+}
+
+// soaCredentials converts the entry's credentials for one of its channels.
+func soaCredentials(e *soaEntry, ch *Channel) []Credential {
+	var out []Credential
+	for _, c := range e.creds {
+		cr := Credential{Key: c.key, Enabled: c.enabled, Limits: c.limits}
+		if c.id != "" {
+			cr.ID = ch.Name + "#" + c.id
+		}
+		out = append(out, cr)
+	}
+	return out
+}

@@ -1,0 +1,534 @@
+package config
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-gateway/sluice/gateway/provider"
+)
+
+// peerFixtures are the valid peer configs in testdata/peers with the
+// native config each must convert to.
+var peerFixtures = []struct {
+	file   string
+	format Format
+	want   *Config
+}{
+	{
+		file:   "simple-one-api.json",
+		format: FormatSimpleOneAPI,
+		want: &Config{
+			Server:        Server{Listen: ":9099"},
+			Log:           Log{Level: "info"},
+			Clients:       []Client{{Key: "sk-from-env"}},
+			Routing:       Routing{Strategy: "random"}, // load_balancing: hash is not sticky
+			Breaker:       Breaker{Failures: 3, OpenTimeout: Duration(time.Minute), HalfOpenProbes: 1},
+			ModelRedirect: map[string]string{"gpt-4": "deepseek-chat"},
+			Channels: []Channel{
+				{
+					Name: "deepseek-main", Type: "deepseek",
+					Models:  []string{"deepseek-chat", "deepseek-reasoner"},
+					Timeout: Duration(45 * time.Second),
+					// The service's limit caps both keys together; key-a's own caps key-a.
+					SharedLimits: Limits{RPM: 60, Concurrency: 5, WaitTimeout: Duration(20 * time.Second)},
+					Credentials: []Credential{
+						{ID: "deepseek-main#key-a", Key: "sk-deepseek-a", Limits: Limits{QPS: 2, RPM: 90, WaitTimeout: soaDefaultWait}},
+						{ID: "deepseek-main#key-b", Key: "sk-deepseek-b", Enabled: Bool(false)},
+					},
+				},
+				{
+					Name: "openai-1", Type: "openai",
+					BaseURL:     "https://dashscope.aliyuncs.com/compatible-mode/v1/chat/completions",
+					Models:      []string{"qwen-plus"},
+					Credentials: []Credential{{Key: "sk-dashscope"}},
+				},
+				{
+					Name: "openai-2", Type: "openai",
+					Models:      []string{"gpt-4o-mini", "gpt-4o"},
+					ModelMap:    map[string]string{"gpt-4o": "gpt-4o-mini"},
+					Proxy:       "http://127.0.0.1:7890",
+					Credentials: []Credential{{Key: "sk-openai"}},
+				},
+				{
+					Name: "openai-3", Type: "zhipu", // inferred from the glm- model
+					Models:      []string{"glm-4-flash"},
+					ModelMap:    map[string]string{"glm-4-flash": "glm-4-flash-250414"},
+					Credentials: []Credential{{Key: "sk-glm"}},
+				},
+				{
+					Name: "zhipu-1", Type: "zhipu",
+					Models:       []string{"glm-4-plus"},
+					SharedLimits: Limits{RPM: 30, WaitTimeout: soaDefaultWait},
+					Credentials:  []Credential{{Key: "sk-zhipu"}},
+				},
+				{
+					Name: "zhipu-1-embeddings", Type: "zhipu",
+					Models:       []string{"embedding-3"},
+					SharedLimits: Limits{QPS: 10, WaitTimeout: soaDefaultWait},
+					Credentials:  []Credential{{Key: "sk-zhipu"}},
+				},
+				{Name: "ollama-1", Type: "ollama", BaseURL: "http://127.0.0.1:11434/v1", Models: []string{"llama3"}},
+				{Name: "minimax-1", Type: "minimax", Models: []string{"abab6.5s-chat"}, Credentials: []Credential{{Key: "sk-minimax"}}},
+				{
+					Name: "groq-1", Type: "groq", Enabled: Bool(false),
+					Models:      []string{"llama3-70b-8192", "llama3-8b-8192", "gemma-7b-it", "mixtral-8x7b-32768"},
+					Credentials: []Credential{{Key: "gsk-groq"}},
+				},
+			},
+		},
+	},
+	{
+		file:   "simple-one-api-keys.json",
+		format: FormatSimpleOneAPI,
+		want: &Config{
+			Server:        Server{Listen: soaDefaultPort},
+			Clients:       []Client{{Key: "sk-team-a", Models: []string{"deepseek-chat", "qwen-max"}}, {Key: "sk-team-b"}},
+			Routing:       Routing{Strategy: "first"},
+			ModelRedirect: map[string]string{"all": "random"},
+			Channels: []Channel{
+				{Name: "deepseek-1", Type: "deepseek", Models: []string{"deepseek-chat"}, Proxy: "socks5://127.0.0.1:1080", Credentials: []Credential{{Key: "sk-ds"}}},
+				{Name: "dashscope-1", Type: "qwen", Models: []string{"qwen-max"}, Credentials: []Credential{{Key: "sk-ali"}}},
+				{
+					Name: "azure-1", Type: "azure", BaseURL: "https://my-resource.openai.azure.com",
+					Models: []string{"gpt-4o"}, Proxy: "socks5://127.0.0.1:1080", Credentials: []Credential{{Key: "azure-key"}},
+				},
+				{Name: "hunyuan-1", Type: "hunyuan", Models: []string{"hunyuan-turbo"}, Proxy: "socks5://127.0.0.1:1080", Credentials: []Credential{{Key: "sk-hunyuan"}}},
+			},
+		},
+	},
+	{
+		file:   "aiload.json",
+		format: FormatAILoad,
+		want: &Config{
+			Server:        Server{Listen: ":2081"},
+			Clients:       []Client{{Key: "sk-4f8a0c2e9d7b61a3c5e0f9d2b8a7c61"}},
+			Routing:       Routing{Strategy: "random"}, // ip_hash: false
+			ModelRedirect: map[string]string{"all": "auto"},
+			Channels: []Channel{
+				{
+					Type: "openai", BaseURL: "https://api.openai.com/v1/chat/completions", Models: []string{"gpt-4o"},
+					Timeout: Duration(2 * time.Minute), Credentials: []Credential{{Key: "sk-openai-1"}, {Key: "sk-openai-2"}},
+				},
+				{
+					Type: "openai", BaseURL: "https://api.deepseek.com/v1/chat/completions", Models: []string{"deepseek-chat"},
+					Timeout: Duration(2 * time.Minute), Credentials: []Credential{{Key: "sk-deepseek"}},
+				},
+				{
+					Type: "openai", BaseURL: "https://api.groq.com/openai/v1", Models: []string{"llama-3.3-70b-versatile"},
+					Timeout: Duration(2 * time.Minute), Credentials: []Credential{{Key: "gsk-groq"}},
+				},
+			},
+		},
+	},
+	{
+		file:   "aiload-default.json", // AILoad's shipped config.json
+		format: FormatAILoad,
+		want: &Config{
+			Server:        Server{Listen: ":2081"},
+			Routing:       Routing{Strategy: "random", Affinity: Affinity{By: "ip", TTL: Duration(5 * time.Minute)}},
+			ModelRedirect: map[string]string{"all": "auto"},
+			Channels: []Channel{{
+				Type: "openai", BaseURL: "https://api.openai.com/v1/chat/completions", Models: []string{"gpt-4o"},
+				Timeout: Duration(2 * time.Minute), Credentials: []Credential{{Key: "sk-xxx"}},
+			}},
+		},
+	},
+	{
+		file:   "channels.yaml",
+		format: FormatChannels,
+		want: &Config{
+			Routing: Routing{Retry: Retry{MaxAttempts: 3}}, // 1 + the largest maxRetries
+			Channels: []Channel{
+				{
+					Name: "openai-primary", Type: "openai", Models: []string{"gpt-4o", "gpt-4o-mini"},
+					Weight: 3, Priority: 2, Tags: []string{"prod"}, Timeout: Duration(30 * time.Second),
+					Proxy:       "http://127.0.0.1:7890",
+					Params:      Params{Defaults: map[string]any{"temperature": 0.7, "max_tokens": 1024}},
+					Credentials: []Credential{{Key: "sk-from-env"}},
+				},
+				{
+					Name: "relay", Type: "openai", BaseURL: "https://relay.example.com/v1", Models: []string{"gpt-4o"},
+					Priority: 2, Proxy: "socks5://127.0.0.1:1080",
+					Credentials: []Credential{{Key: "sk-relay-1"}, {Key: "sk-relay-2", Weight: 2}, {Key: "sk-relay-3", Enabled: Bool(false)}},
+				},
+				{
+					Name: "deepseek-backup", Type: "deepseek", Models: []string{"deepseek-chat"},
+					Priority: 1, Timeout: Duration(time.Minute),
+					Params:      Params{Defaults: map[string]any{"max_tokens": 2048, "top_p": 0.9}},
+					Headers:     map[string]string{"X-Source": "chatai"},
+					Credentials: []Credential{{Key: "sk-deepseek"}},
+				},
+				{
+					Name: "local", Type: "ollama", BaseURL: "http://127.0.0.1:11434/v1", Models: []string{"qwen2.5:7b"},
+					Proxy: "http://10.0.0.2:3128", Enabled: Bool(false),
+				},
+			},
+		},
+	},
+}
+
+func readFixture(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", "peers", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// diffConfigs fails with both configs in native YAML when they differ.
+func diffConfigs(t *testing.T, got, want *Config) {
+	t.Helper()
+	if reflect.DeepEqual(got, want) {
+		return
+	}
+	g, _ := Marshal(got)
+	w, _ := Marshal(want)
+	t.Errorf("config differs\n--- got\n%s\n--- want\n%s", g, w)
+}
+
+func TestPeerFixtures(t *testing.T) {
+	t.Setenv("OPENAI_API_KEY", "sk-from-env")
+	t.Setenv("SOA_API_KEY", "sk-from-env")
+	for _, tt := range peerFixtures {
+		t.Run(tt.file, func(t *testing.T) {
+			cfg, format, err := Parse(readFixture(t, tt.file))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if format != tt.format {
+				t.Errorf("format %q, want %q", format, tt.format)
+			}
+			diffConfigs(t, cfg, tt.want)
+			cfg.Provision()
+			if err := cfg.Validate(); err != nil {
+				t.Errorf("Validate: %v", err)
+			}
+		})
+	}
+}
+
+// TestPeerRoundTrip checks that a converted config written as native
+// YAML reads back as the same config.
+func TestPeerRoundTrip(t *testing.T) {
+	t.Setenv("OPENAI_API_KEY", "sk-from-env")
+	for _, tt := range peerFixtures {
+		t.Run(tt.file, func(t *testing.T) {
+			cfg, _, err := Parse(readFixture(t, tt.file))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			out, err := Marshal(cfg)
+			if err != nil {
+				t.Fatalf("Marshal: %v", err)
+			}
+			back, format, err := Parse(out)
+			if err != nil {
+				t.Fatalf("Parse of the native output: %v\n%s", err, out)
+			}
+			if format != FormatNative {
+				t.Errorf("format %q, want %q", format, FormatNative)
+			}
+			diffConfigs(t, back, cfg)
+		})
+	}
+}
+
+// errorLines splits a joined error into its sorted messages.
+func errorLines(err error) []string {
+	if err == nil {
+		return nil
+	}
+	lines := strings.Split(err.Error(), "\n")
+	slices.Sort(lines)
+	return lines
+}
+
+func TestPeerErrors(t *testing.T) {
+	xinghuo, _ := provider.Lookup("xinghuo")
+	ernie, _ := provider.Lookup("ernie")
+	claude, _ := provider.Lookup("claude")
+	tests := []struct {
+		name string
+		doc  string
+		want []string
+	}{
+		{
+			name: "simple-one-api unsupported fixture",
+			doc:  string(readFixture(t, "simple-one-api-unsupported.json")),
+			want: []string{
+				`services.hunyuan[0].credentials: Tencent Cloud API signing (secret_id/secret_key) is not supported; set api_key to an API key of the OpenAI-compatible endpoint (type hunyuan)`,
+				`services.qianfan[0]: provider type "qianfan": ` + ernie.Unsupported,
+				`services.xinghuo[0]: provider type "xinghuo": ` + xinghuo.Unsupported,
+			},
+		},
+		{
+			name: "simple-one-api bad values",
+			doc: `{"load_balancing": "weighted", "server_port": "99999", "log_level": "loud", "colour": "red",
+			  "services": {
+			    "openai": [{"enabled": true, "models": ["llama3"], "credentials": {"api_key": "k"}},
+			               {"enabled": true, "models": ["gpt-4o"], "upstream_protocol": "responses", "server_url": "https://x.example/v1"},
+			               {"enabled": true, "models": ["gpt-4o"], "server_url": "wss://x.example/v1", "timeout": -1}],
+			    "azure": [{"enabled": true, "models": ["gpt-4o"], "credentials": {"api_key": "k"}}],
+			    "deepseek": [{"enabled": true, "model_limits": {"deepseek-chat": {"tpm": 1000}}, "limit": {"qps": "fast"}, "modle": 1}],
+			    "huoshan": [{"enabled": true, "models": ["doubao-pro-32k"], "credential_list": [{"access_key": "ak", "secret_key": "sk"}]}],
+			    "claude": [{"enabled": true, "models": ["claude-3-5-sonnet"], "credentials": {"api_key": "k"}}],
+			    "dify": [{"enabled": true, "models": ["app"], "credentials": {"api_key": "k"}}],
+			    "nosuch": [{"enabled": true}]
+			  }}`,
+			want: []string{
+				`colour: unknown field (line 1)`,
+				`load_balancing: unsupported value "weighted" (want first, random, round_robin or hash)`,
+				`log_level: unsupported log level "loud" (want debug, info, warn or error)`,
+				`server_port: want a port (1-65535) or host:port, got ":99999"`,
+				`services.azure[0].server_url: required for azure: the resource endpoint`,
+				`services.claude[0]: provider type "claude": ` + claude.Unsupported,
+				`services.deepseek[0].limit.qps: want a number, got "fast" (line 7)`,
+				`services.deepseek[0].model_limits: per-model limits are not supported by Sluice yet; move them to limit or remove them`,
+				`services.deepseek[0].modle: unknown field (line 7)`,
+				`services.dify[0]: service type "dify": Dify apps do not speak the OpenAI API`,
+				`services.huoshan[0].credential_list[0]: Volcengine AK/SK signing (access_key/secret_key) is not supported; set api_key to an API key of the OpenAI-compatible endpoint (type doubao)`,
+				`services.nosuch: unknown service type "nosuch"`,
+				`services.openai[0].server_url: required: simple-one-api infers it only for gpt-, glm-, deepseek- and yi- models, not "llama3"`,
+				`services.openai[1].upstream_protocol: "responses" upstreams are not supported: Sluice calls upstreams with the OpenAI Chat Completions API`,
+				`services.openai[2].server_url: want an http:// or https:// URL, got "wss://x.example/v1"`,
+				`services.openai[2].timeout: want a number >= 0, got -1`,
+			},
+		},
+		{
+			name: "simple-one-api keys",
+			doc: `{"api_key": "master", "api_keys": [{"api_key": "other", "supported_models": {"x": ["*"]}}, {"supported_models": []}],
+			  "services": {"deepseek": [{"enabled": true, "credentials": {"api_key": "k"}}]}}`,
+			want: []string{
+				`api_keys: api_key is not listed here, so simple-one-api accepts no request at all; list it with its supported_models`,
+				`api_keys[1].api_key: required`,
+			},
+		},
+		{
+			name: "simple-one-api empty supported_models",
+			doc:  `{"api_keys": [{"api_key": "a", "supported_models": {}}], "services": {"deepseek": [{"enabled": true}]}}`,
+			want: []string{`api_keys[0].supported_models: empty: simple-one-api lets this key use no model; list the models or "*"`},
+		},
+		{
+			name: "simple-one-api supported_models nothing serves",
+			doc: `{"api_keys": [{"api_key": "a", "supported_models": {"x": ["gpt-9", "groq-model"]}}],
+			  "services": {"deepseek": [{"enabled": true}], "groq": [{"models": ["groq-model"], "credentials": {"api_key": "k"}}]}}`,
+			want: []string{`api_keys[0].supported_models: no enabled service serves any of these models, so simple-one-api lets this key use none`},
+		},
+		{
+			name: "simple-one-api with only a disabled unsupported service",
+			doc:  `{"services": {"xinghuo": [{"models": ["spark-lite"], "credentials": {"appid": "a"}}]}}`,
+			want: []string{`services: no service that Sluice can serve`},
+		},
+		{
+			name: "simple-one-api proxy",
+			doc:  `{"proxy": {"strategy": "all", "type": "http"}, "services": {"deepseek": [{"enabled": true}]}}`,
+			want: []string{`proxy.http_proxy: want a proxy URL (http://, https:// or socks5://), got ""`},
+		},
+		{
+			name: "aiload",
+			doc: `{"auth_token": "t", "settings": {"timeout": "soon", "ip_hash": "maybe"}, "server": {"port": 0},
+			  "models": [{"api_key": "k", "base_url": "api.openai.com", "model": "gpt-4o", "weight": 2}, {"base_url": "https://x.example/v1"}]}`,
+			want: []string{
+				`models[0].base_url: want an http:// or https:// URL, got "api.openai.com"`,
+				`models[0].weight: unknown field (line 2)`,
+				`models[1].model: required`,
+				`server.port: want a port (1-65535) or host:port, got ":0"`,
+				`settings.ip_hash: want true or false (line 1)`,
+				`settings.timeout: want a number, got "soon" (line 1)`,
+			},
+		},
+		{
+			name: "aiload without models",
+			doc:  `{"auth_token": "t", "models": []}`,
+			want: []string{`models: at least one entry is required`},
+		},
+		{
+			name: "channels",
+			doc: `
+loadBalancing: {strategy: fastest}
+channels:
+  - name: a
+    baseUrl: https://api.openai.com/v1
+    apiKey: k
+    model: gpt-4o
+  - name: b
+    type: claude
+    apiKey: k
+    model: claude-3-5-sonnet
+    foo: bar
+  - name: c
+    baseUrl: ftp://example.com
+    models: ["*"]
+    timeout: -5
+  - name: d
+    type: nosuch
+    apiKey: k
+`,
+			want: []string{
+				`channels[1].foo: unknown field (line 12)`,
+				`channels[1].type: provider type "claude": ` + claude.Unsupported,
+				`channels[2].baseUrl: want an http:// or https:// URL, got "ftp://example.com"`,
+				`channels[2].models[0]: "*" (any model) cannot be expressed in Sluice; list the models`,
+				`channels[2].timeout: want a number >= 0, got -5`,
+				`channels[3].model: required (model or models)`,
+				`channels[3].type: unknown provider type "nosuch" (want one of ` + strings.Join(provider.Types(), ", ") + `)`,
+				`loadBalancing.strategy: unsupported value "fastest" (want priority, round-robin, random or least-connection)`,
+			},
+		},
+		{
+			name: "channels with native sections",
+			doc: `
+clients: [{key: k1, nmae: x}]
+channels:
+  - baseUrl: https://api.openai.com/v1
+    apiKey: k
+    model: gpt-4o
+`,
+			want: []string{
+				`clients[0].nmae: unknown field (line 2)`,
+			},
+		},
+		{
+			name: "channels with server.port and server.listen",
+			doc: `
+server: {port: 8081, listen: ":8082"}
+channels: [{apiKey: k, model: gpt-4o}]
+`,
+			want: []string{`server.port: set either server.listen or server.port and server.host`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := Parse([]byte(tt.doc))
+			if got := errorLines(err); !slices.Equal(got, tt.want) {
+				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+// TestPeerDetails covers single mappings the fixtures do not show.
+func TestPeerDetails(t *testing.T) {
+	tests := []struct {
+		name  string
+		doc   string
+		check func(t *testing.T, cfg *Config)
+	}{
+		{
+			name: "simple-one-api api_key with api_keys keeps only the master key",
+			doc: `{"api_key": "m", "api_keys": [{"api_key": "m", "supported_models": {"a": ["deepseek-chat"]}},
+			  {"api_key": "other", "supported_models": {"a": ["*"]}}], "services": {"deepseek": [{"enabled": true}]}}`,
+			check: func(t *testing.T, cfg *Config) {
+				want := []Client{{Key: "m", Models: []string{"deepseek-chat"}}}
+				if !reflect.DeepEqual(cfg.Clients, want) {
+					t.Errorf("clients %+v, want %+v", cfg.Clients, want)
+				}
+				if cfg.Channels[0].Models[0] != "deepseek-chat" {
+					t.Errorf("default models not used: %v", cfg.Channels[0].Models)
+				}
+			},
+		},
+		{
+			name: "simple-one-api supported_models drops what nothing serves",
+			doc: `{"api_keys": [{"api_key": "a", "supported_models": ["deepseek-chat", "gpt-9", "random"]}],
+			  "services": {"deepseek": [{"enabled": true}]}}`,
+			check: func(t *testing.T, cfg *Config) {
+				want := []Client{{Key: "a", Models: []string{"deepseek-chat", "random"}}}
+				if !reflect.DeepEqual(cfg.Clients, want) {
+					t.Errorf("clients %+v, want %+v", cfg.Clients, want)
+				}
+			},
+		},
+		{
+			name: "simple-one-api breaker off and zap log level",
+			doc:  `{"log_level": "warning", "circuit_breaker": {"enabled": false}, "services": {"deepseek": [{"enabled": true}]}}`,
+			check: func(t *testing.T, cfg *Config) {
+				if cfg.Breaker.Failures != math.MaxInt32 || cfg.Log.Level != "warn" {
+					t.Errorf("breaker %+v, log %+v", cfg.Breaker, cfg.Log)
+				}
+			},
+		},
+		{
+			name: "simple-one-api limits: qpm and rpm take the tighter, defaults for wait",
+			doc:  `{"services": {"deepseek": [{"enabled": true, "limit": {"qpm": 30, "rpm": 20, "qps": 0.5, "tpm": 1000}}]}}`,
+			check: func(t *testing.T, cfg *Config) {
+				want := Limits{QPS: 0.5, RPM: 20, TPM: 1000, WaitTimeout: soaDefaultWait}
+				if cfg.Channels[0].SharedLimits != want {
+					t.Errorf("limits %+v, want %+v", cfg.Channels[0].SharedLimits, want)
+				}
+			},
+		},
+		{
+			name: "simple-one-api chat_completions protocol on an unsupported type",
+			doc: `{"services": {"xinghuo": [{"enabled": true, "models": ["4.0Ultra"], "upstream_protocol": "chat_completions",
+			  "server_url": "https://spark-api-open.xf-yun.com/v1", "credentials": {"api_key": "pw"}}]}}`,
+			check: func(t *testing.T, cfg *Config) {
+				ch := cfg.Channels[0]
+				if ch.Type != "openai" || ch.BaseURL != "https://spark-api-open.xf-yun.com/v1" || ch.Credentials[0].Key != "pw" {
+					t.Errorf("channel %+v", ch)
+				}
+			},
+		},
+		{
+			name: "simple-one-api ollama default and disabled unsupported entries",
+			doc:  `{"services": {"ollama": [{"enabled": true, "models": ["llama3"]}], "gemini": [{"models": ["gemini-pro"]}]}}`,
+			check: func(t *testing.T, cfg *Config) {
+				if len(cfg.Channels) != 1 || cfg.Channels[0].BaseURL != "" {
+					t.Errorf("channels %+v", cfg.Channels)
+				}
+			},
+		},
+		{
+			name: "aiload ip_hash true",
+			doc:  `{"auth_token": "", "models": [{"api_key": "k", "base_url": "https://x.example/v1", "model": "m"}], "settings": {"ip_hash": true}}`,
+			check: func(t *testing.T, cfg *Config) {
+				if cfg.Routing.Affinity != (Affinity{By: "ip", TTL: ailoadAffinityTTL}) || cfg.Clients != nil {
+					t.Errorf("routing %+v clients %+v", cfg.Routing, cfg.Clients)
+				}
+			},
+		},
+		{
+			name: "channels: server port, plain proxy, defaults",
+			doc: `
+server: {host: 127.0.0.1, port: 8081}
+clients: [{key: k1}]
+routing: {retry: {max_attempts: 5}}
+loadBalancing: {strategy: least-connection}
+channels:
+  - apiKey: k
+    model: gpt-4o
+    maxRetries: 1
+    proxy: 10.0.0.1:8080
+    timeout: {connect: 5000, read: 90000}
+`,
+			check: func(t *testing.T, cfg *Config) {
+				ch := cfg.Channels[0]
+				if cfg.Server.Listen != "127.0.0.1:8081" || len(cfg.Clients) != 1 || cfg.Routing.Retry.MaxAttempts != 5 ||
+					cfg.Routing.Strategy != "least_busy" || ch.Type != "openai" || ch.Proxy != "http://10.0.0.1:8080" ||
+					ch.Timeout != Duration(90*time.Second) || ch.Priority != 0 {
+					t.Errorf("config %+v", cfg)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, _, err := Parse([]byte(tt.doc))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			tt.check(t, cfg)
+			cfg.Provision()
+			if err := cfg.Validate(); err != nil {
+				t.Errorf("Validate: %v", err)
+			}
+		})
+	}
+}

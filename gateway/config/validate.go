@@ -1,0 +1,379 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"net"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sluice-gateway/sluice/gateway/provider"
+)
+
+// FieldError is a problem with one value of a config, named by its path
+// ("channels[2].credentials[0].limits.qps").
+type FieldError struct {
+	Path string
+	Msg  string
+	Err  error // the cause, when there is one
+}
+
+// Unwrap returns the cause.
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func (e *FieldError) Error() string {
+	if e.Path == "" {
+		return e.Msg
+	}
+	return e.Path + ": " + e.Msg
+}
+
+// Strategies are the routing strategies Sluice knows.
+var strategies = []string{"weighted", "random", "round_robin", "first", "least_busy"}
+
+// AnyModel lists the model names that mean "any enabled model".
+var anyModel = []string{"auto", "random"}
+
+// IsAnyModel reports whether a requested model name means "any model".
+func IsAnyModel(name string) bool { return slices.Contains(anyModel, strings.ToLower(name)) }
+
+// Provision fills in every default. It is idempotent.
+func (c *Config) Provision() {
+	s := &c.Server
+	s.Listen = or(s.Listen, ":8080")
+	s.MaxBodyBytes = or(s.MaxBodyBytes, 16<<20)
+	s.DrainTimeout = or(s.DrainTimeout, Duration(30*time.Second))
+	s.ReadHeaderTimeout = or(s.ReadHeaderTimeout, Duration(10*time.Second))
+	s.IdleTimeout = or(s.IdleTimeout, Duration(120*time.Second))
+	c.Log.Level = or(c.Log.Level, "info")
+	c.Log.Format = or(c.Log.Format, "json")
+
+	r := &c.Routing
+	r.Strategy = or(r.Strategy, "weighted")
+	if r.Affinity.By == "header" {
+		r.Affinity.Header = or(r.Affinity.Header, "X-Session-ID")
+	}
+	r.Affinity.TTL = or(r.Affinity.TTL, Duration(10*time.Minute))
+	r.Retry.MaxAttempts = or(r.Retry.MaxAttempts, 3)
+	r.Retry.MaxTime = or(r.Retry.MaxTime, Duration(60*time.Second))
+	r.Retry.Cooldown = or(r.Retry.Cooldown, Duration(5*time.Second))
+	r.Retry.MaxCooldown = or(r.Retry.MaxCooldown, Duration(5*time.Minute))
+
+	b := &c.Breaker
+	b.Failures = or(b.Failures, 5)
+	b.MinRequests = or(b.MinRequests, 20)
+	b.Interval = or(b.Interval, Duration(time.Minute))
+	b.OpenTimeout = or(b.OpenTimeout, Duration(30*time.Second))
+	b.HalfOpenProbes = or(b.HalfOpenProbes, 1)
+
+	for i := range c.Clients {
+		c.Clients[i].Name = or(c.Clients[i].Name, fmt.Sprintf("client-%d", i))
+	}
+	for i := range c.Channels {
+		ch := &c.Channels[i]
+		ch.Type = strings.ToLower(ch.Type)
+		ch.Name = or(ch.Name, fmt.Sprintf("%s-%d", ch.Type, i))
+		if spec, ok := provider.Lookup(ch.Type); ok {
+			ch.BaseURL = or(ch.BaseURL, spec.BaseURL)
+		}
+		ch.Weight = or(ch.Weight, 1)
+		ch.Timeout = or(ch.Timeout, Duration(60*time.Second))
+		ch.StreamIdleTimeout = or(ch.StreamIdleTimeout, Duration(60*time.Second))
+		if len(ch.Credentials) == 0 {
+			ch.Credentials = []Credential{{}}
+		}
+		for j := range ch.Credentials {
+			cr := &ch.Credentials[j]
+			cr.ID = or(cr.ID, fmt.Sprintf("%s#%d", ch.Name, j))
+			cr.Weight = or(cr.Weight, 1)
+		}
+	}
+}
+
+// or returns v, or def when v is the zero value.
+func or[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Validate reports every problem of a provisioned config, one FieldError
+// per problem, joined.
+func (c *Config) Validate() error {
+	v := &validator{}
+	c.validateServer(v)
+	c.validateRouting(v)
+	served := c.validateChannels(v)
+	c.validateModels(v, served)
+	c.validateClients(v, served)
+	return errors.Join(v.errs...)
+}
+
+type validator struct{ errs []error }
+
+func (v *validator) add(path, format string, args ...any) {
+	v.errs = append(v.errs, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (c *Config) validateServer(v *validator) {
+	if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
+		v.add("server.listen", "want host:port or :port, got %q", c.Server.Listen)
+	}
+	if c.Server.MaxBodyBytes < 1024 {
+		v.add("server.max_body_bytes", "must be at least 1KiB")
+	}
+	for i, p := range c.Server.TrustedProxies {
+		if _, err := ParsePrefix(p); err != nil {
+			v.add(fmt.Sprintf("server.trusted_proxies[%d]", i), "%v", err)
+		}
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(c.Log.Level)) {
+		v.add("log.level", "must be one of debug, info, warn, error")
+	}
+	if !slices.Contains([]string{"json", "text"}, strings.ToLower(c.Log.Format)) {
+		v.add("log.format", "must be json or text")
+	}
+}
+
+// ParsePrefix reads a CIDR or a single address as a prefix.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("want an IP address or CIDR, got %q", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func (c *Config) validateRouting(v *validator) {
+	r := c.Routing
+	if !slices.Contains(strategies, r.Strategy) {
+		v.add("routing.strategy", "unknown strategy %q (want one of %s)", r.Strategy, strings.Join(strategies, ", "))
+	}
+	switch r.Affinity.By {
+	case "", "ip", "client":
+	case "header":
+		if r.Affinity.Header == "" {
+			v.add("routing.affinity.header", "required when affinity is by header")
+		}
+	default:
+		v.add("routing.affinity.by", "unknown affinity %q (want ip, header or client)", r.Affinity.By)
+	}
+	if r.Affinity.TTL < 0 {
+		v.add("routing.affinity.ttl", "must be > 0")
+	}
+	if r.Retry.MaxAttempts < 1 {
+		v.add("routing.retry.max_attempts", "must be >= 1")
+	}
+	for _, d := range []struct {
+		path string
+		d    Duration
+	}{
+		{"server.drain_timeout", c.Server.DrainTimeout}, {"server.shutdown_delay", c.Server.ShutdownDelay},
+		{"routing.retry.max_time", r.Retry.MaxTime}, {"routing.retry.cooldown", r.Retry.Cooldown},
+		{"routing.retry.max_cooldown", r.Retry.MaxCooldown},
+		{"breaker.interval", c.Breaker.Interval}, {"breaker.open_timeout", c.Breaker.OpenTimeout},
+	} {
+		if d.d < 0 {
+			v.add(d.path, "must not be negative")
+		}
+	}
+	b := c.Breaker
+	if b.Failures < 1 {
+		v.add("breaker.failures", "must be >= 1")
+	}
+	if b.FailureRatio < 0 || b.FailureRatio > 1 {
+		v.add("breaker.failure_ratio", "must be between 0 and 1")
+	}
+	if b.MinRequests < 1 {
+		v.add("breaker.min_requests", "must be >= 1")
+	}
+	if b.HalfOpenProbes < 1 {
+		v.add("breaker.half_open_probes", "must be >= 1")
+	}
+}
+
+// validateChannels checks every channel and returns the set of models
+// that enabled channels serve.
+func (c *Config) validateChannels(v *validator) map[string]bool {
+	served := make(map[string]bool)
+	names := make(map[string]int)
+	ids := make(map[string]string)
+	if len(c.Channels) == 0 {
+		v.add("channels", "at least one channel is required")
+	}
+	for i, ch := range c.Channels {
+		p := fmt.Sprintf("channels[%d]", i)
+		if j, dup := names[ch.Name]; dup {
+			v.add(p+".name", "duplicate channel name %q (also channels[%d])", ch.Name, j)
+		}
+		names[ch.Name] = i
+		spec, ok := provider.Lookup(ch.Type)
+		switch {
+		case ch.Type == "":
+			v.add(p+".type", "required (one of %s)", strings.Join(provider.Types(), ", "))
+		case !ok:
+			v.add(p+".type", "unknown provider type %q (want one of %s)", ch.Type, strings.Join(provider.Types(), ", "))
+		case spec.Unsupported != "":
+			v.add(p+".type", "provider type %q: %s", ch.Type, spec.Unsupported)
+		}
+		if ch.BaseURL == "" && ok && spec.Unsupported == "" {
+			v.add(p+".base_url", "required for type %s", ch.Type)
+		} else if ch.BaseURL != "" {
+			validateURL(v, p+".base_url", ch.BaseURL)
+		}
+		if ch.Proxy != "" {
+			if u, err := url.Parse(ch.Proxy); err != nil || u.Host == "" || !slices.Contains([]string{"http", "https", "socks5", "socks5h"}, u.Scheme) {
+				v.add(p+".proxy", "want an http://, https://, socks5:// or socks5h:// URL")
+			}
+		}
+		if len(ch.Models) == 0 {
+			v.add(p+".models", "at least one model is required")
+		}
+		for j, m := range ch.Models {
+			if strings.TrimSpace(m) == "" {
+				v.add(fmt.Sprintf("%s.models[%d]", p, j), "empty model name")
+			}
+			if ch.IsEnabled() {
+				served[m] = true
+			}
+		}
+		for _, from := range slices.Sorted(maps.Keys(ch.ModelMap)) {
+			to := ch.ModelMap[from]
+			if !slices.Contains(ch.Models, from) {
+				v.add(p+".model_map."+from, "model %q is not in %s.models", from, p)
+			}
+			if to == "" {
+				v.add(p+".model_map."+from, "empty upstream model name")
+			}
+		}
+		if ch.Weight < 0 {
+			v.add(p+".weight", "must be >= 0")
+		}
+		if ch.Timeout < 0 {
+			v.add(p+".timeout", "must be > 0")
+		}
+		if ch.StreamIdleTimeout < 0 {
+			v.add(p+".stream_idle_timeout", "must be > 0")
+		}
+		if ch.Mock != nil && ch.Type != "mock" {
+			v.add(p+".mock", "only for channels of type mock")
+		}
+		if m := ch.Mock; m != nil {
+			if m.FailureRate < 0 || m.FailureRate > 1 || m.RateLimitRate < 0 || m.RateLimitRate > 1 {
+				v.add(p+".mock", "failure_rate and rate_limit_rate must be between 0 and 1")
+			}
+		}
+		validateLimits(v, p+".limits", ch.Limits)
+		validateLimits(v, p+".shared_limits", ch.SharedLimits)
+		for j, cr := range ch.Credentials {
+			cp := fmt.Sprintf("%s.credentials[%d]", p, j)
+			if other, dup := ids[cr.ID]; dup {
+				v.add(cp+".id", "duplicate credential id %q (also %s)", cr.ID, other)
+			}
+			ids[cr.ID] = cp
+			if cr.BaseURL != "" {
+				validateURL(v, cp+".base_url", cr.BaseURL)
+			}
+			if cr.Weight < 0 {
+				v.add(cp+".weight", "must be >= 0")
+			}
+			validateLimits(v, cp+".limits", cr.Limits)
+		}
+	}
+	return served
+}
+
+func validateURL(v *validator, path, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		v.add(path, "want an http:// or https:// URL, got %q", raw)
+	}
+}
+
+func validateLimits(v *validator, path string, l Limits) {
+	if l.QPS < 0 || math.IsNaN(l.QPS) || math.IsInf(l.QPS, 0) {
+		v.add(path+".qps", "must be > 0")
+	}
+	if l.Burst < 0 {
+		v.add(path+".burst", "must be > 0")
+	}
+	if l.Burst > 0 && l.QPS == 0 {
+		v.add(path+".burst", "needs qps")
+	}
+	for _, f := range []struct {
+		name string
+		n    int64
+	}{{"rpm", l.RPM}, {"rpd", l.RPD}, {"tpm", l.TPM}, {"tpd", l.TPD}, {"concurrency", l.Concurrency}} {
+		if f.n < 0 {
+			v.add(path+"."+f.name, "must be > 0")
+		}
+	}
+	if l.WaitTimeout < 0 {
+		v.add(path+".wait_timeout", "must not be negative")
+	}
+}
+
+// validateModels checks redirects and groups against the served models.
+func (c *Config) validateModels(v *validator, served map[string]bool) {
+	for _, name := range slices.Sorted(maps.Keys(c.ModelGroups)) {
+		members := c.ModelGroups[name]
+		p := "model_groups." + name
+		if served[name] || IsAnyModel(name) {
+			v.add(p, "group name %q is also a model name", name)
+		}
+		if len(members) == 0 {
+			v.add(p, "a group needs at least one model")
+		}
+		for i, m := range members {
+			if !served[m] {
+				v.add(fmt.Sprintf("%s[%d]", p, i), "model %q is not served by any enabled channel", m)
+			}
+		}
+	}
+	for _, from := range slices.Sorted(maps.Keys(c.ModelRedirect)) {
+		to := c.ModelRedirect[from]
+		if !c.routable(to, served) {
+			v.add("model_redirect."+from, "target %q is not served by any enabled channel nor a group", to)
+		}
+	}
+}
+
+// routable reports whether a model name can be routed once redirected.
+func (c *Config) routable(name string, served map[string]bool) bool {
+	_, group := c.ModelGroups[name]
+	return served[name] || group || IsAnyModel(name)
+}
+
+func (c *Config) validateClients(v *validator, served map[string]bool) {
+	keys := make(map[string]int)
+	names := make(map[string]int)
+	for i, cl := range c.Clients {
+		p := fmt.Sprintf("clients[%d]", i)
+		if cl.Key == "" {
+			v.add(p+".key", "required")
+		} else if j, dup := keys[cl.Key]; dup {
+			v.add(p+".key", "same key as clients[%d]", j)
+		}
+		keys[cl.Key] = i
+		if j, dup := names[cl.Name]; dup {
+			v.add(p+".name", "duplicate client name %q (also clients[%d])", cl.Name, j)
+		}
+		names[cl.Name] = i
+		for j, m := range cl.Models {
+			if m != "*" && !c.routable(m, served) && c.ModelRedirect[m] == "" {
+				v.add(fmt.Sprintf("%s.models[%d]", p, j), "model %q is not served by any enabled channel, group or redirect", m)
+			}
+		}
+		validateLimits(v, p+".limits", cl.Limits)
+	}
+}

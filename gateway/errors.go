@@ -1,0 +1,193 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/sluice-gateway/sluice/quota"
+)
+
+// Errors a request can end with. Each maps to one HTTP status and one
+// OpenAI error type and code in httpError; handlers wrap them with %w and
+// a lowercase phrase saying what went wrong.
+var (
+	ErrUnauthorized     = errors.New("invalid API key")
+	ErrModelNotAllowed  = errors.New("model not allowed for this API key")
+	ErrModelNotFound    = errors.New("model not found")
+	ErrBadRequest       = errors.New("invalid request")
+	ErrBodyTooLarge     = errors.New("request body too large")
+	ErrMediaType        = errors.New("unsupported content type")
+	ErrRateLimited      = errors.New("rate limit reached")
+	ErrNoUpstream       = errors.New("no upstream credential available")
+	ErrUpstream         = errors.New("upstream failed")
+	ErrUpstreamTimeout  = errors.New("upstream timed out")
+	ErrQuotaUnavailable = errors.New("quota backend unavailable")
+	ErrDraining         = errors.New("server is shutting down")
+	ErrNotFound         = errors.New("not found")
+	ErrMethodNotAllowed = errors.New("method not allowed")
+)
+
+// errorKind is how one sentinel error is shown to API clients.
+type errorKind struct {
+	status int
+	typ    string // OpenAI error "type"
+	code   string // OpenAI error "code"
+}
+
+var errorKinds = []struct {
+	err  error
+	kind errorKind
+}{
+	{ErrUnauthorized, errorKind{http.StatusUnauthorized, "invalid_request_error", "invalid_api_key"}},
+	{ErrModelNotAllowed, errorKind{http.StatusForbidden, "invalid_request_error", "model_not_allowed"}},
+	{ErrModelNotFound, errorKind{http.StatusNotFound, "invalid_request_error", "model_not_found"}},
+	{ErrBadRequest, errorKind{http.StatusBadRequest, "invalid_request_error", "invalid_request"}},
+	{ErrBodyTooLarge, errorKind{http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large"}},
+	{ErrMediaType, errorKind{http.StatusUnsupportedMediaType, "invalid_request_error", "unsupported_media_type"}},
+	{ErrRateLimited, errorKind{http.StatusTooManyRequests, "requests", "rate_limit_exceeded"}},
+	{ErrNoUpstream, errorKind{http.StatusServiceUnavailable, "server_error", "no_upstream_available"}},
+	{ErrUpstreamTimeout, errorKind{http.StatusGatewayTimeout, "server_error", "upstream_timeout"}},
+	{ErrUpstream, errorKind{http.StatusBadGateway, "server_error", "upstream_error"}},
+	{ErrQuotaUnavailable, errorKind{http.StatusServiceUnavailable, "server_error", "quota_unavailable"}},
+	{ErrDraining, errorKind{http.StatusServiceUnavailable, "server_error", "shutting_down"}},
+	{ErrNotFound, errorKind{http.StatusNotFound, "invalid_request_error", "unknown_url"}},
+	{ErrMethodNotAllowed, errorKind{http.StatusMethodNotAllowed, "invalid_request_error", "method_not_allowed"}},
+}
+
+// paramError names the request parameter at fault.
+type paramError struct {
+	param string
+	err   error
+}
+
+func (e *paramError) Error() string { return e.err.Error() }
+func (e *paramError) Unwrap() error { return e.err }
+
+func badParam(param, format string, args ...any) error {
+	return &paramError{param: param, err: fmt.Errorf("%w: "+format, append([]any{ErrBadRequest}, args...)...)}
+}
+
+// refusal is a 429 (or 503) decided by the quota, carrying the decision
+// that becomes the rate-limit headers.
+type refusal struct {
+	d   quota.Decision
+	err error
+}
+
+func (e *refusal) Error() string { return e.err.Error() }
+func (e *refusal) Unwrap() error { return e.err }
+
+// upstreamError is an upstream answer passed on to the client as it was:
+// an error that is the client's own (400, 404 on a bad parameter, 422).
+type upstreamError struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (e *upstreamError) Error() string { return "upstream answered " + strconv.Itoa(e.status) }
+
+// openAIError is the body of every error response.
+type openAIError struct {
+	Error openAIErrorBody `json:"error"`
+}
+
+type openAIErrorBody struct {
+	Message string  `json:"message"`
+	Type    string  `json:"type"`
+	Param   *string `json:"param"`
+	Code    *string `json:"code"`
+}
+
+// httpError is the echo HTTPErrorHandler: the one place where errors
+// become HTTP responses.
+func (g *Gateway) httpError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var up *upstreamError
+	if errors.As(err, &up) {
+		if v := up.header.Get("Retry-After"); v != "" {
+			c.Response().Header().Set("Retry-After", v)
+		}
+		_ = c.Blob(up.status, "application/json", up.body)
+		return
+	}
+
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		switch he.Code {
+		case http.StatusNotFound:
+			err = fmt.Errorf("%w: %s %s", ErrNotFound, c.Request().Method, c.Request().URL.Path)
+		case http.StatusMethodNotAllowed:
+			err = fmt.Errorf("%w: %s %s", ErrMethodNotAllowed, c.Request().Method, c.Request().URL.Path)
+		case http.StatusRequestEntityTooLarge:
+			err = ErrBodyTooLarge
+		default:
+			err = fmt.Errorf("%w: %v", ErrBadRequest, he.Message)
+		}
+	}
+
+	kind := errorKind{http.StatusInternalServerError, "server_error", "internal_error"}
+	for _, k := range errorKinds {
+		if errors.Is(err, k.err) {
+			kind = k.kind
+			break
+		}
+	}
+	body := openAIErrorBody{Message: err.Error(), Type: kind.typ, Code: &kind.code}
+	if kind.status == http.StatusInternalServerError {
+		g.log.ErrorContext(c.Request().Context(), "internal error", slog.String("error", err.Error()))
+		body.Message = "internal error"
+	}
+	var pe *paramError
+	if errors.As(err, &pe) {
+		body.Param = &pe.param
+	}
+	var rf *refusal
+	if errors.As(err, &rf) {
+		setRateLimitHeaders(c.Response().Header(), rf.d)
+	}
+	if kind.status == http.StatusUnauthorized {
+		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
+	}
+	_ = c.JSON(kind.status, openAIError{Error: body})
+}
+
+// setRateLimitHeaders writes OpenAI's x-ratelimit-* headers and, on a
+// refusal, Retry-After.
+func setRateLimitHeaders(h http.Header, d quota.Decision) {
+	put := func(kind string, w quota.Window) {
+		if w.Limit == 0 {
+			return
+		}
+		h.Set("x-ratelimit-limit-"+kind, strconv.FormatInt(w.Limit, 10))
+		h.Set("x-ratelimit-remaining-"+kind, strconv.FormatInt(w.Remaining, 10))
+		h.Set("x-ratelimit-reset-"+kind, w.Reset.Round(1e6).String())
+	}
+	put("requests", d.Requests)
+	put("tokens", d.Tokens)
+	if !d.Allowed && d.RetryAfter > 0 {
+		secs := int64((d.RetryAfter + 999_999_999) / 1e9)
+		h.Set("Retry-After", strconv.FormatInt(secs, 10))
+		h.Set("retry-after-ms", strconv.FormatInt(d.RetryAfter.Milliseconds()+1, 10))
+	}
+}
+
+// errorEvent is the SSE event that ends a stream that failed after its
+// first byte reached the client.
+func errorEvent(msg, code string) []byte {
+	body, _ := json.Marshal(openAIError{Error: openAIErrorBody{Message: msg, Type: "server_error", Code: &code}})
+	var b bytes.Buffer
+	b.WriteString("data: ")
+	b.Write(body)
+	b.WriteString("\n\n")
+	return b.Bytes()
+}

@@ -1,0 +1,235 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+
+	"github.com/sluice-gateway/sluice/gateway/provider"
+)
+
+// request is what Sluice reads of a client's call: the few fields that
+// routing and quotas need. Every other field is relayed untouched.
+type request struct {
+	ep     provider.Endpoint
+	fields map[string]json.RawMessage // the top-level fields, values raw
+
+	model        string
+	stream       bool
+	includeUsage bool  // the client asked for stream_options.include_usage
+	estimate     int64 // tokens reserved against TPM before the call
+	prompt       int64 // estimated prompt tokens
+}
+
+// defaultCompletionEstimate is the completion size reserved when a chat
+// request does not cap it with max_tokens; settling corrects it.
+const defaultCompletionEstimate = 256
+
+// parseRequest reads and checks a request body for an endpoint.
+func parseRequest(ep provider.Endpoint, body []byte) (*request, error) {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 || body[0] != '{' {
+		return nil, badParam("", "the request body must be a JSON object")
+	}
+	r := &request{ep: ep}
+	if err := json.Unmarshal(body, &r.fields); err != nil {
+		return nil, badParam("", "invalid JSON body: %v", err)
+	}
+	if err := decodeField(r.fields, "model", &r.model); err != nil {
+		return nil, err
+	}
+	if r.model == "" {
+		return nil, badParam("model", "you must provide a model parameter")
+	}
+
+	switch ep {
+	case provider.Chat:
+		return r, r.parseChat()
+	case provider.Embeddings:
+		return r, r.parseEmbeddings()
+	}
+	return r, nil
+}
+
+func (r *request) parseChat() error {
+	var messages []chatMessage
+	if err := decodeField(r.fields, "messages", &messages); err != nil {
+		return err
+	}
+	if len(messages) == 0 {
+		return badParam("messages", "messages must be a non-empty array")
+	}
+	if err := decodeField(r.fields, "stream", &r.stream); err != nil {
+		return err
+	}
+	var opts struct {
+		IncludeUsage bool `json:"include_usage"`
+	}
+	if err := decodeField(r.fields, "stream_options", &opts); err != nil {
+		return err
+	}
+	r.includeUsage = opts.IncludeUsage
+	var maxTokens, maxCompletion, n int64
+	for _, f := range []struct {
+		name string
+		dst  *int64
+	}{{"max_tokens", &maxTokens}, {"max_completion_tokens", &maxCompletion}, {"n", &n}} {
+		if err := decodeField(r.fields, f.name, f.dst); err != nil {
+			return err
+		}
+		if *f.dst < 0 {
+			return badParam(f.name, "%s must not be negative", f.name)
+		}
+	}
+
+	var chars int64
+	for _, m := range messages {
+		chars += m.textBytes()
+	}
+	chars += int64(len(r.fields["tools"]) + len(r.fields["functions"]))
+	r.prompt = chars/4 + 1
+	completion := int64(defaultCompletionEstimate)
+	if maxCompletion > 0 {
+		completion = maxCompletion
+	} else if maxTokens > 0 {
+		completion = maxTokens
+	}
+	r.estimate = r.prompt + completion*max(n, 1)
+	return nil
+}
+
+func (r *request) parseEmbeddings() error {
+	raw, ok := r.fields["input"]
+	if !ok || bytes.Equal(raw, []byte("null")) {
+		return badParam("input", "you must provide an input parameter")
+	}
+	r.prompt = int64(len(raw))/4 + 1
+	r.estimate = r.prompt
+	return nil
+}
+
+// chatMessage is what token estimation reads of a message.
+type chatMessage struct {
+	Content   json.RawMessage `json:"content"`
+	ToolCalls json.RawMessage `json:"tool_calls"`
+}
+
+// imageTokens is the estimate for one image part; images are billed by
+// size, not by the length of their base64.
+const imageTokens = 765
+
+// textBytes estimates the message's size in bytes of text, counting an
+// image as imageTokens*4 bytes whatever its encoding.
+func (m chatMessage) textBytes() int64 {
+	n := int64(len(m.ToolCalls))
+	c := bytes.TrimSpace(m.Content)
+	switch {
+	case len(c) == 0:
+	case c[0] == '"':
+		n += int64(len(c))
+	case c[0] == '[':
+		var parts []struct {
+			Type string `json:"type"`
+			Text string `json:"text"`
+		}
+		if json.Unmarshal(c, &parts) == nil {
+			for _, p := range parts {
+				if p.Type == "text" {
+					n += int64(len(p.Text))
+				} else {
+					n += imageTokens * 4
+				}
+			}
+		}
+	default:
+		n += int64(len(c))
+	}
+	return n
+}
+
+// decodeField decodes one optional top-level field; null and absent leave
+// dst untouched. A value of the wrong type is a 400 naming the field.
+func decodeField(fields map[string]json.RawMessage, name string, dst any) error {
+	raw, ok := fields[name]
+	if !ok || bytes.Equal(raw, []byte("null")) {
+		return nil
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		return badParam(name, "invalid type for %s: %s", name, jsonTypeError(err))
+	}
+	return nil
+}
+
+func jsonTypeError(err error) string {
+	if te, ok := err.(*json.UnmarshalTypeError); ok {
+		return fmt.Sprintf("got %s, want %s", te.Value, te.Type.String())
+	}
+	return err.Error()
+}
+
+// upstreamBody builds the body sent to one upstream: the client's fields
+// with the upstream's model name, the channel's parameters applied
+// (defaults where the client sent nothing, overrides always; a null
+// override removes the field), and, on streams, usage requested so that
+// token quotas settle on real numbers.
+func (r *request) upstreamBody(model string, p *params) ([]byte, error) {
+	fields := maps.Clone(r.fields)
+	m, _ := json.Marshal(model)
+	fields["model"] = m
+	if p != nil {
+		for k, v := range p.defaults {
+			if _, set := fields[k]; !set {
+				fields[k] = v
+			}
+		}
+		for k, v := range p.overrides {
+			if bytes.Equal(v, []byte("null")) {
+				delete(fields, k)
+			} else {
+				fields[k] = v
+			}
+		}
+	}
+	if r.stream && !r.includeUsage {
+		opts := map[string]json.RawMessage{}
+		if raw, ok := fields["stream_options"]; ok {
+			_ = json.Unmarshal(raw, &opts)
+		}
+		opts["include_usage"] = json.RawMessage("true")
+		fields["stream_options"], _ = json.Marshal(opts)
+	}
+	return json.Marshal(fields)
+}
+
+// params are a channel's parameters, encoded once at startup.
+type params struct {
+	defaults, overrides map[string]json.RawMessage
+}
+
+func encodeParams(defaults, overrides map[string]any) (*params, error) {
+	if len(defaults) == 0 && len(overrides) == 0 {
+		return nil, nil
+	}
+	var p params
+	var err error
+	if p.defaults, err = encodeAll(defaults); err != nil {
+		return nil, err
+	}
+	if p.overrides, err = encodeAll(overrides); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+func encodeAll(values map[string]any) (map[string]json.RawMessage, error) {
+	out := make(map[string]json.RawMessage, len(values))
+	for k, v := range values {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("encode parameter %s: %w", k, err)
+		}
+		out[k] = b
+	}
+	return out, nil
+}

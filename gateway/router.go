@@ -1,0 +1,177 @@
+package gateway
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-gateway/sluice/gateway/config"
+	"github.com/sluice-gateway/sluice/gateway/provider"
+	"github.com/sluice-gateway/sluice/quota"
+)
+
+// channel is a configured channel, ready to relay.
+type channel struct {
+	name        string
+	spec        provider.Spec
+	adapter     provider.Adapter
+	client      *http.Client
+	models      []string
+	modelMap    map[string]string
+	priority    int
+	timeout     time.Duration
+	idleTimeout time.Duration
+	params      *params
+	headers     map[string]string
+	apiVersion  string
+}
+
+// credential is one upstream key, ready for routing.
+type credential struct {
+	id      string
+	ch      *channel
+	key     string // the upstream secret: only ever put in upstream requests
+	baseURL string
+	weight  int
+	limit   quota.Limit
+	pool    string      // the channel, when it has shared limits
+	shared  quota.Limit // the channel's shared limits
+	wait    time.Duration
+
+	inflight atomic.Int64 // requests in flight on this instance
+}
+
+// target resolves the credential for one attempt at a model.
+func (c *credential) target(upstreamModel string) provider.Target {
+	return provider.Target{
+		Spec: c.ch.spec, BaseURL: c.baseURL, Key: c.key, APIVersion: c.ch.apiVersion,
+		Model: upstreamModel, Headers: c.ch.headers,
+	}
+}
+
+// candidate is a credential considered for a request, with the model it
+// would serve (by the client's name for it).
+type candidate struct {
+	cred  *credential
+	model string
+}
+
+// upstreamModel is the upstream's name for the candidate's model.
+func (c candidate) upstreamModel() string {
+	if m, ok := c.cred.ch.modelMap[c.model]; ok {
+		return m
+	}
+	return c.model
+}
+
+// router maps requested model names to candidate credentials.
+type router struct {
+	byModel  map[string][]*credential // enabled credentials per served model
+	all      []*credential            // every enabled credential
+	groups   map[string][]string
+	redirect map[string]string
+	models   []string // served models and groups, sorted, for /v1/models
+	strategy strategy
+}
+
+func newRouter(cfg *config.Config, channels []*channel, creds []*credential) *router {
+	r := &router{
+		byModel:  make(map[string][]*credential),
+		groups:   cfg.ModelGroups,
+		redirect: cfg.ModelRedirect,
+		strategy: newStrategy(cfg.Routing.Strategy),
+	}
+	for _, c := range creds {
+		r.all = append(r.all, c)
+		for _, m := range c.ch.models {
+			r.byModel[m] = append(r.byModel[m], c)
+		}
+	}
+	for m := range r.byModel {
+		r.models = append(r.models, m)
+	}
+	for g := range r.groups {
+		r.models = append(r.models, g)
+	}
+	slices.Sort(r.models)
+	return r
+}
+
+// resolve returns the candidates for a requested model, ordered by
+// priority tier and strategy. It applies model_redirect, then expands
+// groups and the "any model" names.
+func (r *router) resolve(requested string) ([]candidate, error) {
+	name := requested
+	if to, ok := r.redirect[name]; ok {
+		name = to
+	} else if to, ok := r.redirect["all"]; ok {
+		name = to
+	}
+
+	var cands []candidate
+	switch members, isGroup := r.groups[name]; {
+	case config.IsAnyModel(name):
+		for _, c := range r.all {
+			cands = append(cands, candidate{cred: c, model: c.ch.models[rand.IntN(len(c.ch.models))]})
+		}
+	case isGroup:
+		seen := make(map[*credential]bool)
+		for _, m := range members {
+			for _, c := range r.byModel[m] {
+				if !seen[c] {
+					seen[c] = true
+					cands = append(cands, candidate{cred: c, model: m})
+				}
+			}
+		}
+	default:
+		for _, c := range r.byModel[name] {
+			cands = append(cands, candidate{cred: c, model: name})
+		}
+	}
+	if len(cands) == 0 {
+		if name != requested {
+			return nil, fmt.Errorf("%w: %q (redirected to %q) is not served by any enabled channel", ErrModelNotFound, requested, name)
+		}
+		return nil, fmt.Errorf("%w: the model %q does not exist or is not served by any enabled channel", ErrModelNotFound, requested)
+	}
+	orderTiers(r.strategy, name, cands)
+	return cands, nil
+}
+
+// listModels returns the model names a client may see.
+func (r *router) listModels(cl *client) []string {
+	var out []string
+	for _, m := range r.models {
+		if cl.allows(m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// promote moves the candidate with credential id to the front, keeping
+// the others in order. It reports whether id was among the candidates.
+func promote(cands []candidate, id string) bool {
+	i := slices.IndexFunc(cands, func(c candidate) bool { return c.cred.id == id })
+	if i < 0 {
+		return false
+	}
+	c := cands[i]
+	copy(cands[1:i+1], cands[:i])
+	cands[0] = c
+	return true
+}
+
+// ownedBy is the "owned_by" of a model in /v1/models.
+func ownedBy(creds []*credential, model string) string {
+	for _, c := range creds {
+		if slices.Contains(c.ch.models, model) {
+			return c.ch.spec.Type
+		}
+	}
+	return "sluice"
+}
