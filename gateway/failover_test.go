@@ -51,11 +51,15 @@ func TestFailoverBeforeFirstByte(t *testing.T) {
 		{"timeout", func(t *testing.T) string { return slowUpstream(t, 5*time.Second).URL }, "2"},
 		{"500", func(t *testing.T) string { return statusUpstream(t, 500, nil, `{"error":{"message":"boom"}}`).URL }, "2"},
 		{"503 html", func(t *testing.T) string { return statusUpstream(t, 503, nil, `<html>busy</html>`).URL }, "2"},
-		{"429", func(t *testing.T) string { return statusUpstream(t, 429, map[string]string{"Retry-After": "7"}, `{}`).URL }, "2"},
+		{"429", func(t *testing.T) string {
+			return statusUpstream(t, 429, map[string]string{"Retry-After": "7"}, `{}`).URL
+		}, "2"},
 		{"401 bad credential", func(t *testing.T) string {
 			return statusUpstream(t, 401, nil, `{"error":{"message":"Incorrect API key provided: sk-a-secret-key"}}`).URL
 		}, "2"},
-		{"404 model missing upstream", func(t *testing.T) string { return statusUpstream(t, 404, nil, `{"error":{"message":"no such model"}}`).URL }, "2"},
+		{"404 model missing upstream", func(t *testing.T) string {
+			return statusUpstream(t, 404, nil, `{"error":{"message":"no such model"}}`).URL
+		}, "2"},
 		{"200 with garbage", func(t *testing.T) string { return statusUpstream(t, 200, nil, `<html>captive portal</html>`).URL }, "2"},
 	}
 	for _, tt := range tests {
