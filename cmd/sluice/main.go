@@ -17,12 +17,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/sluice-gateway/sluice/gateway"
 	"github.com/sluice-gateway/sluice/gateway/config"
+	"github.com/sluice-gateway/sluice/telemetry"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -180,7 +180,7 @@ func serve(args []string, stderr io.Writer) int {
 		printErrors(stderr, err)
 		return 1
 	}
-	log := newLogger(cfg.Log, stderr)
+	log := telemetry.NewLogger(telemetry.LogConfig{Level: cfg.Log.Level, Format: cfg.Log.Format}, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := serveConfig(ctx, cfg, log, func(addr string) {
@@ -191,16 +191,6 @@ func serve(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if strings.EqualFold(c.Format, "text") {
-		return slog.New(slog.NewTextHandler(w, opts))
-	}
-	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
 // serveConfig runs the gateway until ctx ends (SIGINT or SIGTERM), then
