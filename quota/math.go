@@ -97,19 +97,14 @@ func (w *window) check(now, width, limit, cost int64) (ok bool, used, retry int6
 	return false, used, (cur+windowSlots+1)*slotWidth - now
 }
 
-// reset is how long until every unit counted at now has left the window.
+// reset is how long until every unit counted at now has left the window:
+// until the current slot leaves it (0 when the window is empty).
 func (w *window) reset(now, width int64) int64 {
 	cur := slotOf(now, width)
-	newest := int64(-1)
-	for i, n := range w.num {
-		if n >= cur-windowSlots && n <= cur && w.count[i] > 0 && n > newest {
-			newest = n
-		}
-	}
-	if newest < 0 {
+	if w.sum(cur) == 0 {
 		return 0
 	}
-	return (newest+windowSlots+1)*(width/windowSlots) - now
+	return (cur+windowSlots+1)*(width/windowSlots) - now
 }
 
 // micros converts microseconds to a Duration.

@@ -2,6 +2,8 @@ package quota
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -11,13 +13,17 @@ type MemoryConfig struct {
 	// Now returns the current time. Nil means time.Now; tests inject a
 	// clock here instead of sleeping.
 	Now func() time.Time
+	// Sticky keeps the mappings of requests that name one. Nil: requests
+	// are not sticky.
+	Sticky StickyStore
 }
 
 // Memory is a Limiter whose state lives in this process: exact for one
 // instance, and the fallback an instance enforces alone when the shared
 // store is unreachable.
 type Memory struct {
-	now func() time.Time
+	now    func() time.Time
+	sticky StickyStore
 
 	mu       sync.Mutex
 	subjects map[string]*subject
@@ -30,11 +36,52 @@ func NewMemory(cfg MemoryConfig) *Memory {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Memory{now: cfg.Now, subjects: make(map[string]*subject)}
+	return &Memory{now: cfg.Now, sticky: cfg.Sticky, subjects: make(map[string]*subject)}
 }
 
 // Acquire implements Limiter.
-func (m *Memory) Acquire(_ context.Context, req Request) (Decision, error) {
+func (m *Memory) Acquire(ctx context.Context, req Request) (Decision, error) {
+	if req.Sticky == "" || m.sticky == nil {
+		return m.acquire(req)
+	}
+	stickyID, err := m.sticky.Get(ctx, req.Sticky)
+	if err != nil {
+		return Decision{}, fmt.Errorf("%w: sticky lookup: %v", ErrBackend, err)
+	}
+	orig := req.Candidates
+	req.Candidates = stickyFirst(orig, stickyID)
+	d, err := m.acquire(req)
+	if err != nil || !d.Allowed {
+		return d, err
+	}
+	d.StickyHit = stickyID != "" && req.Candidates[0].ID == stickyID
+	d.Grant.Index = indexOf(orig, d.Grant.ID)
+	if d.Grant.ID != stickyID {
+		if err := m.sticky.Set(ctx, req.Sticky, d.Grant.ID); err != nil {
+			return d, fmt.Errorf("%w: sticky store: %v", ErrBackend, err)
+		}
+	}
+	return d, nil
+}
+
+// stickyFirst returns the candidates with the one named id moved to the
+// front (a copy; the caller's slice is not changed).
+func stickyFirst(cands []Candidate, id string) []Candidate {
+	i := indexOf(cands, id)
+	if id == "" || i <= 0 {
+		return cands
+	}
+	out := make([]Candidate, 0, len(cands))
+	out = append(out, cands[i])
+	out = append(out, cands[:i]...)
+	return append(out, cands[i+1:]...)
+}
+
+func indexOf(cands []Candidate, id string) int {
+	return slices.IndexFunc(cands, func(c Candidate) bool { return c.ID == id })
+}
+
+func (m *Memory) acquire(req Request) (Decision, error) {
 	now := m.now().UnixMicro()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -77,7 +124,7 @@ func (m *Memory) Acquire(_ context.Context, req Request) (Decision, error) {
 		d := Decision{Allowed: true, Grant: Grant{
 			ID: c.ID, Index: i, Client: req.Client, Tokens: req.Tokens,
 			At: time.UnixMicro(now), CredentialLimit: c.Limit, ClientLimit: req.ClientLimit,
-			Pool: c.Pool, PoolLimit: c.PoolLimit,
+			Pool: c.Pool, PoolLimit: c.PoolLimit, Backend: "memory",
 		}}
 		if client != nil {
 			client.take(now, req.ClientLimit, req.Tokens, cv.tat)
@@ -122,17 +169,23 @@ func (m *Memory) Cooldown(_ context.Context, id string, d time.Duration) error {
 	return nil
 }
 
-// Usage reports the state of one credential (or, with client true, one
-// client key) under limit l, for inspection.
-func (m *Memory) Usage(_ context.Context, id string, client bool, l Limit) (Usage, error) {
+// Usage reports the live state of subjects under their limits.
+func (m *Memory) Usage(_ context.Context, subjects []Subject, limits []Limit) ([]Usage, error) {
 	now := m.now().UnixMicro()
-	key := credentialKey(id)
-	if client {
-		key = clientKey(id)
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.subject(key).usage(now, l), nil
+	out := make([]Usage, len(subjects))
+	for i, s := range subjects {
+		key := credentialKey(s.ID)
+		switch s.Kind {
+		case KindClient:
+			key = clientKey(s.ID)
+		case KindPool:
+			key = poolKey(s.ID)
+		}
+		out[i] = m.subject(key).usage(now, limits[i])
+	}
+	return out, nil
 }
 
 func (m *Memory) subject(key string) *subject {

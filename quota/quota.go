@@ -73,6 +73,12 @@ type Request struct {
 	Candidates []Candidate
 	// Tokens is the estimate reserved against TPM/TPD until Settle.
 	Tokens int64
+	// Sticky, when set, names a sticky mapping (affinity.Key): the
+	// candidate it maps to is tried first, and the candidate granted is
+	// remembered under it for StickyTTL, restarted by every use. The
+	// Redis backend reads and writes it in the same round trip.
+	Sticky    string
+	StickyTTL time.Duration
 }
 
 // Grant is capacity held on one credential. Callers read ID and Index and
@@ -90,6 +96,10 @@ type Grant struct {
 	ClientLimit     Limit
 	Pool            string
 	PoolLimit       Limit
+
+	// Backend names the limiter that issued the grant, so that a grant
+	// issued during a fallback is settled where it was taken.
+	Backend string
 }
 
 // Scope says whose limit refused a request.
@@ -141,6 +151,13 @@ type Decision struct {
 	// the binding credential's on a refusal.
 	Requests Window
 	Tokens   Window
+
+	// StickyHit reports that the sticky mapping named a candidate, which
+	// was tried first.
+	StickyHit bool
+	// Mode is "" while the shared backend decides; when it is unreachable
+	// it names the fallback policy that decided instead ("local", "open").
+	Mode string
 }
 
 // Limiter grants capacity on credentials. Implementations are safe for
@@ -159,3 +176,13 @@ type Limiter interface {
 
 // ErrBackend marks failures of the store behind a Limiter.
 var ErrBackend = errors.New("quota backend unavailable")
+
+// StickyStore keeps sticky mappings for the Memory limiter
+// (affinity.Memory is one).
+type StickyStore interface {
+	// Get returns the credential stored for key ("" if none) and
+	// restarts its time to live.
+	Get(ctx context.Context, key string) (string, error)
+	// Set stores the credential for key.
+	Set(ctx context.Context, key, id string) error
+}

@@ -28,6 +28,32 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// testLimiter is a Limiter that can also be inspected.
+type testLimiter interface {
+	Limiter
+	Usage(ctx context.Context, subjects []Subject, limits []Limit) ([]Usage, error)
+}
+
+// conformance lists the behaviours every backend must share. Each case
+// gets a fresh limiter on a fresh clock.
+var conformance = []struct {
+	name string
+	run  func(t *testing.T, l testLimiter, clk *clock)
+}{
+	{"QPSBurstThenRate", testQPSBurstThenRate},
+	{"QPSDefaultBurst", testQPSDefaultBurst},
+	{"RPMSlidingWindow", testRPMSlidingWindow},
+	{"RPMNeverOverAdmits", testRPMNeverOverAdmits},
+	{"TPMReserveThenSettle", testTPMReserveThenSettle},
+	{"TooLarge", testTooLarge},
+	{"Concurrency", testConcurrency},
+	{"AcquireOrNext", testAcquireOrNext},
+	{"RefusalPicksSoonest", testRefusalPicksSoonest},
+	{"ClientQuota", testClientQuota},
+	{"Cooldown", testCooldown},
+	{"PoolIsShared", testPoolIsShared},
+}
+
 func one(id string, l Limit) Request {
 	return Request{Candidates: []Candidate{{ID: id, Limit: l}}}
 }
@@ -48,14 +74,22 @@ func admit(t *testing.T, l Limiter, req Request, n int) int {
 	return got
 }
 
-func TestMemoryQPSBurstThenRate(t *testing.T) {
-	clk := newClock()
-	m := NewMemory(MemoryConfig{Now: clk.Now})
+func mustAcquire(t *testing.T, l Limiter, req Request) Decision {
+	t.Helper()
+	d, err := l.Acquire(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+
+func testQPSBurstThenRate(t *testing.T, l testLimiter, clk *clock) {
 	req := one("a", Limit{QPS: 10, Burst: 5})
-	if got := admit(t, m, req, 20); got != 5 {
+	if got := admit(t, l, req, 20); got != 5 {
 		t.Fatalf("burst: admitted %d, want 5", got)
 	}
-	d, _ := m.Acquire(context.Background(), req)
+	d, _ := l.Acquire(context.Background(), req)
 	if d.Allowed || d.Reason != ReasonQPS || d.Scope != ScopeCredential {
 		t.Fatalf("want qps refusal, got %+v", d)
 	}
@@ -66,36 +100,33 @@ func TestMemoryQPSBurstThenRate(t *testing.T) {
 	total := 0
 	for range 100 {
 		clk.Advance(10 * time.Millisecond)
-		total += admit(t, m, req, 1)
+		total += admit(t, l, req, 1)
 	}
 	if total != 10 {
 		t.Fatalf("rate: admitted %d in 1s, want 10", total)
 	}
 }
 
-func TestMemoryQPSDefaultBurst(t *testing.T) {
-	m := NewMemory(MemoryConfig{Now: newClock().Now})
-	if got := admit(t, m, one("a", Limit{QPS: 2.5}), 10); got != 3 {
+func testQPSDefaultBurst(t *testing.T, l testLimiter, clk *clock) {
+	if got := admit(t, l, one("a", Limit{QPS: 2.5}), 10); got != 3 {
 		t.Fatalf("admitted %d, want ceil(2.5)=3", got)
 	}
-	if got := admit(t, m, one("b", Limit{QPS: 0.5}), 10); got != 1 {
+	if got := admit(t, l, one("b", Limit{QPS: 0.5}), 10); got != 1 {
 		t.Fatalf("admitted %d, want 1", got)
 	}
 }
 
-func TestMemoryRPMSlidingWindow(t *testing.T) {
-	clk := newClock()
-	m := NewMemory(MemoryConfig{Now: clk.Now})
+func testRPMSlidingWindow(t *testing.T, l testLimiter, clk *clock) {
 	req := one("a", Limit{RPM: 30})
 	got := 0
 	for range 60 { // one request offered every second, 60 times
-		got += admit(t, m, req, 1)
+		got += admit(t, l, req, 1)
 		clk.Advance(time.Second)
 	}
 	if got != 30 {
 		t.Fatalf("admitted %d in 60s, want 30", got)
 	}
-	d, _ := m.Acquire(context.Background(), req)
+	d, _ := l.Acquire(context.Background(), req)
 	if d.Allowed || d.Reason != ReasonRPM {
 		t.Fatalf("want rpm refusal, got %+v", d)
 	}
@@ -105,20 +136,18 @@ func TestMemoryRPMSlidingWindow(t *testing.T) {
 		t.Fatalf("retry after %v, want (0, 2s]", d.RetryAfter)
 	}
 	clk.Advance(d.RetryAfter)
-	if !mustAcquire(t, m, req).Allowed {
+	if !mustAcquire(t, l, req).Allowed {
 		t.Fatal("still refused after RetryAfter")
 	}
 }
 
 // TestMemoryRPMNeverOverAdmits offers a steady stream for several minutes
 // and checks every trailing 60 s window.
-func TestMemoryRPMNeverOverAdmits(t *testing.T) {
-	clk := newClock()
-	m := NewMemory(MemoryConfig{Now: clk.Now})
+func testRPMNeverOverAdmits(t *testing.T, l testLimiter, clk *clock) {
 	req := one("a", Limit{RPM: 100})
 	var times []time.Time
 	for range 5 * 60 * 20 { // 20 offers a second for 5 minutes
-		if mustAcquire(t, m, req).Allowed {
+		if mustAcquire(t, l, req).Allowed {
 			times = append(times, clk.Now())
 		}
 		clk.Advance(50 * time.Millisecond)
@@ -138,69 +167,64 @@ func TestMemoryRPMNeverOverAdmits(t *testing.T) {
 	}
 }
 
-func TestMemoryTPMReserveThenSettle(t *testing.T) {
-	clk := newClock()
-	m := NewMemory(MemoryConfig{Now: clk.Now})
+func testTPMReserveThenSettle(t *testing.T, l testLimiter, clk *clock) {
 	req := one("a", Limit{TPM: 1000})
 	req.Tokens = 400
-	d1 := mustAcquire(t, m, req)
-	d2 := mustAcquire(t, m, req)
+	d1 := mustAcquire(t, l, req)
+	d2 := mustAcquire(t, l, req)
 	if !d1.Allowed || !d2.Allowed {
 		t.Fatal("two 400-token reservations must fit 1000")
 	}
-	if d := mustAcquire(t, m, req); d.Allowed || d.Reason != ReasonTPM {
+	if d := mustAcquire(t, l, req); d.Allowed || d.Reason != ReasonTPM {
 		t.Fatalf("third must be refused for tpm, got %+v", d)
 	}
 	// The first used only 100 tokens: 300 come back.
-	if err := m.Settle(context.Background(), d1.Grant, 100); err != nil {
+	if err := l.Settle(context.Background(), d1.Grant, 100); err != nil {
 		t.Fatal(err)
 	}
-	if d := mustAcquire(t, m, req); !d.Allowed {
+	if d := mustAcquire(t, l, req); !d.Allowed {
 		t.Fatalf("after settling 100 of 400, 500 used: 400 more must fit, got %+v", d)
 	}
 	// The second used far more than reserved: the window is over-full.
-	if err := m.Settle(context.Background(), d2.Grant, 900); err != nil {
+	if err := l.Settle(context.Background(), d2.Grant, 900); err != nil {
 		t.Fatal(err)
 	}
 	small := req
 	small.Tokens = 1
-	if d := mustAcquire(t, m, small); d.Allowed {
+	if d := mustAcquire(t, l, small); d.Allowed {
 		t.Fatalf("window holds 1400 of 1000, must refuse, got %+v", d)
 	}
 	clk.Advance(61 * time.Second)
-	if d := mustAcquire(t, m, req); !d.Allowed {
+	if d := mustAcquire(t, l, req); !d.Allowed {
 		t.Fatal("the window must empty after 61s")
 	}
 }
 
-func TestMemoryTooLarge(t *testing.T) {
-	m := NewMemory(MemoryConfig{Now: newClock().Now})
+func testTooLarge(t *testing.T, l testLimiter, clk *clock) {
 	req := one("a", Limit{TPM: 100})
 	req.Tokens = 101
-	d := mustAcquire(t, m, req)
+	d := mustAcquire(t, l, req)
 	if d.Allowed || d.Reason != ReasonTooLarge || d.RetryAfter != 0 {
 		t.Fatalf("want too_large with no retry, got %+v", d)
 	}
 }
 
-func TestMemoryConcurrency(t *testing.T) {
-	m := NewMemory(MemoryConfig{Now: newClock().Now})
+func testConcurrency(t *testing.T, l testLimiter, clk *clock) {
 	req := one("a", Limit{Concurrency: 2})
-	g1, g2 := mustAcquire(t, m, req), mustAcquire(t, m, req)
+	g1, g2 := mustAcquire(t, l, req), mustAcquire(t, l, req)
 	if !g1.Allowed || !g2.Allowed {
 		t.Fatal("two slots")
 	}
-	if d := mustAcquire(t, m, req); d.Allowed || d.Reason != ReasonConcurrency || d.RetryAfter <= 0 {
+	if d := mustAcquire(t, l, req); d.Allowed || d.Reason != ReasonConcurrency || d.RetryAfter <= 0 {
 		t.Fatalf("third must wait for a slot, got %+v", d)
 	}
-	_ = m.Settle(context.Background(), g1.Grant, 0)
-	if d := mustAcquire(t, m, req); !d.Allowed {
+	_ = l.Settle(context.Background(), g1.Grant, 0)
+	if d := mustAcquire(t, l, req); !d.Allowed {
 		t.Fatal("a settled grant frees its slot")
 	}
 }
 
-func TestMemoryAcquireOrNext(t *testing.T) {
-	m := NewMemory(MemoryConfig{Now: newClock().Now})
+func testAcquireOrNext(t *testing.T, l testLimiter, clk *clock) {
 	req := Request{Candidates: []Candidate{
 		{ID: "a", Limit: Limit{RPM: 1}},
 		{ID: "b", Limit: Limit{RPM: 2}},
@@ -208,23 +232,21 @@ func TestMemoryAcquireOrNext(t *testing.T) {
 	}}
 	want := []string{"a", "b", "b", "c", "c"}
 	for i, w := range want {
-		d := mustAcquire(t, m, req)
+		d := mustAcquire(t, l, req)
 		if !d.Allowed || d.Grant.ID != w || req.Candidates[d.Grant.Index].ID != w {
 			t.Fatalf("request %d: got %+v, want %s", i, d.Grant, w)
 		}
 	}
 }
 
-func TestMemoryRefusalPicksSoonest(t *testing.T) {
-	clk := newClock()
-	m := NewMemory(MemoryConfig{Now: clk.Now})
+func testRefusalPicksSoonest(t *testing.T, l testLimiter, clk *clock) {
 	req := Request{Candidates: []Candidate{
 		{ID: "slow", Limit: Limit{RPM: 1}},
 		{ID: "fast", Limit: Limit{QPS: 1}},
 	}}
-	mustAcquire(t, m, req)
-	mustAcquire(t, m, req)
-	d := mustAcquire(t, m, req)
+	mustAcquire(t, l, req)
+	mustAcquire(t, l, req)
+	d := mustAcquire(t, l, req)
 	if d.Allowed || d.Reason != ReasonQPS || d.RetryAfter != time.Second {
 		t.Fatalf("want the 1s qps wait of the second candidate, got %+v", d)
 	}
@@ -233,67 +255,56 @@ func TestMemoryRefusalPicksSoonest(t *testing.T) {
 	}
 }
 
-func TestMemoryClientQuota(t *testing.T) {
-	clk := newClock()
-	m := NewMemory(MemoryConfig{Now: clk.Now})
+func testClientQuota(t *testing.T, l testLimiter, clk *clock) {
 	req := Request{
 		Client: "team", ClientLimit: Limit{RPM: 2, TPD: 1000}, Tokens: 10,
 		Candidates: []Candidate{{ID: "a", Limit: Limit{RPM: 1}}},
 	}
-	d := mustAcquire(t, m, req)
+	d := mustAcquire(t, l, req)
 	if !d.Allowed || d.Requests.Limit != 2 || d.Requests.Remaining != 1 || d.Tokens.Remaining != 990 {
 		t.Fatalf("first: %+v", d)
 	}
 	// The credential is full: refused for the credential, and the client's
 	// quota is not charged for a request it did not get.
-	if d := mustAcquire(t, m, req); d.Allowed || d.Scope != ScopeCredential {
+	if d := mustAcquire(t, l, req); d.Allowed || d.Scope != ScopeCredential {
 		t.Fatalf("second: %+v", d)
 	}
 	req.Candidates = []Candidate{{ID: "b", Limit: Limit{RPM: 10}}}
-	if d := mustAcquire(t, m, req); !d.Allowed || d.Requests.Remaining != 0 {
+	if d := mustAcquire(t, l, req); !d.Allowed || d.Requests.Remaining != 0 {
 		t.Fatalf("third: %+v", d)
 	}
-	d = mustAcquire(t, m, req)
+	d = mustAcquire(t, l, req)
 	if d.Allowed || d.Scope != ScopeClient || d.Reason != ReasonRPM {
 		t.Fatalf("fourth must be refused by the client's rpm: %+v", d)
 	}
-	u, _ := m.Usage(context.Background(), "b", false, Limit{RPM: 10})
-	if u.RPM.Remaining != 9 {
+	us, err := l.Usage(context.Background(), []Subject{{Kind: KindCredential, ID: "b"}}, []Limit{{RPM: 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := us[0]; u.RPM.Remaining != 9 {
 		t.Fatalf("a client refusal must not charge the credential: %+v", u.RPM)
 	}
 }
 
-func TestMemoryCooldown(t *testing.T) {
-	clk := newClock()
-	m := NewMemory(MemoryConfig{Now: clk.Now})
-	_ = m.Cooldown(context.Background(), "a", 5*time.Second)
-	_ = m.Cooldown(context.Background(), "a", time.Second) // never shortens
+func testCooldown(t *testing.T, l testLimiter, clk *clock) {
+	_ = l.Cooldown(context.Background(), "a", 5*time.Second)
+	_ = l.Cooldown(context.Background(), "a", time.Second) // never shortens
 	req := Request{Candidates: []Candidate{{ID: "a"}}}
-	d := mustAcquire(t, m, req)
+	d := mustAcquire(t, l, req)
 	if d.Allowed || d.Reason != ReasonCooldown || d.RetryAfter != 5*time.Second {
 		t.Fatalf("got %+v", d)
 	}
 	req.Candidates = append(req.Candidates, Candidate{ID: "b"})
-	if d := mustAcquire(t, m, req); d.Grant.ID != "b" {
+	if d := mustAcquire(t, l, req); d.Grant.ID != "b" {
 		t.Fatalf("a cooling credential is skipped, got %+v", d)
 	}
 	clk.Advance(5 * time.Second)
-	if d := mustAcquire(t, m, req); d.Grant.ID != "a" {
+	if d := mustAcquire(t, l, req); d.Grant.ID != "a" {
 		t.Fatalf("cool-down over, got %+v", d)
 	}
 }
 
-func mustAcquire(t *testing.T, l Limiter, req Request) Decision {
-	t.Helper()
-	d, err := l.Acquire(context.Background(), req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
-func TestMemoryPoolIsShared(t *testing.T) {
-	m := NewMemory(MemoryConfig{Now: newClock().Now})
+func testPoolIsShared(t *testing.T, l testLimiter, clk *clock) {
 	pool := Limit{RPM: 3}
 	req := Request{Candidates: []Candidate{
 		{ID: "a", Limit: Limit{RPM: 2}, Pool: "ch", PoolLimit: pool},
@@ -302,15 +313,18 @@ func TestMemoryPoolIsShared(t *testing.T) {
 	}}
 	var got []string
 	for range 5 {
-		d := mustAcquire(t, m, req)
+		d := mustAcquire(t, l, req)
 		got = append(got, d.Grant.ID)
 	}
 	// a takes 2, b only 1 more before the channel's pool of 3 is full.
 	if want := "[a a b c c]"; fmt.Sprint(got) != want {
 		t.Fatalf("grants %v, want %s", got, want)
 	}
-	u, _ := m.Usage(context.Background(), "b", false, Limit{RPM: 2})
-	if u.RPM.Remaining != 1 {
+	us, err := l.Usage(context.Background(), []Subject{{Kind: KindCredential, ID: "b"}}, []Limit{{RPM: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := us[0]; u.RPM.Remaining != 1 {
 		t.Fatalf("b used %d", 2-u.RPM.Remaining)
 	}
 }

@@ -1,0 +1,251 @@
+package quota
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-gateway/sluice/integration/redistest"
+)
+
+// backend builds a fresh limiter on a clock.
+type backend struct {
+	name string
+	new  func(t *testing.T, clk *clock) testLimiter
+}
+
+var prefixSeq atomic.Int64
+
+// uniquePrefix keeps the state of each case apart on a shared server.
+func uniquePrefix() string { return fmt.Sprintf("t%d:", prefixSeq.Add(1)) }
+
+// backends returns the memory backend and the Redis backend on a real
+// redis-server, standalone and as a three-master Cluster.
+func backends(t *testing.T) []backend {
+	single := redistest.Start(t).Client(t)
+	cluster := redistest.StartCluster(t).Client(t)
+	onRedis := func(c redis.Scripter) func(t *testing.T, clk *clock) testLimiter {
+		return func(t *testing.T, clk *clock) testLimiter {
+			return NewRedis(c, RedisConfig{Prefix: uniquePrefix(), Clock: clk.Now, Timeout: 5 * time.Second})
+		}
+	}
+	return []backend{
+		{"memory", func(t *testing.T, clk *clock) testLimiter { return NewMemory(MemoryConfig{Now: clk.Now}) }},
+		{"redis", onRedis(single)},
+		{"redis-cluster", onRedis(cluster)},
+	}
+}
+
+// TestConformance runs every shared behaviour against every backend.
+func TestConformance(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			for _, c := range conformance {
+				t.Run(c.name, func(t *testing.T) {
+					clk := newClock()
+					c.run(t, b.new(t, clk), clk)
+				})
+			}
+		})
+	}
+}
+
+// stickyMap is a StickyStore for the memory backend's tests.
+type stickyMap struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (s *stickyMap) Get(_ context.Context, key string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[key], nil
+}
+
+func (s *stickyMap) Set(_ context.Context, key, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[key] = id
+	return nil
+}
+
+func TestSticky(t *testing.T) {
+	srv := redistest.Start(t).Client(t)
+	for _, b := range []backend{
+		{"memory", func(t *testing.T, clk *clock) testLimiter {
+			return NewMemory(MemoryConfig{Now: clk.Now, Sticky: &stickyMap{m: map[string]string{}}})
+		}},
+		{"redis", func(t *testing.T, clk *clock) testLimiter {
+			return NewRedis(srv, RedisConfig{Prefix: uniquePrefix(), Clock: clk.Now})
+		}},
+	} {
+		t.Run(b.name, func(t *testing.T) {
+			l := b.new(t, newClock())
+			cands := func(order ...string) []Candidate {
+				var out []Candidate
+				for _, id := range order {
+					out = append(out, Candidate{ID: id, Limit: Limit{RPM: 3}})
+				}
+				return out
+			}
+			req := Request{Sticky: "client:abc", StickyTTL: time.Minute, Candidates: cands("a", "b", "c")}
+			d := mustAcquire(t, l, req)
+			if d.Grant.ID != "a" || d.StickyHit {
+				t.Fatalf("first: %+v", d)
+			}
+			// Another order: the mapping wins, and Index is in the caller's order.
+			req.Candidates = cands("c", "b", "a")
+			d = mustAcquire(t, l, req)
+			if d.Grant.ID != "a" || d.Grant.Index != 2 || !d.StickyHit {
+				t.Fatalf("sticky: %+v", d.Grant)
+			}
+			// a fills up (3 per minute): the mapping moves to the next choice and stays there.
+			mustAcquire(t, l, req)
+			d = mustAcquire(t, l, req)
+			if d.Grant.ID != "c" || !d.StickyHit {
+				t.Fatalf("replaced: %+v hit=%v", d.Grant, d.StickyHit)
+			}
+			req.Candidates = cands("b", "a", "c")
+			if d = mustAcquire(t, l, req); d.Grant.ID != "c" {
+				t.Fatalf("the replacement must stick: %+v", d.Grant)
+			}
+			// A mapping to a credential that is not a candidate is ignored.
+			req.Candidates = cands("b")
+			if d = mustAcquire(t, l, req); d.Grant.ID != "b" || d.StickyHit {
+				t.Fatalf("absent sticky: %+v", d)
+			}
+		})
+	}
+}
+
+// TestRedisLeasesExpire checks that a concurrency slot taken by an
+// instance that died (never settled, never renewed) frees itself.
+func TestRedisLeasesExpire(t *testing.T) {
+	c := redistest.Start(t).Client(t)
+	clk := newClock()
+	prefix := uniquePrefix()
+	dead := NewRedis(c, RedisConfig{Prefix: prefix, Clock: clk.Now, LeaseTTL: 10 * time.Second})
+	alive := NewRedis(c, RedisConfig{Prefix: prefix, Clock: clk.Now, LeaseTTL: 10 * time.Second})
+	req := one("a", Limit{Concurrency: 2})
+	g1, g2 := mustAcquire(t, dead, req), mustAcquire(t, alive, req)
+	if !g1.Allowed || !g2.Allowed || mustAcquire(t, alive, req).Allowed {
+		t.Fatal("two slots")
+	}
+	// The alive instance renews its lease; the dead one cannot.
+	clk.Advance(6 * time.Second)
+	if err := alive.RenewLeases(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(6 * time.Second)
+	d := mustAcquire(t, alive, req)
+	if !d.Allowed {
+		t.Fatal("the dead instance's slot must have expired")
+	}
+	if mustAcquire(t, alive, req).Allowed {
+		t.Fatal("the renewed slot must still be held")
+	}
+}
+
+// TestRedisReservationsExpire checks that a token reservation of an
+// instance that died before settling leaves the window with it.
+func TestRedisReservationsExpire(t *testing.T) {
+	c := redistest.Start(t).Client(t)
+	clk := newClock()
+	l := NewRedis(c, RedisConfig{Prefix: uniquePrefix(), Clock: clk.Now})
+	req := one("a", Limit{TPM: 1000})
+	req.Tokens = 800
+	if !mustAcquire(t, l, req).Allowed {
+		t.Fatal("first reservation")
+	}
+	if mustAcquire(t, l, req).Allowed {
+		t.Fatal("1600 of 1000")
+	}
+	clk.Advance(61 * time.Second)
+	if !mustAcquire(t, l, req).Allowed {
+		t.Fatal("an unsettled reservation must leave the window")
+	}
+}
+
+// TestRedisKeysShareOneSlot checks the Cluster-safe layout: every key a
+// script touches hashes to one slot.
+func TestRedisKeysShareOneSlot(t *testing.T) {
+	k := Keys{Prefix: "sluice:", HashTag: "q"}
+	keys := []string{k.Credential("openai#0"), k.Credential("weird{id}") + ":c", k.Pool("channel:x"), k.Client("team-a"), k.Sticky("ip:abc"), k.none()}
+	for _, key := range keys {
+		if !strings.HasPrefix(key, "sluice:{q}:") {
+			t.Fatalf("key %q does not start with the hash tag", key)
+		}
+	}
+	cl := redistest.StartCluster(t).Client(t)
+	ctx := context.Background()
+	slot, err := cl.ClusterKeySlot(ctx, keys[0]).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range keys[1:] {
+		if s, _ := cl.ClusterKeySlot(ctx, key).Result(); s != slot {
+			t.Fatalf("%s is in slot %d, not %d", key, s, slot)
+		}
+	}
+}
+
+// TestRedisSettleNeedsNoRoundTrip checks that settling is carried by the
+// next acquire: one script run per request.
+func TestRedisSettleNeedsNoRoundTrip(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	l := NewRedis(c, RedisConfig{Prefix: uniquePrefix()})
+	ctx := context.Background()
+	req := one("a", Limit{TPM: 100000, Concurrency: 10})
+	req.Tokens = 500
+	first := mustAcquire(t, l, req) // loads the script; never settled
+	before := commandCalls(t, c)
+	for range 50 {
+		d := mustAcquire(t, l, req)
+		if !d.Allowed {
+			t.Fatalf("refused: %+v", d)
+		}
+		if err := l.Settle(ctx, d.Grant, 20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls := commandCalls(t, c) - before; calls != 50 {
+		t.Fatalf("%d script runs for 50 acquire+settle pairs, want 50", calls)
+	}
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	us, err := l.Usage(ctx, []Subject{{KindCredential, "a"}}, []Limit{req.Candidates[0].Limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := us[0]; u.InFlight != 1 || u.TPM.Remaining != 100000-first.Grant.Tokens-50*20 {
+		t.Fatalf("after settling: in flight %d, tpm remaining %d", u.InFlight, u.TPM.Remaining)
+	}
+}
+
+// commandCalls reads how many EVALSHA and EVAL calls the server served.
+func commandCalls(t *testing.T, c *redis.Client) int64 {
+	t.Helper()
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, line := range strings.Split(info, "\n") {
+		for _, cmd := range []string{"cmdstat_evalsha:", "cmdstat_eval:"} {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), cmd); ok {
+				var n int64
+				fmt.Sscanf(rest, "calls=%d", &n)
+				total += n
+			}
+		}
+	}
+	return total
+}
