@@ -336,7 +336,7 @@ func (g *Gateway) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		ci.start = start
 		ci.id = requestID(c.Request().Header.Get("X-Request-Id"))
 		c.Response().Header().Set("X-Request-Id", ci.id)
-		err := next(c)
+		err := recovered(c, next)
 		if err != nil {
 			c.Error(err)
 		}
@@ -369,6 +369,21 @@ func (g *Gateway) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		g.log.LogAttrs(c.Request().Context(), level, "request", attrs...)
 		return nil
 	}
+}
+
+// recovered runs a handler and turns a panic into a 500 (the panic is a
+// bug, and the client still gets an OpenAI-shaped error). A deliberate
+// http.ErrAbortHandler still aborts the connection.
+func recovered(c echo.Context, next echo.HandlerFunc) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r == http.ErrAbortHandler {
+				panic(r)
+			}
+			err = fmt.Errorf("panic serving %s: %v", c.Request().URL.Path, r)
+		}
+	}()
+	return next(c)
 }
 
 // requestID keeps a client's X-Request-Id when it is short and plain, and

@@ -83,7 +83,6 @@ func mustAcquire(t *testing.T, l Limiter, req Request) Decision {
 	return d
 }
 
-
 func testQPSBurstThenRate(t *testing.T, l testLimiter, clk *clock) {
 	req := one("a", Limit{QPS: 10, Burst: 5})
 	if got := admit(t, l, req, 20); got != 5 {
