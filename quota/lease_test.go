@@ -1,0 +1,151 @@
+package quota
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sluice-gateway/sluice/integration/redistest"
+)
+
+// leasedCluster returns n lease-mode limiters sharing one Redis and one
+// manual clock, as n instances would.
+func leasedCluster(t *testing.T, n int, cfg LeaseConfig) ([]*Leased, *clock) {
+	c := redistest.Start(t).Client(t)
+	clk := newClock()
+	prefix := uniquePrefix()
+	cfg.Now = clk.Now
+	var out []*Leased
+	for range n {
+		out = append(out, NewLeased(NewRedis(c, RedisConfig{Prefix: prefix, Clock: clk.Now}), cfg))
+	}
+	return out, clk
+}
+
+// TestLeasedNeverOverAdmitsQPS offers three instances 5× a 20 QPS limit
+// for ten seconds.
+func TestLeasedNeverOverAdmitsQPS(t *testing.T) {
+	insts, clk := leasedCluster(t, 3, LeaseConfig{})
+	req := one("a", Limit{QPS: 20, Burst: 20})
+	admitted := 0
+	for step := range 1000 { // 10 s in 10 ms steps, one request per step: 100 rps
+		d := mustAcquire(t, insts[step%3], req)
+		if d.Allowed {
+			admitted++
+		}
+		clk.Advance(10 * time.Millisecond)
+	}
+	bound := 20 + 20*10
+	if admitted > bound {
+		t.Fatalf("admitted %d, above burst + rate × time = %d", admitted, bound)
+	}
+	if float64(admitted) < 0.9*float64(bound) {
+		t.Fatalf("admitted %d of %d: lease mode may under-admit only slightly", admitted, bound)
+	}
+	t.Logf("admitted %d of at most %d (%.1f%%)", admitted, bound, 100*float64(admitted)/float64(bound))
+}
+
+// TestLeasedNeverOverAdmitsRPM checks every trailing minute of admissions.
+func TestLeasedNeverOverAdmitsRPM(t *testing.T) {
+	insts, clk := leasedCluster(t, 3, LeaseConfig{})
+	req := one("a", Limit{RPM: 120})
+	var times []time.Time
+	for step := range 3000 { // 150 s at 20 offers a second
+		if mustAcquire(t, insts[step%3], req).Allowed {
+			times = append(times, clk.Now())
+		}
+		clk.Advance(50 * time.Millisecond)
+	}
+	for i := range times {
+		n := 0
+		for j := i; j < len(times) && times[j].Sub(times[i]) < time.Minute; j++ {
+			n++
+		}
+		if n > 120 {
+			t.Fatalf("%d admitted in the minute after %v", n, times[i])
+		}
+	}
+	if len(times) < 2*120*60/61-30 {
+		t.Fatalf("only %d admitted over 150 s at 120 RPM", len(times))
+	}
+}
+
+// TestLeasedTokens checks that token reservations lease, refund and owe:
+// requests that use a fifth of their reservation fill the TPM limit with
+// real usage, never beyond it.
+func TestLeasedTokens(t *testing.T) {
+	insts, clk := leasedCluster(t, 2, LeaseConfig{Batch: 5})
+	req := one("a", Limit{TPM: 10000})
+	req.Tokens = 500
+	ctx := context.Background()
+	used := int64(0)
+	for step := range 200 { // 20 s, all inside one minute
+		l := insts[step%2]
+		d := mustAcquire(t, l, req)
+		if d.Allowed {
+			used += 100
+			if err := l.Settle(ctx, d.Grant, 100); err != nil {
+				t.Fatal(err)
+			}
+		}
+		clk.Advance(100 * time.Millisecond)
+	}
+	if used > 10000 {
+		t.Fatalf("%d tokens used in one minute, limit 10000", used)
+	}
+	if used < 9000 {
+		t.Fatalf("only %d of 10000 tokens used: refunds must let more requests in", used)
+	}
+	// A request that used more than it reserved is owed: charged at the
+	// next refill, it holds the window back.
+	clk.Advance(61 * time.Second)
+	d := mustAcquire(t, insts[0], req)
+	if !d.Allowed {
+		t.Fatal("a new minute")
+	}
+	_ = insts[0].Settle(ctx, d.Grant, 9800)
+	clk.Advance(time.Second) // the batch expires; the debt goes with the next refill
+	if d := mustAcquire(t, insts[0], req); d.Allowed {
+		t.Fatalf("9800 + 500 exceed 10000: want a refusal, got %+v", d)
+	}
+}
+
+// TestLeasedRoundTrips measures script calls per request at a high rate
+// well under the limit: the case lease mode is for.
+func TestLeasedRoundTrips(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	clk := newClock()
+	l := NewLeased(NewRedis(c, RedisConfig{Prefix: uniquePrefix(), Clock: clk.Now}), LeaseConfig{Now: clk.Now})
+	req := one("a", Limit{QPS: 5000, RPM: 1000000})
+	mustAcquire(t, l, req)
+	before := commandCalls(t, c)
+	const n = 2000
+	for range n {
+		if !mustAcquire(t, l, req).Allowed {
+			t.Fatal("refused under the limit")
+		}
+		clk.Advance(time.Millisecond) // 1000 rps
+	}
+	perRequest := float64(commandCalls(t, c)-before) / n
+	t.Logf("lease mode: %.3f Redis round trips per request", perRequest)
+	if perRequest > 0.1 {
+		t.Fatalf("%.3f round trips per request, want at most 0.1", perRequest)
+	}
+}
+
+// TestLeasedExactPathForConcurrency checks that requests holding
+// concurrency slots bypass leasing and still never exceed the limit.
+func TestLeasedExactPathForConcurrency(t *testing.T) {
+	insts, _ := leasedCluster(t, 2, LeaseConfig{})
+	req := one("a", Limit{Concurrency: 3, QPS: 1000})
+	got := 0
+	for i := range 10 {
+		if mustAcquire(t, insts[i%2], req).Allowed {
+			got++
+		}
+	}
+	if got != 3 {
+		t.Fatalf("%d slots taken, want 3", got)
+	}
+}
