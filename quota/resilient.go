@@ -1,0 +1,232 @@
+package quota
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Policy is what a Resilient limiter does while its shared backend is
+// unreachable.
+type Policy string
+
+// Policies for an unreachable backend.
+const (
+	// PolicyLocal enforces each limit divided by the number of live
+	// instances, in memory, and keeps serving.
+	PolicyLocal Policy = "local"
+	// PolicyOpen serves without limits.
+	PolicyOpen Policy = "open"
+	// PolicyClosed refuses every request (503).
+	PolicyClosed Policy = "closed"
+)
+
+// ResilientConfig configures a Resilient limiter. The zero value is
+// usable: each zero field means the default written next to it.
+type ResilientConfig struct {
+	// Policy while the backend is unreachable. Default PolicyLocal.
+	Policy Policy
+	// Instances returns how many instances share the limits (the last
+	// count seen in Redis). Nil or < 1: 1.
+	Instances func() int
+	// Ping checks whether the backend is back. Required for recovery.
+	Ping func(ctx context.Context) error
+	// ProbeEvery is how often Ping runs while the backend is down.
+	// Default 500ms.
+	ProbeEvery time.Duration
+	// Local is the limiter used under PolicyLocal. Nil: a new Memory.
+	Local *Memory
+	// Logger reports outages, once each. Nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// Resilient puts a shared limiter (Redis or Leased) in front of a policy
+// for when its backend is unreachable. The first call that fails switches
+// it to the policy at once; it goes back to the shared backend by itself
+// once Ping succeeds. No request waits for a dead backend longer than one
+// call's timeout.
+type Resilient struct {
+	primary Limiter
+	cfg     ResilientConfig
+
+	degraded atomic.Bool
+	outages  atomic.Int64
+
+	mu    sync.Mutex
+	since time.Time // when the current outage began
+}
+
+var _ Limiter = (*Resilient)(nil)
+
+// NewResilient wraps a shared limiter.
+func NewResilient(primary Limiter, cfg ResilientConfig) *Resilient {
+	if cfg.Policy == "" {
+		cfg.Policy = PolicyLocal
+	}
+	if cfg.ProbeEvery <= 0 {
+		cfg.ProbeEvery = 500 * time.Millisecond
+	}
+	if cfg.Local == nil {
+		cfg.Local = NewMemory(MemoryConfig{})
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Resilient{primary: primary, cfg: cfg}
+}
+
+// Degraded reports whether the policy is deciding instead of the backend.
+func (r *Resilient) Degraded() bool { return r.degraded.Load() }
+
+// Outages returns how many times the backend became unreachable.
+func (r *Resilient) Outages() int64 { return r.outages.Load() }
+
+// Policy returns the configured policy.
+func (r *Resilient) Policy() Policy { return r.cfg.Policy }
+
+// Acquire implements Limiter.
+func (r *Resilient) Acquire(ctx context.Context, req Request) (Decision, error) {
+	if !r.degraded.Load() {
+		d, err := r.primary.Acquire(ctx, req)
+		if err == nil || !IsBackendError(err) {
+			return d, err
+		}
+		r.enter(err)
+	}
+	switch r.cfg.Policy {
+	case PolicyOpen:
+		if len(req.Candidates) == 0 {
+			return Decision{Scope: ScopeCredential, Mode: string(PolicyOpen)}, nil
+		}
+		c := req.Candidates[0]
+		return Decision{Allowed: true, Mode: string(PolicyOpen), Grant: Grant{ID: c.ID, Client: req.Client, Tokens: req.Tokens, Backend: "open"}}, nil
+	case PolicyClosed:
+		return Decision{}, fmt.Errorf("%w: the shared quota store is unreachable and the policy is closed", ErrBackend)
+	}
+	d, err := r.cfg.Local.Acquire(ctx, r.localShare(req))
+	d.Mode = string(PolicyLocal)
+	if d.Allowed {
+		// Report the caller's own limits, not the local share.
+		d.Grant.CredentialLimit, d.Grant.ClientLimit = req.Candidates[d.Grant.Index].Limit, req.ClientLimit
+		d.Grant.PoolLimit = req.Candidates[d.Grant.Index].PoolLimit
+		d.Grant.Backend = "local"
+	}
+	return d, err
+}
+
+// localShare divides every limit by the number of live instances.
+func (r *Resilient) localShare(req Request) Request {
+	n := 1
+	if r.cfg.Instances != nil {
+		n = max(1, r.cfg.Instances())
+	}
+	out := req
+	out.ClientLimit = share(req.ClientLimit, n)
+	out.Candidates = make([]Candidate, len(req.Candidates))
+	for i, c := range req.Candidates {
+		c.Limit, c.PoolLimit = share(c.Limit, n), share(c.PoolLimit, n)
+		out.Candidates[i] = c
+	}
+	return out
+}
+
+// share is one instance's part of a limit; every limit keeps at least 1.
+func share(l Limit, n int) Limit {
+	if n <= 1 || l.IsZero() {
+		return l
+	}
+	part := func(v int64) int64 {
+		if v == 0 {
+			return 0
+		}
+		return max(1, v/int64(n))
+	}
+	out := Limit{
+		RPM: part(l.RPM), RPD: part(l.RPD), TPM: part(l.TPM), TPD: part(l.TPD),
+		Concurrency: part(l.Concurrency),
+	}
+	if l.QPS > 0 {
+		out.QPS = l.QPS / float64(n)
+		out.Burst = part(l.burst())
+	}
+	return out
+}
+
+// Settle implements Limiter: each grant goes back where it was taken.
+func (r *Resilient) Settle(ctx context.Context, g Grant, usedTokens int64) error {
+	switch g.Backend {
+	case "open":
+		return nil
+	case "local":
+		return r.cfg.Local.Settle(ctx, g, usedTokens)
+	}
+	return r.primary.Settle(ctx, g, usedTokens)
+}
+
+// Cooldown implements Limiter: the cool-down is kept locally too, for
+// when the policy decides.
+func (r *Resilient) Cooldown(ctx context.Context, id string, d time.Duration) error {
+	_ = r.cfg.Local.Cooldown(ctx, id, d)
+	if r.degraded.Load() {
+		return nil
+	}
+	if err := r.primary.Cooldown(ctx, id, d); err != nil && IsBackendError(err) {
+		r.enter(err)
+	}
+	return nil
+}
+
+// enter switches to the policy, logging the outage once.
+func (r *Resilient) enter(err error) {
+	if r.degraded.Swap(true) {
+		return
+	}
+	r.outages.Add(1)
+	r.mu.Lock()
+	r.since = time.Now()
+	r.mu.Unlock()
+	r.cfg.Logger.Error("shared quota store unreachable: the fallback policy decides until it is back",
+		slog.String("policy", string(r.cfg.Policy)), slog.String("error", err.Error()))
+}
+
+// Run probes the backend while it is down and switches back when it
+// answers, until ctx ends.
+func (r *Resilient) Run(ctx context.Context) {
+	t := time.NewTicker(r.cfg.ProbeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !r.degraded.Load() || r.cfg.Ping == nil {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, r.cfg.ProbeEvery)
+		err := r.cfg.Ping(pctx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		r.mu.Lock()
+		since := r.since
+		r.mu.Unlock()
+		r.degraded.Store(false)
+		r.cfg.Logger.Warn("shared quota store reachable again: it decides again",
+			slog.Duration("outage", time.Since(since).Round(time.Millisecond)))
+	}
+}
+
+// Usage reads the shared state when the primary can be inspected.
+func (r *Resilient) Usage(ctx context.Context, subjects []Subject, limits []Limit) ([]Usage, error) {
+	if in, ok := r.primary.(interface {
+		Usage(context.Context, []Subject, []Limit) ([]Usage, error)
+	}); ok {
+		return in.Usage(ctx, subjects, limits)
+	}
+	return r.cfg.Local.Usage(ctx, subjects, limits)
+}
