@@ -2,12 +2,20 @@
 // that a failing credential stops receiving traffic and is probed again
 // after a while. Each breaker is a gobreaker v2 two-step breaker: Allow
 // before dialing, done(err) when the call (or the stream) has ended.
+//
+// With a Sharer (Redis), the instances of a cluster share transitions: a
+// breaker that opens on one instance is open on all of them until the
+// same moment, and when that moment passes exactly one instance in the
+// cluster sends the probe. gobreaker's DistributedCircuitBreaker is not
+// used: it holds a Redis lock for the whole upstream call, which a
+// streaming LLM call can keep for minutes.
 package breaker
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -31,9 +39,20 @@ type Config struct {
 	OpenTimeout time.Duration
 	// HalfOpenProbes is how many calls a half-open breaker lets through;
 	// that many successes close it, one failure opens it again. Zero: 1.
+	// With a Sharer, probes go one at a time across the whole cluster.
 	HalfOpenProbes uint32
-	// OnStateChange, if set, is called on every transition.
+	// ProbeTimeout bounds a shared probe: if its instance dies, another
+	// may probe after this long. Zero: 60s.
+	ProbeTimeout time.Duration
+	// OnStateChange, if set, is called on every transition this instance
+	// sees (its own and, with a Sharer, the cluster's).
 	OnStateChange func(id string, from, to State)
+	// Sharer, if set, shares transitions with the other instances.
+	Sharer Sharer
+	// Instance names this instance in shared events.
+	Instance string
+	// Logger reports sharing failures. Nil: slog.Default().
+	Logger *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -51,6 +70,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HalfOpenProbes == 0 {
 		c.HalfOpenProbes = 1
+	}
+	if c.ProbeTimeout == 0 {
+		c.ProbeTimeout = time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
 	}
 	return c
 }
@@ -74,24 +99,73 @@ var ErrOpen = errors.New("circuit breaker open")
 // Client cancellations (context.Canceled) are never counted either.
 var ErrNotCounted = errors.New("outcome not counted by the breaker")
 
+// excluded reports outcomes that count neither way.
+func excluded(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, ErrNotCounted)
+}
+
+// Event is a transition shared between instances.
+type Event struct {
+	ID       string
+	Open     bool      // opened until Until; false: closed
+	Until    time.Time // when an open breaker lets a probe through
+	Failures uint32    // consecutive failures that opened it
+	From     string    // the instance that saw it
+}
+
+// Sharer distributes transitions between instances (see Redis).
+type Sharer interface {
+	// Publish records a transition and tells the other instances.
+	Publish(ctx context.Context, e Event) error
+	// Watch calls onEvent for each transition another instance
+	// publishes, and onSnapshot with every open breaker periodically,
+	// until ctx ends.
+	Watch(ctx context.Context, onEvent func(Event), onSnapshot func([]Event))
+	// Probe takes the cluster's single probe lease for id for ttl; it
+	// reports whether this instance got it.
+	Probe(ctx context.Context, id string, ttl time.Duration) (bool, error)
+	// EndProbe gives the probe lease back.
+	EndProbe(ctx context.Context, id string) error
+}
+
 // Set holds the breakers of all credentials, created on first use.
 type Set struct {
-	cfg Config
+	cfg    Config
+	events chan Event // own transitions waiting to be published
 
-	mu       sync.RWMutex
+	mu       sync.Mutex
 	breakers map[string]*gobreaker.TwoStepCircuitBreaker[struct{}]
+	shared   map[string]Event // open breakers known cluster-wide
+	probes   map[string]int   // successful shared probes so far
 }
 
 // New returns an empty Set.
 func New(cfg Config) *Set {
-	return &Set{cfg: cfg.withDefaults(), breakers: make(map[string]*gobreaker.TwoStepCircuitBreaker[struct{}])}
+	return &Set{
+		cfg:      cfg.withDefaults(),
+		events:   make(chan Event, 1024),
+		breakers: make(map[string]*gobreaker.TwoStepCircuitBreaker[struct{}]),
+		shared:   make(map[string]Event),
+		probes:   make(map[string]int),
+	}
 }
 
 // Allow asks whether a call to credential id may proceed. On success the
 // caller must call done exactly once with the call's outcome: nil for a
 // success (including an upstream refusal that was the client's fault),
 // an error for a failure.
-func (s *Set) Allow(id string) (done func(error), err error) {
+func (s *Set) Allow(ctx context.Context, id string) (done func(error), err error) {
+	if s.cfg.Sharer != nil {
+		s.mu.Lock()
+		e, open := s.shared[id]
+		s.mu.Unlock()
+		if open {
+			if time.Now().Before(e.Until) {
+				return nil, fmt.Errorf("credential %s: %w", id, ErrOpen)
+			}
+			return s.probe(ctx, id)
+		}
+	}
 	done, err = s.get(id).Allow()
 	if err != nil {
 		return nil, fmt.Errorf("credential %s: %w", id, ErrOpen)
@@ -99,8 +173,99 @@ func (s *Set) Allow(id string) (done func(error), err error) {
 	return done, nil
 }
 
+// probe lets one call through a shared half-open breaker, if this
+// instance holds the cluster's probe lease.
+func (s *Set) probe(ctx context.Context, id string) (func(error), error) {
+	got, err := s.cfg.Sharer.Probe(ctx, id, s.cfg.ProbeTimeout)
+	if err != nil || !got {
+		return nil, fmt.Errorf("credential %s: %w (another instance is probing)", id, ErrOpen)
+	}
+	return func(outcome error) {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		switch {
+		case excluded(outcome):
+			_ = s.cfg.Sharer.EndProbe(pctx, id)
+		case outcome != nil:
+			s.mu.Lock()
+			delete(s.probes, id)
+			s.mu.Unlock()
+			s.open(pctx, id, 0)
+			_ = s.cfg.Sharer.EndProbe(pctx, id)
+		default:
+			s.mu.Lock()
+			s.probes[id]++
+			closed := s.probes[id] >= int(s.cfg.HalfOpenProbes)
+			s.mu.Unlock()
+			if closed {
+				s.close(pctx, id)
+			}
+			_ = s.cfg.Sharer.EndProbe(pctx, id)
+		}
+	}, nil
+}
+
+// open marks id open cluster-wide until OpenTimeout from now.
+func (s *Set) open(ctx context.Context, id string, failures uint32) {
+	e := Event{ID: id, Open: true, Until: time.Now().Add(s.cfg.OpenTimeout), Failures: failures, From: s.cfg.Instance}
+	s.apply(e)
+	if err := s.cfg.Sharer.Publish(ctx, e); err != nil {
+		s.cfg.Logger.Warn("sharing a breaker transition failed", slog.String("credential", id), slog.String("error", err.Error()))
+	}
+}
+
+// close marks id closed cluster-wide.
+func (s *Set) close(ctx context.Context, id string) {
+	e := Event{ID: id, From: s.cfg.Instance}
+	s.apply(e)
+	if err := s.cfg.Sharer.Publish(ctx, e); err != nil {
+		s.cfg.Logger.Warn("sharing a breaker transition failed", slog.String("credential", id), slog.String("error", err.Error()))
+	}
+}
+
+// apply records a transition, from this instance or another.
+func (s *Set) apply(e Event) {
+	s.mu.Lock()
+	prev, wasOpen := s.shared[e.ID]
+	if e.Open {
+		if wasOpen && prev.Until.After(e.Until) {
+			s.mu.Unlock()
+			return
+		}
+		s.shared[e.ID] = e
+	} else {
+		delete(s.shared, e.ID)
+		delete(s.probes, e.ID)
+		// Start the local breaker afresh: its counts belong to the outage.
+		delete(s.breakers, e.ID)
+	}
+	s.mu.Unlock()
+	if s.cfg.OnStateChange == nil || (e.Open && e.From == s.cfg.Instance) {
+		return // gobreaker already reported this instance's own trips
+	}
+	switch {
+	case e.Open && !wasOpen:
+		s.cfg.OnStateChange(e.ID, Closed, Open)
+	case !e.Open && wasOpen:
+		s.cfg.OnStateChange(e.ID, HalfOpen, Closed)
+	}
+}
+
 // State returns the state of credential id's breaker.
-func (s *Set) State(id string) State { return s.get(id).State() }
+func (s *Set) State(id string) State {
+	if s.cfg.Sharer != nil {
+		s.mu.Lock()
+		e, open := s.shared[id]
+		s.mu.Unlock()
+		if open {
+			if time.Now().Before(e.Until) {
+				return Open
+			}
+			return HalfOpen
+		}
+	}
+	return s.get(id).State()
+}
 
 // Ready reports whether credential id may be tried: its breaker is not
 // open. A half-open breaker is ready, though Allow may still refuse once
@@ -108,15 +273,10 @@ func (s *Set) State(id string) State { return s.get(id).State() }
 func (s *Set) Ready(id string) bool { return s.State(id) != Open }
 
 func (s *Set) get(id string) *gobreaker.TwoStepCircuitBreaker[struct{}] {
-	s.mu.RLock()
-	b := s.breakers[id]
-	s.mu.RUnlock()
-	if b != nil {
-		return b
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if b = s.breakers[id]; b == nil {
+	b := s.breakers[id]
+	if b == nil {
 		b = gobreaker.NewTwoStepCircuitBreaker[struct{}](s.settings(id))
 		s.breakers[id] = b
 	}
@@ -134,15 +294,68 @@ func (s *Set) settings(id string) gobreaker.Settings {
 			if c.ConsecutiveFailures >= cfg.Failures {
 				return true
 			}
-			return cfg.FailureRatio > 0 && c.Requests >= cfg.MinRequests &&
-				float64(c.TotalFailures) >= cfg.FailureRatio*float64(c.Requests)
+			counted := c.TotalSuccesses + c.TotalFailures // exclusions dilute nothing
+			return cfg.FailureRatio > 0 && counted >= cfg.MinRequests &&
+				float64(c.TotalFailures) >= cfg.FailureRatio*float64(counted)
 		},
-		IsExcluded: func(err error) bool {
-			return errors.Is(err, context.Canceled) || errors.Is(err, ErrNotCounted)
+		IsExcluded: excluded,
+		OnStateChange: func(name string, from, to gobreaker.State) {
+			if cfg.Sharer != nil && to == Open {
+				// Published by Run: this runs under gobreaker's lock.
+				select {
+				case s.events <- Event{ID: name, Open: true, Until: time.Now().Add(cfg.OpenTimeout), Failures: cfg.Failures, From: cfg.Instance}:
+				default:
+				}
+			}
+			if cfg.OnStateChange != nil {
+				cfg.OnStateChange(name, from, to)
+			}
 		},
-	}
-	if cfg.OnStateChange != nil {
-		st.OnStateChange = func(name string, from, to gobreaker.State) { cfg.OnStateChange(name, from, to) }
 	}
 	return st
+}
+
+// Run shares this instance's transitions and applies the others', until
+// ctx ends. Without a Sharer it returns at once.
+func (s *Set) Run(ctx context.Context) {
+	if s.cfg.Sharer == nil {
+		return
+	}
+	go s.cfg.Sharer.Watch(ctx, s.apply, s.reconcile)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-s.events:
+			s.apply(e)
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			if err := s.cfg.Sharer.Publish(pctx, e); err != nil {
+				s.cfg.Logger.Warn("sharing a breaker transition failed", slog.String("credential", e.ID), slog.String("error", err.Error()))
+			}
+			cancel()
+		}
+	}
+}
+
+// reconcile aligns the known open breakers with a snapshot of the
+// cluster's: those another instance opened and that are gone from it
+// were closed by someone. (This instance's own, if its publish failed,
+// stay open until their probe.)
+func (s *Set) reconcile(open []Event) {
+	seen := make(map[string]bool, len(open))
+	for _, e := range open {
+		seen[e.ID] = true
+		s.apply(e)
+	}
+	s.mu.Lock()
+	var closed []string
+	for id, e := range s.shared {
+		if !seen[id] && e.From != s.cfg.Instance {
+			closed = append(closed, id)
+		}
+	}
+	s.mu.Unlock()
+	for _, id := range closed {
+		s.apply(Event{ID: id})
+	}
 }

@@ -13,7 +13,7 @@ var errUpstream = errors.New("upstream 503")
 
 func call(t *testing.T, s *Set, id string, outcome error) error {
 	t.Helper()
-	done, err := s.Allow(id)
+	done, err := s.Allow(context.Background(), id)
 	if err != nil {
 		return err
 	}
@@ -87,11 +87,11 @@ func TestHalfOpenLetsOneProbeThrough(t *testing.T) {
 	if s.State("a") != HalfOpen {
 		t.Fatalf("state %v, want half-open", s.State("a"))
 	}
-	done, err := s.Allow("a")
+	done, err := s.Allow(context.Background(), "a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Allow("a"); !errors.Is(err, ErrOpen) {
+	if _, err := s.Allow(context.Background(), "a"); !errors.Is(err, ErrOpen) {
 		t.Fatalf("second probe while the first is out: %v", err)
 	}
 	done(nil)
@@ -103,5 +103,19 @@ func TestHalfOpenLetsOneProbeThrough(t *testing.T) {
 	want := []string{"a:closed->open", "a:open->half-open", "a:half-open->closed"}
 	if fmt.Sprint(transitions) != fmt.Sprint(want) {
 		t.Fatalf("transitions %v, want %v", transitions, want)
+	}
+}
+
+func TestFailureRatioIgnoresExclusions(t *testing.T) {
+	s := New(Config{Failures: 100, FailureRatio: 0.5, MinRequests: 10})
+	for range 50 {
+		call(t, s, "a", ErrNotCounted)
+	}
+	for range 5 {
+		call(t, s, "a", nil)
+		call(t, s, "a", errUpstream)
+	}
+	if s.State("a") != Open {
+		t.Fatal("uncounted outcomes must not dilute the failure ratio")
 	}
 }
