@@ -120,6 +120,12 @@ func TestSticky(t *testing.T) {
 			if d = mustAcquire(t, l, req); d.Grant.ID != "b" || d.StickyHit {
 				t.Fatalf("absent sticky: %+v", d)
 			}
+			// Only the top tier may be promoted: b is now mapped, but when
+			// it sits in a lower tier the top tier is tried first.
+			req.Candidates, req.StickyTier = cands("c", "b"), 1
+			if d = mustAcquire(t, l, req); d.Grant.ID != "c" || d.StickyHit {
+				t.Fatalf("a sticky credential below the top tier must not jump it: %+v", d.Grant)
+			}
 		})
 	}
 }

@@ -52,6 +52,9 @@ var conformance = []struct {
 	{"ClientQuota", testClientQuota},
 	{"Cooldown", testCooldown},
 	{"PoolIsShared", testPoolIsShared},
+	{"LongCallCharged", testLongCallCharged},
+	{"TooLargeWins", testTooLargeWins},
+	{"SplitKeepsClientPlace", testSplitKeepsClientPlace},
 }
 
 func one(id string, l Limit) Request {
@@ -325,5 +328,72 @@ func testPoolIsShared(t *testing.T, l testLimiter, clk *clock) {
 	}
 	if u := us[0]; u.RPM.Remaining != 1 {
 		t.Fatalf("b used %d", 2-u.RPM.Remaining)
+	}
+}
+
+func testLongCallCharged(t *testing.T, l testLimiter, clk *clock) {
+	req := one("a", Limit{TPM: 1000})
+	req.Tokens = 100
+	d := mustAcquire(t, l, req)
+	clk.Advance(90 * time.Second) // a 90 s stream
+	if err := l.Settle(context.Background(), d.Grant, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if d := mustAcquire(t, l, req); d.Allowed {
+		t.Fatalf("a long call's real use must be charged when it ends: %+v", d)
+	}
+}
+
+func testTooLargeWins(t *testing.T, l testLimiter, clk *clock) {
+	req := one("a", Limit{RPM: 1, TPM: 100})
+	req.Tokens = 10
+	mustAcquire(t, l, req)
+	req.Tokens = 200
+	d := mustAcquire(t, l, req)
+	if d.Allowed || d.Reason != ReasonTooLarge || d.RetryAfter != 0 {
+		t.Fatalf("a request that can never fit must say so: %+v", d)
+	}
+}
+
+// testSplitKeepsClientPlace: a request that fails over holds one place in
+// its client's quota, however many credentials it tries.
+func testSplitKeepsClientPlace(t *testing.T, l testLimiter, clk *clock) {
+	ctx := context.Background()
+	req := Request{Client: "c", ClientLimit: Limit{RPM: 2, Concurrency: 1, TPM: 1000}, Tokens: 100,
+		Candidates: []Candidate{{ID: "a", Limit: Limit{Concurrency: 5}}}}
+	d := mustAcquire(t, l, req)
+	credPart, clientPart := d.Grant.Split()
+	// The attempt on a fails; the retry goes without the client.
+	if err := l.Settle(ctx, credPart, 0); err != nil {
+		t.Fatal(err)
+	}
+	retry := req
+	retry.Client, retry.ClientLimit = "", Limit{}
+	retry.Candidates = []Candidate{{ID: "b", Limit: Limit{Concurrency: 5}}}
+	d2 := mustAcquire(t, l, retry)
+	if !d2.Allowed {
+		t.Fatal("retry")
+	}
+	// The client's single slot is still held by the request.
+	if d := mustAcquire(t, l, req); d.Allowed || d.Scope != ScopeClient || d.Reason != ReasonConcurrency {
+		t.Fatalf("the client's slot must still be held: %+v", d)
+	}
+	_ = l.Settle(ctx, d2.Grant, 30)
+	_ = l.Settle(ctx, clientPart, 30)
+	// One request charged once: the second of 2 per minute still fits.
+	d3 := mustAcquire(t, l, req)
+	if !d3.Allowed {
+		t.Fatalf("a failed-over request must count once against the client: %+v", d3)
+	}
+	_ = l.Settle(ctx, d3.Grant, 100)
+	if d := mustAcquire(t, l, req); d.Allowed || d.Reason != ReasonRPM {
+		t.Fatalf("two requests per minute: %+v", d)
+	}
+	us, err := l.Usage(ctx, []Subject{{KindClient, "c"}}, []Limit{req.ClientLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := us[0]; u.TPM.Remaining != 1000-30-100 || u.InFlight != 0 {
+		t.Fatalf("client tokens: %+v", u.TPM)
 	}
 }

@@ -99,6 +99,7 @@ func (s leaseSubject) tokenLimited() bool { return s.limit.TPM > 0 || s.limit.TP
 
 // Acquire implements Limiter.
 func (l *Leased) Acquire(ctx context.Context, req Request) (Decision, error) {
+	req.Tokens = max(0, req.Tokens)
 	if req.Sticky != "" || req.ClientLimit.Concurrency > 0 {
 		return l.r.Acquire(ctx, req)
 	}
@@ -320,7 +321,10 @@ func (l *Leased) Settle(ctx context.Context, g Grant, usedTokens int64) error {
 	for i, part := range strings.SplitN(g.Lease, ",", 3) {
 		batches[i], _ = strconv.ParseUint(part, 10, 64)
 	}
-	keys := [3]string{k.Credential(g.ID), "", ""}
+	keys := [3]string{}
+	if g.ID != "" {
+		keys[0] = k.Credential(g.ID)
+	}
 	limits := [3]Limit{g.CredentialLimit, g.PoolLimit, g.ClientLimit}
 	if g.Pool != "" {
 		keys[1] = k.Pool(g.Pool)

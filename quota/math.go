@@ -65,11 +65,18 @@ func (w *window) add(cur, n int64) {
 	w.count[i] = max(0, w.count[i]+n)
 }
 
-// adjust corrects slot num by delta if that slot still counts at cur.
-func (w *window) adjust(cur, num, delta int64) {
+// adjust corrects the reservation recorded in slot num to the units
+// really used: by used-reserved while that slot is in the window. Once
+// it has left (a call longer than the window), all of used is charged to
+// slot cur: the window cannot tell when the units were spent, so it
+// assumes the latest moment.
+func (w *window) adjust(cur, num, reserved, used int64) {
 	i := num % (windowSlots + 1)
-	if w.num[i] == num && num >= cur-windowSlots {
-		w.count[i] = max(0, w.count[i]+delta)
+	switch {
+	case w.num[i] == num && num >= cur-windowSlots:
+		w.count[i] = max(0, w.count[i]+used-reserved)
+	case num < cur-windowSlots && used > 0:
+		w.add(cur, used)
 	}
 }
 

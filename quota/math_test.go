@@ -49,12 +49,16 @@ func TestWindow(t *testing.T) {
 	if ok, used, _ := w.check(base+61*slot, minute, 8, 0); !ok || used != 3 {
 		t.Fatalf("after the first slot leaves: used %d, want 3", used)
 	}
-	w.adjust(slotOf(base+61*slot, minute), slotOf(base+10*slot, minute), -2)
+	w.adjust(slotOf(base+61*slot, minute), slotOf(base+10*slot, minute), 3, 1)
 	if used := w.sum(slotOf(base+61*slot, minute)); used != 1 {
 		t.Fatalf("adjusted: used %d, want 1", used)
 	}
-	w.adjust(slotOf(base+61*slot, minute), slotOf(base, minute), 100) // gone: ignored
+	w.adjust(slotOf(base+61*slot, minute), slotOf(base, minute), 5, 0) // gone: nothing to refund
 	if used := w.sum(slotOf(base+61*slot, minute)); used != 1 {
-		t.Fatalf("adjusting a slot that left must do nothing: used %d", used)
+		t.Fatalf("refunding a slot that left must do nothing: used %d", used)
+	}
+	w.adjust(slotOf(base+61*slot, minute), slotOf(base, minute), 5, 100) // gone: all use charged now
+	if used := w.sum(slotOf(base+61*slot, minute)); used != 101 {
+		t.Fatalf("the use of a call longer than the window must be charged now: used %d", used)
 	}
 }

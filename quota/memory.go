@@ -3,6 +3,7 @@ package quota
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -49,7 +50,7 @@ func (m *Memory) Acquire(ctx context.Context, req Request) (Decision, error) {
 		return Decision{}, fmt.Errorf("%w: sticky lookup: %v", ErrBackend, err)
 	}
 	orig := req.Candidates
-	req.Candidates = stickyFirst(orig, stickyID)
+	req.Candidates = stickyFirst(orig, stickyID, req.StickyTier)
 	d, err := m.acquire(req)
 	if err != nil || !d.Allowed {
 		return d, err
@@ -57,18 +58,19 @@ func (m *Memory) Acquire(ctx context.Context, req Request) (Decision, error) {
 	d.StickyHit = stickyID != "" && req.Candidates[0].ID == stickyID
 	d.Grant.Index = indexOf(orig, d.Grant.ID)
 	if d.Grant.ID != stickyID {
-		if err := m.sticky.Set(ctx, req.Sticky, d.Grant.ID); err != nil {
-			return d, fmt.Errorf("%w: sticky store: %v", ErrBackend, err)
-		}
+		// Best effort: a mapping that could not be stored costs stickiness,
+		// never the grant.
+		_ = m.sticky.Set(ctx, req.Sticky, d.Grant.ID)
 	}
 	return d, nil
 }
 
 // stickyFirst returns the candidates with the one named id moved to the
-// front (a copy; the caller's slice is not changed).
-func stickyFirst(cands []Candidate, id string) []Candidate {
+// front, if it is among the first tier of them (a copy; the caller's
+// slice is not changed).
+func stickyFirst(cands []Candidate, id string, tier int) []Candidate {
 	i := indexOf(cands, id)
-	if id == "" || i <= 0 {
+	if id == "" || i <= 0 || (tier > 0 && i >= tier) {
 		return cands
 	}
 	out := make([]Candidate, 0, len(cands))
@@ -82,6 +84,7 @@ func indexOf(cands []Candidate, id string) int {
 }
 
 func (m *Memory) acquire(req Request) (Decision, error) {
+	req.Tokens = max(0, req.Tokens)
 	now := m.now().UnixMicro()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -149,12 +152,14 @@ func (m *Memory) Settle(_ context.Context, g Grant, usedTokens int64) error {
 	at := g.At.UnixMicro()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.subject(credentialKey(g.ID)).settle(now, at, g.CredentialLimit, usedTokens-g.Tokens)
+	if g.ID != "" {
+		m.subject(credentialKey(g.ID)).settle(now, at, g.CredentialLimit, g.Tokens, usedTokens)
+	}
 	if g.Pool != "" && !g.PoolLimit.IsZero() {
-		m.subject(poolKey(g.Pool)).settle(now, at, g.PoolLimit, usedTokens-g.Tokens)
+		m.subject(poolKey(g.Pool)).settle(now, at, g.PoolLimit, g.Tokens, usedTokens)
 	}
 	if g.Client != "" && !g.ClientLimit.IsZero() {
-		m.subject(clientKey(g.Client)).settle(now, at, g.ClientLimit, usedTokens-g.Tokens)
+		m.subject(clientKey(g.Client)).settle(now, at, g.ClientLimit, g.Tokens, usedTokens)
 	}
 	return nil
 }
@@ -217,14 +222,14 @@ type verdict struct {
 	tat    int64 // GCRA state to store on a take
 }
 
-// fail records a failing limit: the first reason wins, the longest wait
-// (or "never") wins.
+// fail records a failing limit: the first reason wins unless a later one
+// can never pass (too large), and the longest wait (or "never") wins.
 func (v *verdict) fail(r Reason, retry int64) {
-	if v.ok {
+	if v.ok || retry < 0 && v.retry >= 0 {
 		v.ok, v.reason, v.retry = false, r, retry
 		return
 	}
-	if v.retry >= 0 && (retry < 0 || retry > v.retry) {
+	if v.retry >= 0 && retry > v.retry {
 		v.retry = retry
 	}
 }
@@ -301,12 +306,12 @@ func (s *subject) take(now int64, l Limit, tokens, tat int64) {
 	}
 }
 
-func (s *subject) settle(now, at int64, l Limit, delta int64) {
-	if l.TPM > 0 && delta != 0 {
-		s.tpm.adjust(slotOf(now, minute), slotOf(at, minute), delta)
+func (s *subject) settle(now, at int64, l Limit, reserved, used int64) {
+	if l.TPM > 0 && reserved != used {
+		s.tpm.adjust(slotOf(now, minute), slotOf(at, minute), reserved, used)
 	}
-	if l.TPD > 0 && delta != 0 {
-		s.tpd.adjust(slotOf(now, day), slotOf(at, day), delta)
+	if l.TPD > 0 && reserved != used {
+		s.tpd.adjust(slotOf(now, day), slotOf(at, day), reserved, used)
 	}
 	if l.Concurrency > 0 && s.inflight > 0 {
 		s.inflight--
@@ -352,4 +357,5 @@ func (s *subject) usage(now int64, l Limit) Usage {
 }
 
 // qpsInterval is the GCRA emission interval for a rate, in µs.
-func qpsInterval(qps float64) int64 { return max(1, int64(1e6/qps)) }
+// It rounds up: a limit is never exceeded by rounding.
+func qpsInterval(qps float64) int64 { return max(1, int64(math.Ceil(1e6/qps))) }

@@ -79,6 +79,10 @@ type Request struct {
 	// Redis backend reads and writes it in the same round trip.
 	Sticky    string
 	StickyTTL time.Duration
+	// StickyTier limits stickiness to the first StickyTier candidates
+	// (the top priority tier): a session that failed over to a fallback
+	// goes back to the top tier as soon as it can. 0: any candidate.
+	StickyTier int
 }
 
 // Grant is capacity held on one credential. Callers read ID and Index and
@@ -100,6 +104,18 @@ type Grant struct {
 	// Backend names the limiter that issued the grant, so that a grant
 	// issued during a fallback is settled where it was taken.
 	Backend string
+}
+
+// Split separates a grant into its credential part and its client part.
+// A request that fails over keeps its one place in the client's quota: it
+// settles each attempt's credential part when the attempt ends, acquires
+// later attempts without the client, and settles the client part once,
+// when the request ends.
+func (g Grant) Split() (credential, client Grant) {
+	credential = g
+	credential.Client, credential.ClientLimit = "", Limit{}
+	client = Grant{Client: g.Client, ClientLimit: g.ClientLimit, Tokens: g.Tokens, At: g.At, Lease: g.Lease, Backend: g.Backend}
+	return credential, client
 }
 
 // Scope says whose limit refused a request.

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -90,7 +91,7 @@ type Redis struct {
 	instance string // prefix of this instance's lease ids
 	seq      atomic.Uint64
 	mu       sync.Mutex
-	leases   map[string][]string // lease id → the zsets holding it
+	leases   map[string]map[string]bool // lease id → the zsets holding it
 	pending  []settlement        // ended grants not yet written
 }
 
@@ -124,7 +125,7 @@ func NewRedis(client redis.Scripter, cfg RedisConfig) *Redis {
 		take:     redis.NewScript(preludeLua + takeLua),
 		usage:    redis.NewScript(preludeLua + usageLua),
 		instance: hex.EncodeToString(id[:]),
-		leases:   make(map[string][]string),
+		leases:   make(map[string]map[string]bool),
 	}
 }
 
@@ -174,12 +175,15 @@ func limitArgs(l Limit) []any {
 }
 
 // run executes a script within the call timeout.
+//
+// A caller's cancellation does not cut a call short: the script may have
+// run, and its reply says what it did (what was granted must be settled).
 func (r *Redis) run(ctx context.Context, s *redis.Script, keys []string, args ...any) (any, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Timeout)
 	defer cancel()
 	v, err := s.Run(ctx, r.client, keys, args...).Result()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBackend, err)
+		return nil, fmt.Errorf("%w: %w", ErrBackend, err)
 	}
 	return v, nil
 }
@@ -202,8 +206,8 @@ func (r *Redis) Acquire(ctx context.Context, req Request) (Decision, error) {
 	if keys[0] == k.none() {
 		clientLimit = Limit{}
 	}
-	args := make([]any, 0, 13+16*len(req.Candidates))
-	args = append(args, r.now(), req.Tokens, lease, r.cfg.LeaseTTL.Microseconds(), stickyTTL)
+	args := make([]any, 0, 14+16*len(req.Candidates))
+	args = append(args, r.now(), max(0, req.Tokens), lease, r.cfg.LeaseTTL.Microseconds(), stickyTTL, req.StickyTier)
 	args = append(args, limitArgs(clientLimit)...)
 	args = append(args, len(req.Candidates))
 	for _, c := range req.Candidates {
@@ -225,7 +229,9 @@ func (r *Redis) Acquire(ctx context.Context, req Request) (Decision, error) {
 
 	v, err := r.run(ctx, r.acquire, keys, args...)
 	if err != nil {
-		r.requeue(along)
+		if notSent(err) {
+			r.requeue(along) // never reached Redis: settle them later
+		}
 		return Decision{}, err
 	}
 	res, ok := v.([]any)
@@ -274,9 +280,7 @@ func windows(v []any) (requests, tokens Window) {
 // the background flush writes it, so it never waits for Redis.
 func (r *Redis) Settle(_ context.Context, g Grant, usedTokens int64) error {
 	if g.Lease != "" {
-		r.mu.Lock()
-		delete(r.leases, g.Lease)
-		r.mu.Unlock()
+		r.untrack(g)
 	}
 	delta := usedTokens - g.Tokens
 	tokenLimited := g.CredentialLimit.TPM+g.CredentialLimit.TPD+g.PoolLimit.TPM+g.PoolLimit.TPD+
@@ -285,7 +289,10 @@ func (r *Redis) Settle(_ context.Context, g Grant, usedTokens int64) error {
 		return nil // nothing to free or correct
 	}
 	k := r.Keys()
-	st := settlement{keys: [6]string{k.Credential(g.ID), k.Credential(g.ID) + ":c", k.none(), k.none() + ":c", k.none(), k.none() + ":c"}}
+	st := settlement{keys: [6]string{k.none(), k.none() + ":c", k.none(), k.none() + ":c", k.none(), k.none() + ":c"}}
+	if g.ID != "" {
+		st.keys[0], st.keys[1] = k.Credential(g.ID), k.Credential(g.ID)+":c"
+	}
 	if g.Pool != "" {
 		st.keys[2], st.keys[3] = k.Pool(g.Pool), k.Pool(g.Pool)+":c"
 	}
@@ -293,7 +300,7 @@ func (r *Redis) Settle(_ context.Context, g Grant, usedTokens int64) error {
 		st.keys[4], st.keys[5] = k.Client(g.Client), k.Client(g.Client)+":c"
 	}
 	st.args = make([]any, 0, 25)
-	st.args = append(st.args, g.At.UnixMicro(), delta, g.Lease, 0)
+	st.args = append(st.args, g.At.UnixMicro(), delta, g.Lease, g.Tokens)
 	st.args = append(st.args, limitArgs(g.CredentialLimit)...)
 	st.args = append(st.args, limitArgs(g.PoolLimit)...)
 	st.args = append(st.args, limitArgs(g.ClientLimit)...)
@@ -342,7 +349,9 @@ func (r *Redis) Flush(ctx context.Context) error {
 			args = append(args, st.args...)
 		}
 		if _, err := r.run(ctx, r.settle, keys, args...); err != nil {
-			r.requeue(batch)
+			if notSent(err) {
+				r.requeue(batch)
+			}
 			return err
 		}
 	}
@@ -354,22 +363,45 @@ func (r *Redis) Cooldown(ctx context.Context, id string, d time.Duration) error 
 	return err
 }
 
-// track remembers a lease so that the renewal loop keeps it alive.
-func (r *Redis) track(lease string, g Grant) {
+// leaseZsets lists the zsets in which a grant (or a part of one) holds
+// concurrency slots.
+func (r *Redis) leaseZsets(g Grant) []string {
 	k := r.Keys()
 	var zsets []string
-	if g.CredentialLimit.Concurrency > 0 {
+	if g.ID != "" && g.CredentialLimit.Concurrency > 0 {
 		zsets = append(zsets, k.Credential(g.ID)+":c")
 	}
-	if g.PoolLimit.Concurrency > 0 {
+	if g.Pool != "" && g.PoolLimit.Concurrency > 0 {
 		zsets = append(zsets, k.Pool(g.Pool)+":c")
 	}
-	if g.ClientLimit.Concurrency > 0 {
+	if g.Client != "" && g.ClientLimit.Concurrency > 0 {
 		zsets = append(zsets, k.Client(g.Client)+":c")
 	}
+	return zsets
+}
+
+// track remembers a lease so that the renewal loop keeps it alive.
+func (r *Redis) track(lease string, g Grant) {
 	r.mu.Lock()
-	r.leases[lease] = zsets
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	held := make(map[string]bool)
+	for _, z := range r.leaseZsets(g) {
+		held[z] = true
+	}
+	r.leases[lease] = held
+}
+
+// untrack forgets the slots a settled grant (or part) held.
+func (r *Redis) untrack(g Grant) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	held := r.leases[g.Lease]
+	for _, z := range r.leaseZsets(g) {
+		delete(held, z)
+	}
+	if len(held) == 0 {
+		delete(r.leases, g.Lease)
+	}
 }
 
 // Run flushes settled grants every FlushInterval and renews this
@@ -402,7 +434,7 @@ func (r *Redis) RenewLeases(ctx context.Context) error {
 	var keys []string
 	args := []any{r.now(), r.cfg.LeaseTTL.Microseconds()}
 	for lease, zsets := range r.leases {
-		for _, z := range zsets {
+		for z := range zsets {
 			keys = append(keys, z)
 			args = append(args, lease)
 		}
@@ -429,6 +461,17 @@ func toInt(v any) int64 {
 func toStr(v any) string {
 	s, _ := v.(string)
 	return s
+}
+
+// notSent reports whether a failed call surely never reached Redis (it
+// could not connect), so that what it carried can be sent again without
+// being applied twice. Settlements are applied at most once: one lost in
+// doubt only leaves a reservation to expire with its window and a slot
+// with its lease.
+func notSent(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrClosed) ||
+		(errors.As(err, &op) && op.Op == "dial")
 }
 
 // IsBackendError reports whether err is a failure of the shared store

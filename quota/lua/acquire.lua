@@ -11,9 +11,11 @@
 -- ARGV[3]            lease id for concurrency slots
 -- ARGV[4]            lease time to live, µs
 -- ARGV[5]            sticky time to live, ms (0: no affinity)
--- ARGV[6..12]        client limit
--- ARGV[13]           number of candidates n
--- ARGV[14+16(i-1)..] candidate i: id, has pool (0/1), limit (7), pool limit (7)
+-- ARGV[6]            how many leading candidates (the top priority tier)
+--                    the sticky mapping may promote; 0: all
+-- ARGV[7..13]        client limit
+-- ARGV[14]           number of candidates n
+-- ARGV[15+16(i-1)..] candidate i: id, has pool (0/1), limit (7), pool limit (7)
 -- then ARGV[a]       number of earlier grants to settle first, g; their
 --                    keys follow the candidates' in KEYS and their
 --                    arguments follow ARGV[a], encoded as in settle.lua
@@ -23,12 +25,15 @@
 local now = now_us()
 local tokens = tonumber(ARGV[2])
 local lease, lease_ttl = ARGV[3], tonumber(ARGV[4])
-local sticky_ttl = tonumber(ARGV[5])
-local client_limit = limit(6)
-local n = tonumber(ARGV[13])
+local sticky_ttl, sticky_tier = tonumber(ARGV[5]), tonumber(ARGV[6])
+local client_limit = limit(7)
+local n = tonumber(ARGV[14])
+if sticky_tier <= 0 then
+  sticky_tier = n
+end
 
 -- Grants this instance ended since its last call are settled first.
-local settles_at = 14 + 16 * n
+local settles_at = 15 + 16 * n
 settle_all(4 + 4 * n, settles_at + 1, tonumber(ARGV[settles_at]), now)
 
 local client, client_tat
@@ -45,19 +50,20 @@ end
 
 local cands = {}
 for i = 1, n do
-  local a = 14 + 16 * (i - 1)
+  local a = 15 + 16 * (i - 1)
   cands[i] = {id = ARGV[a], pool = ARGV[a + 1] == '1', limit = limit(a + 2), pool_limit = limit(a + 9),
               key = KEYS[4 + 4 * (i - 1)], zkey = KEYS[5 + 4 * (i - 1)],
               pkey = KEYS[6 + 4 * (i - 1)], pzkey = KEYS[7 + 4 * (i - 1)]}
 end
 
--- The sticky credential, when it is a candidate, is tried first.
+-- The sticky credential, when it is a candidate of the top tier, is
+-- tried first.
 local order, sticky_id, hit = {}, nil, 0
 if sticky_ttl > 0 then
   sticky_id = redis.call('GET', KEYS[3])
 end
 for i = 1, n do
-  if sticky_id and cands[i].id == sticky_id then
+  if sticky_id and i <= sticky_tier and cands[i].id == sticky_id then
     table.insert(order, 1, i)
     hit = 1
   else

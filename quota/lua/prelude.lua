@@ -125,9 +125,9 @@ end
 local function check(st, l, now, tokens)
   local ok, reason, retry, tat = true, nil, 0, nil
   local function fail(r, wait)
-    if ok then
+    if ok or (wait < 0 and retry >= 0) then
       ok, reason, retry = false, r, wait
-    elseif retry >= 0 and (wait < 0 or wait > retry) then
+    elseif retry >= 0 and wait > retry then
       retry = wait
     end
   end
@@ -246,7 +246,7 @@ end
 local function settle_all(key_base, arg_base, count, now)
   for g = 0, count - 1 do
     local kb, ab = key_base + 6 * g, arg_base + 25 * g
-    local at, delta, lease = tonumber(ARGV[ab]), tonumber(ARGV[ab + 1]), ARGV[ab + 2]
+    local at, delta, lease, reserved = tonumber(ARGV[ab]), tonumber(ARGV[ab + 1]), ARGV[ab + 2], tonumber(ARGV[ab + 3])
     for s = 0, 2 do
       local l = limit(ab + 4 + 7 * s)
       if not is_zero(l) then
@@ -265,6 +265,13 @@ local function settle_all(key_base, arg_base, count, now)
                 local v = math.max(0, c + delta)
                 redis.call('HSET', st.key, field, v)
                 st[w .. ':s'] = math.max(0, st[w .. ':s'] + v - c)
+                st.set[w .. ':s'] = st[w .. ':s']
+              elseif reserved + delta > 0 then
+                -- The reservation's slot left the window (a call longer
+                -- than it): all the use is charged now, the latest moment
+                -- it can have happened.
+                redis.call('HINCRBY', st.key, w .. ':' .. cur, reserved + delta)
+                st[w .. ':s'] = st[w .. ':s'] + reserved + delta
                 st.set[w .. ':s'] = st[w .. ':s']
               end
             end

@@ -7,8 +7,8 @@
 -- grant i (from 0), KEYS[1+6i..6+6i]: credential hash, zset; pool hash,
 --   zset; client hash, zset
 -- grant i, ARGV[3+25i..27+25i]: reserved at (µs), used minus reserved
---   tokens, lease id, (unused), credential limit (7), pool limit (7),
---   client limit (7)
+--   tokens, lease id, reserved tokens, credential limit (7), pool limit
+--   (7), client limit (7)
 --
 -- Returns the number of grants settled.
 local now = now_us()
