@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/sluice-gateway/sluice/gateway/config"
 	"github.com/sluice-gateway/sluice/quota"
@@ -17,7 +18,8 @@ type client struct {
 	name   string
 	models []string // nil: every model
 	limit  quota.Limit
-	digest [32]byte // SHA-256 of the key
+	wait   time.Duration // how long a request may wait for the client's quota
+	digest [32]byte      // SHA-256 of the key
 }
 
 // anonymous is the caller when no client keys are configured.
@@ -40,7 +42,7 @@ func newClients(cfg []config.Client) *clients {
 	}
 	cs := &clients{byDigest: make(map[[32]byte]*client, len(cfg))}
 	for _, c := range cfg {
-		cl := &client{name: c.Name, limit: quotaLimit(c.Limits), digest: sha256.Sum256([]byte(c.Key))}
+		cl := &client{name: c.Name, limit: quotaLimit(c.Limits), wait: c.Limits.WaitTimeout.D(), digest: sha256.Sum256([]byte(c.Key))}
 		if len(c.Models) > 0 && !slices.Contains(c.Models, "*") {
 			cl.models = slices.Clone(c.Models)
 		}
@@ -72,14 +74,12 @@ func (cs *clients) authenticate(h http.Header) (*client, error) {
 	return cl, nil
 }
 
-// presentedKey returns the key a request carries.
+// presentedKey returns the key a request carries: a bearer token, else
+// x-api-key (Anthropic clients), else api-key (Azure clients).
 func presentedKey(h http.Header) string {
-	if auth := h.Get("Authorization"); auth != "" {
-		scheme, token, ok := strings.Cut(auth, " ")
-		if ok && strings.EqualFold(scheme, "Bearer") {
-			return strings.TrimSpace(token)
-		}
-		return ""
+	scheme, token, ok := strings.Cut(h.Get("Authorization"), " ")
+	if ok && strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(token) != "" {
+		return strings.TrimSpace(token)
 	}
 	if k := h.Get("x-api-key"); k != "" {
 		return strings.TrimSpace(k)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 )
@@ -115,7 +116,7 @@ func orderTiers(s strategy, key string, cands []candidate) {
 		for end < len(cands) && cands[end].cred.ch.priority == cands[start].cred.ch.priority {
 			end++
 		}
-		s.order(key, cands[start:end])
+		s.order(key+"\x00"+strconv.Itoa(cands[start].cred.ch.priority), cands[start:end])
 		start = end
 	}
 }

@@ -57,6 +57,7 @@ var errorKinds = []struct {
 	{ErrUpstream, errorKind{http.StatusBadGateway, "server_error", "upstream_error"}},
 	{ErrQuotaUnavailable, errorKind{http.StatusServiceUnavailable, "server_error", "quota_unavailable"}},
 	{ErrDraining, errorKind{http.StatusServiceUnavailable, "server_error", "shutting_down"}},
+	{ErrClientClosed, errorKind{499, "invalid_request_error", "client_closed_request"}},
 	{ErrNotFound, errorKind{http.StatusNotFound, "invalid_request_error", "unknown_url"}},
 	{ErrMethodNotAllowed, errorKind{http.StatusMethodNotAllowed, "invalid_request_error", "method_not_allowed"}},
 }
@@ -174,6 +175,10 @@ func setRateLimitHeaders(h http.Header, d quota.Decision) {
 	}
 	put("requests", d.Requests)
 	put("tokens", d.Tokens)
+	if d.Mode != "" {
+		// The shared quota store is unreachable: say which policy decided.
+		h.Set("X-Sluice-Quota-Mode", d.Mode)
+	}
 	if !d.Allowed && d.RetryAfter > 0 {
 		secs := int64((d.RetryAfter + 999_999_999) / 1e9)
 		h.Set("Retry-After", strconv.FormatInt(secs, 10))

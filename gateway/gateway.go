@@ -28,11 +28,12 @@ import (
 
 // Deps are the shared-state backends of a Gateway. Nil fields get the
 // in-memory backends built from the config: the embedded single-node
-// default.
+// default. The limiter also keeps the sticky mappings (quota.Request's
+// Sticky), so that the Redis backend reads and writes them in the same
+// round trip as the quota.
 type Deps struct {
 	Limiter  quota.Limiter
 	Breakers *breaker.Set
-	Affinity affinity.Store
 	Logger   *slog.Logger
 }
 
@@ -43,7 +44,6 @@ type Gateway struct {
 	log      *slog.Logger
 	limiter  quota.Limiter
 	breakers *breaker.Set
-	affinity affinity.Store
 
 	clients  *clients
 	router   *router
@@ -56,18 +56,15 @@ type Gateway struct {
 
 // New builds a Gateway from a provisioned, validated config.
 func New(cfg *config.Config, deps Deps) (*Gateway, error) {
-	g := &Gateway{cfg: cfg, log: deps.Logger, limiter: deps.Limiter, breakers: deps.Breakers, affinity: deps.Affinity, started: time.Now()}
+	g := &Gateway{cfg: cfg, log: deps.Logger, limiter: deps.Limiter, breakers: deps.Breakers, started: time.Now()}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
 	if g.limiter == nil {
-		g.limiter = quota.NewMemory(quota.MemoryConfig{})
+		g.limiter = NewMemoryLimiter(cfg)
 	}
 	if g.breakers == nil {
 		g.breakers = breaker.New(BreakerConfig(cfg.Breaker, g.log))
-	}
-	if g.affinity == nil && cfg.Routing.Affinity.By != "" {
-		g.affinity = affinity.NewMemory(affinity.MemoryConfig{TTL: cfg.Routing.Affinity.TTL.D()})
 	}
 	for _, p := range cfg.Server.TrustedProxies {
 		prefix, err := config.ParsePrefix(p)
@@ -100,6 +97,14 @@ func New(cfg *config.Config, deps Deps) (*Gateway, error) {
 	return g, nil
 }
 
+// NewMemoryLimiter returns the in-memory limiter for a config, keeping
+// sticky mappings in memory too.
+func NewMemoryLimiter(cfg *config.Config) *quota.Memory {
+	return quota.NewMemory(quota.MemoryConfig{
+		Sticky: affinity.NewMemory(affinity.MemoryConfig{TTL: cfg.Routing.Affinity.TTL.D()}),
+	})
+}
+
 // BreakerConfig converts the breaker section of a config, logging every
 // state transition.
 func BreakerConfig(b config.Breaker, log *slog.Logger) breaker.Config {
@@ -130,8 +135,12 @@ func newChannel(c config.Channel, shared http.RoundTripper) (*channel, error) {
 	case c.Proxy != "":
 		rt = newTransport(c.Proxy)
 	}
+	// Redirects are not followed: an upstream's secret headers (Azure's
+	// api-key, channel headers) would go to wherever it points. A 3xx is
+	// an upstream failure and fails over.
+	client := &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return &channel{
-		name: c.Name, spec: spec, adapter: adapter, client: &http.Client{Transport: rt},
+		name: c.Name, spec: spec, adapter: adapter, client: client,
 		models: c.Models, modelMap: c.ModelMap, priority: c.Priority,
 		timeout: c.Timeout.D(), idleTimeout: c.StreamIdleTimeout.D(),
 		params: p, headers: c.Headers, apiVersion: c.APIVersion,
@@ -336,7 +345,7 @@ func (g *Gateway) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		ci.start = start
 		ci.id = requestID(c.Request().Header.Get("X-Request-Id"))
 		c.Response().Header().Set("X-Request-Id", ci.id)
-		err := recovered(c, next)
+		err := g.recovered(c, next)
 		if err != nil {
 			c.Error(err)
 		}
@@ -371,17 +380,23 @@ func (g *Gateway) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// recovered runs a handler and turns a panic into a 500 (the panic is a
-// bug, and the client still gets an OpenAI-shaped error). A deliberate
-// http.ErrAbortHandler still aborts the connection.
-func recovered(c echo.Context, next echo.HandlerFunc) (err error) {
+// recovered runs a handler and turns a panic (a bug) into a 500 with an
+// OpenAI-shaped error. If the answer had already begun, the connection is
+// aborted instead, so that the client sees a broken answer, never one
+// that looks complete.
+func (g *Gateway) recovered(c echo.Context, next echo.HandlerFunc) (err error) {
 	defer func() {
-		if r := recover(); r != nil {
-			if r == http.ErrAbortHandler {
-				panic(r)
-			}
-			err = fmt.Errorf("panic serving %s: %v", c.Request().URL.Path, r)
+		r := recover()
+		if r == nil {
+			return
 		}
+		if r != http.ErrAbortHandler {
+			g.log.ErrorContext(c.Request().Context(), "panic serving a request", slog.String("path", c.Request().URL.Path), slog.Any("panic", r))
+		}
+		if r == http.ErrAbortHandler || c.Response().Committed {
+			panic(http.ErrAbortHandler)
+		}
+		err = fmt.Errorf("panic serving %s: %v", c.Request().URL.Path, r)
 	}()
 	return next(c)
 }

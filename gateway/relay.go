@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -21,7 +22,7 @@ import (
 )
 
 // ErrClientClosed ends a call whose client went away. Nobody reads the
-// answer; it is logged with nginx's 499.
+// answer; the access log shows nginx's 499.
 var ErrClientClosed = errors.New("client closed the request")
 
 func (g *Gateway) chatCompletions(c echo.Context) error { return g.relay(c, provider.Chat) }
@@ -48,17 +49,7 @@ func (g *Gateway) relay(c echo.Context, ep provider.Endpoint) error {
 	if err != nil {
 		return err
 	}
-	sticky := g.sticky(c, cl, req.model)
-	if sticky.key != "" {
-		id, err := g.affinity.Get(c.Request().Context(), sticky.key)
-		if err != nil {
-			g.log.WarnContext(c.Request().Context(), "affinity lookup failed", slog.String("error", err.Error()))
-		}
-		if id != "" && promote(cands, id) {
-			sticky.id = id
-		}
-	}
-	return g.failover(c, cl, req, cands, sticky)
+	return g.failover(c, cl, req, cands, g.stickyKey(c, cl, req.model))
 }
 
 // readBody reads a JSON request body within the configured cap.
@@ -75,19 +66,18 @@ func (g *Gateway) readBody(c echo.Context) ([]byte, error) {
 	switch {
 	case errors.As(err, &tooLarge):
 		return nil, fmt.Errorf("%w: the limit is %d bytes", ErrBodyTooLarge, tooLarge.Limit)
+	case err != nil && r.Context().Err() != nil:
+		return nil, g.gone(r.Context())
 	case err != nil:
-		return nil, fmt.Errorf("%w: read body: %v", ErrClientClosed, err)
+		return nil, badParam("", "could not read the request body: %v", err)
 	}
 	return body, nil
 }
 
-// stickyRoute is a request's affinity: the store key, and the credential
-// the key was mapped to when that credential is among the candidates.
-type stickyRoute struct {
-	key, id string
-}
-
-func (g *Gateway) sticky(c echo.Context, cl *client, model string) stickyRoute {
+// stickyKey is the affinity key of a request ("" when not sticky). The
+// model is part of it: one session's chat and embedding calls go to
+// different credentials and must not evict each other.
+func (g *Gateway) stickyKey(c echo.Context, cl *client, model string) string {
 	a := g.cfg.Routing.Affinity
 	var kind, value string
 	switch a.By {
@@ -99,28 +89,30 @@ func (g *Gateway) sticky(c echo.Context, cl *client, model string) stickyRoute {
 		kind, value = "client", cl.name
 	}
 	if value == "" {
-		return stickyRoute{}
+		return ""
 	}
-	// The model is part of the key: one session's chat and embedding
-	// calls go to different credentials and must not evict each other.
-	return stickyRoute{key: affinity.Key(kind, value+"\x00"+model)}
+	return affinity.Key(kind, value+"\x00"+model)
 }
 
 // failover tries candidates in order until one answers, bounded by
 // routing.retry (attempts and time). It never retries once a byte has
-// reached the client.
-func (g *Gateway) failover(c echo.Context, cl *client, req *request, cands []candidate, sticky stickyRoute) error {
+// reached the client. The request holds one place in its client's quota
+// across all its attempts.
+func (g *Gateway) failover(c echo.Context, cl *client, req *request, cands []candidate, sticky string) error {
 	ctx := c.Request().Context()
 	retry := g.cfg.Routing.Retry
 	deadline := time.Now().Add(retry.MaxTime.D())
 	ci := callOf(c)
+	h := &holder{client: cl}
+	defer func() { h.release(ctx, g) }()
+
 	var lastErr error
 	for attempt := 1; attempt <= retry.MaxAttempts; attempt++ {
 		ready := g.ready(cands)
 		if len(ready) == 0 {
 			break
 		}
-		adm, err := g.admit(ctx, cl, req, ready, deadline)
+		adm, err := g.admit(ctx, h, req, ready, sticky, deadline)
 		if err != nil {
 			var rf *refusal
 			if lastErr == nil || errors.As(err, &rf) {
@@ -131,13 +123,8 @@ func (g *Gateway) failover(c echo.Context, cl *client, req *request, cands []can
 		cands = slices.DeleteFunc(cands, func(c candidate) bool { return c.cred == adm.cand.cred })
 		ci.attempts, ci.credential = attempt, adm.cand.cred.id
 
-		out := g.attempt(c, req, adm, attempt)
+		out := g.attempt(c, req, adm, h)
 		if out.err == nil {
-			if sticky.key != "" && sticky.id != adm.cand.cred.id {
-				if err := g.affinity.Set(context.WithoutCancel(ctx), sticky.key, adm.cand.cred.id); err != nil {
-					g.log.WarnContext(ctx, "affinity store failed", slog.String("error", err.Error()))
-				}
-			}
 			return nil
 		}
 		if out.committed || !out.retry {
@@ -156,6 +143,21 @@ func (g *Gateway) failover(c echo.Context, cl *client, req *request, cands []can
 	return lastErr
 }
 
+// holder keeps what a request holds in its client's quota from its first
+// grant to its end, and the tokens its attempts used.
+type holder struct {
+	client *client
+	part   *quota.Grant // the client's part of the first grant
+	used   int64
+}
+
+// release settles the client's part with the tokens all attempts used.
+func (h *holder) release(ctx context.Context, g *Gateway) {
+	if h.part != nil {
+		g.settle(ctx, *h.part, h.used)
+	}
+}
+
 // ready keeps the candidates whose breaker is not open.
 func (g *Gateway) ready(cands []candidate) []candidate {
 	out := make([]candidate, 0, len(cands))
@@ -170,58 +172,83 @@ func (g *Gateway) ready(cands []candidate) []candidate {
 // admitted is a candidate that passed its quota and its breaker.
 type admitted struct {
 	cand     candidate
-	grant    quota.Grant
+	grant    quota.Grant // the credential's part
 	decision quota.Decision
 	done     func(error) // the breaker's second step
 }
 
-// admit takes capacity on the first candidate that has some. When none
-// has, it waits as long as the candidates' wait_timeout allows (within
-// the retry deadline) for the soonest to free up, then refuses.
-func (g *Gateway) admit(ctx context.Context, cl *client, req *request, cands []candidate, deadline time.Time) (*admitted, error) {
+// admit takes capacity on the first candidate that has some, with the
+// client's quota on the request's first grant only. When none has room it
+// waits as long as the binding wait_timeout allows (within the retry
+// deadline) for the soonest to free up, then refuses.
+func (g *Gateway) admit(ctx context.Context, h *holder, req *request, cands []candidate, sticky string, deadline time.Time) (*admitted, error) {
 	cands = slices.Clone(cands)
-	qr := quota.Request{Client: cl.name, ClientLimit: cl.limit, Tokens: req.estimate}
+	qr := quota.Request{Tokens: req.estimate, Sticky: sticky, StickyTTL: g.cfg.Routing.Affinity.TTL.D()}
+	if h.part == nil {
+		qr.Client, qr.ClientLimit = h.client.name, h.client.limit
+	}
 	var wait time.Duration
 	for _, c := range cands {
 		qr.Candidates = append(qr.Candidates, quota.Candidate{ID: c.cred.id, Limit: c.cred.limit, Pool: c.cred.pool, PoolLimit: c.cred.shared})
 		wait = max(wait, c.cred.wait)
+		if c.cred.ch.priority == cands[0].cred.ch.priority {
+			qr.StickyTier++
+		}
 	}
-	waitUntil := time.Now().Add(wait)
-	if deadline.Before(waitUntil) {
-		waitUntil = deadline
-	}
+	start := time.Now()
 	for {
 		d, err := g.limiter.Acquire(ctx, qr)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrQuotaUnavailable, err)
 		}
 		if d.Allowed {
-			i := d.Grant.Index
-			done, err := g.breakers.Allow(cands[i].cred.id)
+			grant := d.Grant
+			if grant.Client != "" {
+				credPart, clientPart := grant.Split()
+				grant, h.part = credPart, &clientPart
+				qr.Client, qr.ClientLimit = "", quota.Limit{}
+			}
+			i := grant.Index
+			done, err := g.breakers.Allow(ctx, cands[i].cred.id)
 			if err == nil {
-				return &admitted{cand: cands[i], grant: d.Grant, decision: d, done: done}, nil
+				return &admitted{cand: cands[i], grant: grant, decision: d, done: done}, nil
 			}
 			// A half-open breaker with its probe already out: hand the
 			// capacity back and look further down the order.
-			g.settle(ctx, d.Grant, 0)
+			g.settle(ctx, grant, 0)
 			cands = slices.Delete(cands, i, i+1)
 			qr.Candidates = slices.Delete(qr.Candidates, i, i+1)
 			if len(cands) == 0 {
 				return nil, fmt.Errorf("%w: every credential serving %q is being probed after failures", ErrNoUpstream, req.model)
 			}
+			qr.StickyTier = min(qr.StickyTier, len(cands))
 			continue
 		}
-		if d.Scope == quota.ScopeClient || d.RetryAfter <= 0 || time.Now().Add(d.RetryAfter).After(waitUntil) {
-			return nil, &refusal{d: d, err: refusalError(cl, req, d)}
+		limit := wait
+		if d.Scope == quota.ScopeClient {
+			limit = h.client.wait
+		}
+		waitUntil := min(start.Add(limit).UnixNano(), deadline.UnixNano())
+		if d.RetryAfter <= 0 || time.Now().Add(d.RetryAfter).UnixNano() > waitUntil {
+			return nil, &refusal{d: d, err: refusalError(h.client, req, d)}
 		}
 		t := time.NewTimer(d.RetryAfter)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("%w while waiting for capacity", ErrClientClosed)
+			return nil, g.gone(ctx)
 		case <-t.C:
 		}
 	}
+}
+
+// gone is the error of a request whose context ended: the client left, or
+// the server is shutting down and ran out of drain time.
+func (g *Gateway) gone(ctx context.Context) error {
+	if errors.Is(context.Cause(ctx), ErrDraining) {
+		return fmt.Errorf("%w: the request could not finish before the drain timeout", ErrDraining)
+	}
+	return ErrClientClosed
 }
 
 func refusalError(cl *client, req *request, d quota.Decision) error {
@@ -264,9 +291,9 @@ var (
 )
 
 // attempt makes one upstream call with an admitted credential and, if it
-// answers, relays the answer. It settles the quota and reports to the
-// breaker exactly once, whatever happens.
-func (g *Gateway) attempt(c echo.Context, req *request, adm *admitted, n int) (out outcome) {
+// answers, relays the answer. It settles the credential's quota and
+// reports to its breaker exactly once, whatever happens.
+func (g *Gateway) attempt(c echo.Context, req *request, adm *admitted, h *holder) (out outcome) {
 	ctx := c.Request().Context()
 	cred := adm.cand.cred
 	cred.inflight.Add(1)
@@ -275,7 +302,8 @@ func (g *Gateway) attempt(c echo.Context, req *request, adm *admitted, n int) (o
 		cred.inflight.Add(-1)
 		adm.done(r.breakerErr)
 		g.settle(ctx, adm.grant, r.used)
-		callOf(c).tokens = r.used
+		h.used += r.used
+		callOf(c).tokens = h.used
 	}()
 
 	model := adm.cand.upstreamModel()
@@ -297,20 +325,25 @@ func (g *Gateway) attempt(c echo.Context, req *request, adm *admitted, n int) (o
 	hreq.Header.Set("X-Request-Id", callOf(c).id)
 	resp, err := cred.ch.client.Do(hreq)
 	if err != nil {
-		return r.transportFailure(ctx, actx, err)
+		return g.transportFailure(ctx, actx, err, r, false)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return g.upstreamRefused(ctx, resp, adm, r)
 	}
-	h := c.Response().Header()
-	h.Set("X-Sluice-Credential", cred.id)
-	h.Set("X-Sluice-Attempts", fmt.Sprint(n))
-	setRateLimitHeaders(h, adm.decision)
 	if req.stream {
-		return g.relayStream(c, req, resp, actx, timer, cancel, cred, r)
+		return g.relayStream(c, req, resp, actx, timer, cancel, adm, r)
 	}
-	return g.relayBody(c, req, resp, actx, r)
+	return g.relayBody(c, req, resp, actx, adm, r)
+}
+
+// commit writes the response headers that describe the attempt that
+// answered. It runs when the answer starts, never for a failed attempt.
+func (g *Gateway) commit(c echo.Context, adm *admitted) {
+	h := c.Response().Header()
+	h.Set("X-Sluice-Credential", adm.cand.cred.id)
+	h.Set("X-Sluice-Attempts", strconv.Itoa(callOf(c).attempts))
+	setRateLimitHeaders(h, adm.decision)
 }
 
 // attemptResult is what an attempt reports when it ends: the outcome for
@@ -321,17 +354,21 @@ type attemptResult struct {
 }
 
 // transportFailure classifies an error from sending the request or
-// reading the answer before anything reached the client.
-func (r *attemptResult) transportFailure(ctx, actx context.Context, err error) outcome {
+// reading the answer before anything reached the client. With midBody,
+// the upstream had started answering and may have spent tokens.
+func (g *Gateway) transportFailure(ctx, actx context.Context, err error, r *attemptResult, midBody bool) outcome {
 	switch {
 	case ctx.Err() != nil:
 		r.breakerErr = context.Canceled // never the credential's fault
-		return outcome{err: fmt.Errorf("%w: %v", ErrClientClosed, context.Cause(ctx))}
+		return outcome{err: g.gone(ctx)}
 	case errors.Is(context.Cause(actx), errAttemptTimeout):
 		r.breakerErr = errAttemptTimeout // the upstream may have spent tokens: keep the estimate
 		return outcome{retry: true, err: fmt.Errorf("%w: %v", ErrUpstreamTimeout, errAttemptTimeout)}
 	}
-	r.breakerErr, r.used = err, 0
+	r.breakerErr = err
+	if !midBody {
+		r.used = 0
+	}
 	return outcome{retry: true, err: fmt.Errorf("%w: %s", ErrUpstream, transportMessage(err))}
 }
 
@@ -345,27 +382,46 @@ func transportMessage(err error) string {
 }
 
 // relayBody relays a complete (non-streaming) answer.
-func (g *Gateway) relayBody(c echo.Context, req *request, resp *http.Response, actx context.Context, r *attemptResult) outcome {
+func (g *Gateway) relayBody(c echo.Context, req *request, resp *http.Response, actx context.Context, adm *admitted, r *attemptResult) outcome {
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamBody))
 	if err != nil {
-		return r.transportFailure(c.Request().Context(), actx, err)
+		return g.transportFailure(c.Request().Context(), actx, err, r, true)
 	}
-	var u usageOf
-	if err := u.parse(data); err != nil {
-		r.breakerErr, r.used = err, 0
+	if !validJSON(data) {
+		r.breakerErr, r.used = errors.New("upstream answered with invalid JSON"), 0
 		return outcome{retry: true, err: fmt.Errorf("%w: the upstream answered with invalid JSON", ErrUpstream)}
 	}
-	r.breakerErr, r.used = nil, u.total(req.estimate)
+	r.breakerErr, r.used = nil, usageOf(data).total(req.estimate)
 	ci := callOf(c)
 	ci.ttfb = time.Since(ci.start)
 	ct := resp.Header.Get("Content-Type")
 	if ct == "" {
 		ct = "application/json"
 	}
+	g.commit(c, adm)
+	w := c.Response()
+	deadline(w, g.writeTimeout(adm))
+	defer deadline(w, 0)
 	if err := c.Blob(http.StatusOK, ct, data); err != nil {
 		return outcome{committed: true, err: fmt.Errorf("%w: %v", ErrClientClosed, err)}
 	}
 	return outcome{committed: true}
+}
+
+// writeTimeout bounds each write to a client, so that one that stops
+// reading cannot hold a credential's slot forever: a stream that moves
+// nothing for stream_idle_timeout ends, whichever side stalls.
+func (g *Gateway) writeTimeout(adm *admitted) time.Duration {
+	return adm.cand.cred.ch.idleTimeout
+}
+
+// deadline sets (d > 0) or clears the write deadline of a response.
+func deadline(w http.ResponseWriter, d time.Duration) {
+	var t time.Time
+	if d > 0 {
+		t = time.Now().Add(d)
+	}
+	_ = http.NewResponseController(w).SetWriteDeadline(t)
 }
 
 // maxUpstreamBody caps a non-streaming answer.

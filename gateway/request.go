@@ -26,6 +26,10 @@ type request struct {
 // request does not cap it with max_tokens; settling corrects it.
 const defaultCompletionEstimate = 256
 
+// maxTokensCap bounds max_tokens: larger values are nonsense that would
+// overflow token estimates.
+const maxTokensCap = 1 << 24
+
 // parseRequest reads and checks a request body for an endpoint.
 func parseRequest(ep provider.Endpoint, body []byte) (*request, error) {
 	body = bytes.TrimSpace(body)
@@ -74,12 +78,13 @@ func (r *request) parseChat() error {
 	for _, f := range []struct {
 		name string
 		dst  *int64
-	}{{"max_tokens", &maxTokens}, {"max_completion_tokens", &maxCompletion}, {"n", &n}} {
+		max  int64
+	}{{"max_tokens", &maxTokens, maxTokensCap}, {"max_completion_tokens", &maxCompletion, maxTokensCap}, {"n", &n, 128}} {
 		if err := decodeField(r.fields, f.name, f.dst); err != nil {
 			return err
 		}
-		if *f.dst < 0 {
-			return badParam(f.name, "%s must not be negative", f.name)
+		if *f.dst < 0 || *f.dst > f.max {
+			return badParam(f.name, "%s must be between 0 and %d", f.name, f.max)
 		}
 	}
 

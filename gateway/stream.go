@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -23,30 +24,49 @@ import (
 // call argument or an image can be big, but not unbounded).
 const maxEventSize = 8 << 20
 
+// idleReader restarts the stream's idle timer whenever the upstream sends
+// anything, keep-alive comments included.
+type idleReader struct {
+	r     io.Reader
+	timer *time.Timer // nil until the stream is committed
+	idle  time.Duration
+}
+
+func (i *idleReader) Read(p []byte) (int, error) {
+	n, err := i.r.Read(p)
+	if n > 0 && i.timer != nil {
+		i.timer.Reset(i.idle)
+	}
+	return n, err
+}
+
 // relayStream relays a streamed answer event by event, flushing each to
 // the client as it comes. Until the first event has been written the
 // attempt can still fail over; after it, an upstream failure ends the
 // stream with an error event, never with a silent truncation.
 func (g *Gateway) relayStream(c echo.Context, req *request, resp *http.Response, actx context.Context,
-	attemptTimer *time.Timer, cancel context.CancelCauseFunc, cred *credential, r *attemptResult) outcome {
+	attemptTimer *time.Timer, cancel context.CancelCauseFunc, adm *admitted, r *attemptResult) outcome {
 	ctx := c.Request().Context()
 	w := c.Response()
+	cred := adm.cand.cred
+	body := &idleReader{r: resp.Body, idle: cred.ch.idleTimeout}
 	var (
-		committed, done bool
-		chunks          int64
-		usage           *usage
-		idle            *time.Timer
-		readErr         error
-		errEvent        string // an error the upstream sent as an event
-		writeErr        error
+		committed, done, finished bool
+		chunks                    int64
+		usage                     *usage
+		readErr, writeErr         error
+		errEvent                  string // an error the upstream sent as an event
 	)
 	defer func() {
-		if idle != nil {
-			idle.Stop()
+		if body.timer != nil {
+			body.timer.Stop()
+		}
+		if committed {
+			deadline(w, 0)
 		}
 	}()
 
-	for ev, err := range sse.Read(resp.Body, &sse.ReadConfig{MaxEventSize: maxEventSize}) {
+	for ev, err := range sse.Read(body, &sse.ReadConfig{MaxEventSize: maxEventSize}) {
 		if err != nil {
 			readErr = err
 			break
@@ -54,22 +74,26 @@ func (g *Gateway) relayStream(c echo.Context, req *request, resp *http.Response,
 		if ev.Data == "" {
 			continue
 		}
-		if isErrorPayload(ev.Data) {
+		if ev.Type == "error" || isErrorPayload(ev.Data) {
 			errEvent = ev.Data
 			break
 		}
 		if !committed {
-			attemptTimer.Stop()
-			idle = time.AfterFunc(cred.ch.idleTimeout, func() { cancel(errStreamIdle) })
+			// The channel timeout may fire just as the first event
+			// arrives: then the attempt timed out, before any byte left.
+			if !attemptTimer.Stop() || actx.Err() != nil {
+				readErr = context.Cause(actx)
+				break
+			}
+			body.timer = time.AfterFunc(cred.ch.idleTimeout, func() { cancel(errStreamIdle) })
 			h := w.Header()
 			h.Set("Content-Type", "text/event-stream")
 			h.Set("Cache-Control", "no-cache")
 			h.Set("X-Accel-Buffering", "no")
+			g.commit(c, adm)
 			w.WriteHeader(http.StatusOK)
 			committed = true
 			callOf(c).ttfb = time.Since(callOf(c).start)
-		} else {
-			idle.Reset(cred.ch.idleTimeout)
 		}
 		if ev.Data == "[DONE]" {
 			done = true
@@ -81,7 +105,9 @@ func (g *Gateway) relayStream(c echo.Context, req *request, resp *http.Response,
 				continue // Sluice asked for it to settle quotas; the client did not
 			}
 		}
+		finished = finished || hasFinishReason(ev.Data)
 		chunks++
+		deadline(w, g.writeTimeout(adm))
 		if writeErr = writeEvent(w, ev); writeErr != nil {
 			break
 		}
@@ -93,21 +119,23 @@ func (g *Gateway) relayStream(c echo.Context, req *request, resp *http.Response,
 		used = usage.total(used)
 	}
 	if !committed {
-		r.used = 0
 		switch {
 		case ctx.Err() != nil || readErr != nil:
-			return r.transportFailure(ctx, actx, orEOF(readErr))
+			return g.transportFailure(ctx, actx, orEOF(readErr), r, false)
 		case errEvent != "":
-			r.breakerErr = errors.New("upstream stream began with an error event")
+			r.breakerErr, r.used = errors.New("upstream stream began with an error event"), 0
 			return outcome{retry: true, err: fmt.Errorf("%w: the upstream stream began with an error: %s", ErrUpstream, upstreamMessage(redact([]byte(errEvent), cred.key)))}
 		}
-		r.breakerErr = io.ErrUnexpectedEOF
+		r.breakerErr, r.used = io.ErrUnexpectedEOF, 0
 		return outcome{retry: true, err: fmt.Errorf("%w: the upstream stream ended before its first event", ErrUpstream)}
 	}
 
 	r.used = used
-	if done {
+	// An upstream that ends cleanly after its last chunk without [DONE]
+	// finished its answer all the same.
+	if done || (readErr == nil && errEvent == "" && writeErr == nil && ctx.Err() == nil && actx.Err() == nil && finished) {
 		r.breakerErr = nil
+		deadline(w, g.writeTimeout(adm))
 		if _, err := io.WriteString(w, "data: [DONE]\n\n"); err != nil {
 			return outcome{committed: true, err: fmt.Errorf("%w: %v", ErrClientClosed, err)}
 		}
@@ -119,6 +147,7 @@ func (g *Gateway) relayStream(c echo.Context, req *request, resp *http.Response,
 	if ctx.Err() != nil || writeErr != nil {
 		if errors.Is(context.Cause(ctx), ErrDraining) {
 			r.breakerErr = breaker.ErrNotCounted
+			deadline(w, time.Second)
 			_, _ = w.Write(errorEvent("the server is shutting down and could not finish this stream", "shutting_down"))
 			w.Flush()
 			return outcome{committed: true, err: ErrDraining}
@@ -133,11 +162,12 @@ func (g *Gateway) relayStream(c echo.Context, req *request, resp *http.Response,
 	case errors.Is(context.Cause(actx), errStreamIdle):
 		msg = errStreamIdle.Error()
 	case readErr != nil:
-		msg = "the upstream connection failed: " + transportMessage(readErr)
+		msg = transportMessage(readErr)
 	default:
 		msg = "the upstream closed the stream before it finished"
 	}
 	r.breakerErr = errors.New(msg)
+	deadline(w, g.writeTimeout(adm))
 	_, _ = w.Write(errorEvent("stream interrupted: "+msg, "upstream_stream_error"))
 	w.Flush()
 	return outcome{committed: true, err: fmt.Errorf("%w: stream interrupted: %s", ErrUpstream, msg)}
@@ -172,25 +202,38 @@ func isErrorPayload(data string) bool {
 	return strings.HasPrefix(strings.TrimLeft(data, " \t\r\n"), `{"error"`)
 }
 
-// usage is the token usage an upstream reports.
+// hasFinishReason reports whether a chunk ends a choice.
+func hasFinishReason(data string) bool {
+	i := strings.Index(data, `"finish_reason"`)
+	if i < 0 {
+		return false
+	}
+	rest := strings.TrimLeft(data[i+len(`"finish_reason"`):], " \t\r\n:")
+	return rest != "" && !strings.HasPrefix(rest, "null")
+}
+
+// usage is the token usage an upstream reports. Numbers are read as
+// floats: some upstreams write 12.0.
 type usage struct {
-	PromptTokens     int64 `json:"prompt_tokens"`
-	CompletionTokens int64 `json:"completion_tokens"`
-	TotalTokens      int64 `json:"total_tokens"`
+	PromptTokens     float64 `json:"prompt_tokens"`
+	CompletionTokens float64 `json:"completion_tokens"`
+	TotalTokens      float64 `json:"total_tokens"`
 }
 
 // total returns the tokens used, or fallback when the upstream reported
 // none.
 func (u *usage) total(fallback int64) int64 {
-	switch {
-	case u == nil:
+	if u == nil {
 		return fallback
-	case u.TotalTokens > 0:
-		return u.TotalTokens
-	case u.PromptTokens+u.CompletionTokens > 0:
-		return u.PromptTokens + u.CompletionTokens
 	}
-	return fallback
+	t := u.TotalTokens
+	if t <= 0 {
+		t = u.PromptTokens + u.CompletionTokens
+	}
+	if t <= 0 || math.IsNaN(t) || t > math.MaxInt32 {
+		return fallback
+	}
+	return int64(math.Ceil(t))
 }
 
 // scanUsage finds the usage of a chunk, cheaply skipping chunks without
@@ -213,19 +256,27 @@ func scanUsage(data string) (u *usage, usageOnly bool) {
 	return chunk.Usage, chunk.Usage != nil && len(chunk.Choices) == 0
 }
 
-// usageOf reads the usage of a complete answer.
-type usageOf struct {
-	Usage *usage `json:"usage"`
+// validJSON reports whether a complete answer is a JSON object.
+func validJSON(data []byte) bool {
+	data = bytes.TrimSpace(data)
+	return len(data) > 0 && data[0] == '{' && json.Valid(data)
 }
 
-func (u *usageOf) parse(data []byte) error { return json.Unmarshal(data, u) }
-
-func (u *usageOf) total(fallback int64) int64 { return u.Usage.total(fallback) }
+// usageOf reads the usage of a complete answer, best effort.
+func usageOf(data []byte) *usage {
+	var a struct {
+		Usage *usage `json:"usage"`
+	}
+	if json.Unmarshal(data, &a) != nil {
+		return nil
+	}
+	return a.Usage
+}
 
 // upstreamRefused handles a non-2xx upstream answer, before anything
 // reached the client: 429 cools the credential down; 401/403 (a bad
-// credential), 404, 408 and 5xx count against its breaker and fail over;
-// other 4xx are the client's own error and are passed on as they are.
+// credential), 404, 408, 3xx and 5xx count against its breaker and fail
+// over; other 4xx are the client's own error and are passed on.
 func (g *Gateway) upstreamRefused(ctx context.Context, resp *http.Response, adm *admitted, r *attemptResult) outcome {
 	cred := adm.cand.cred
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -250,27 +301,41 @@ func (g *Gateway) upstreamRefused(ctx context.Context, resp *http.Response, adm 
 		r.breakerErr = fmt.Errorf("upstream answered %d", status)
 		return outcome{retry: true, err: fmt.Errorf("%w: the upstream answered %d: %s", ErrUpstream, status, upstreamMessage(body))}
 	}
-	r.breakerErr = nil // the upstream is healthy; the request was wrong
-	if !json.Valid(body) {
+	// The upstream is healthy; the request was wrong: neither a success
+	// nor a failure for the breaker.
+	r.breakerErr = breaker.ErrNotCounted
+	if !isOpenAIError(body) {
 		body, _ = json.Marshal(openAIError{Error: openAIErrorBody{Message: "upstream answered " + strconv.Itoa(status) + ": " + upstreamMessage(body), Type: "invalid_request_error"}})
 	}
 	return outcome{err: &upstreamError{status: status, header: resp.Header, body: body}}
 }
 
-// cooldownFor reads how long an upstream asked to be left alone.
+// isOpenAIError reports whether a body is an OpenAI error object.
+func isOpenAIError(body []byte) bool {
+	var e struct {
+		Error *struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	return json.Unmarshal(body, &e) == nil && e.Error != nil && e.Error.Message != ""
+}
+
+// cooldownFor reads how long an upstream asked to be left alone, within
+// routing.retry.max_cooldown.
 func (g *Gateway) cooldownFor(h http.Header) time.Duration {
 	retry := g.cfg.Routing.Retry
+	limit := retry.MaxCooldown.D()
 	d := retry.Cooldown.D()
-	if ms, err := strconv.ParseInt(h.Get("retry-after-ms"), 10, 64); err == nil && ms > 0 {
-		d = time.Duration(ms) * time.Millisecond
+	if ms, err := strconv.ParseFloat(h.Get("retry-after-ms"), 64); err == nil && ms > 0 {
+		d = time.Duration(min(ms, float64(limit.Milliseconds())) * float64(time.Millisecond))
 	} else if v := h.Get("Retry-After"); v != "" {
 		if secs, err := strconv.ParseFloat(v, 64); err == nil && secs > 0 {
-			d = time.Duration(secs * float64(time.Second))
+			d = time.Duration(min(secs, limit.Seconds()) * float64(time.Second))
 		} else if t, err := http.ParseTime(v); err == nil && time.Until(t) > 0 {
 			d = time.Until(t)
 		}
 	}
-	return min(d, retry.MaxCooldown.D())
+	return min(d, limit)
 }
 
 // upstreamMessage extracts an upstream error's message for our own error,

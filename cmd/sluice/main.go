@@ -183,7 +183,7 @@ func serve(args []string, stderr io.Writer) int {
 	log := telemetry.NewLogger(telemetry.LogConfig{Level: cfg.Log.Level, Format: cfg.Log.Format}, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := serveConfig(ctx, cfg, log, func(addr string) {
+	if err := serveConfig(ctx, stop, cfg, log, func(addr string) {
 		log.Info("sluice listening", slog.String("addr", addr), slog.String("config", path),
 			slog.String("format", string(format)), slog.String("version", version))
 	}); err != nil {
@@ -198,7 +198,7 @@ func serve(args []string, stderr io.Writer) int {
 // server.shutdown_delay, in-flight requests and streams get
 // server.drain_timeout to finish, and whatever is left is told the server
 // is shutting down and closed.
-func serveConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(addr string)) error {
+func serveConfig(ctx context.Context, stop context.CancelFunc, cfg *config.Config, log *slog.Logger, ready func(addr string)) error {
 	gw, err := gateway.New(cfg, gateway.Deps{Logger: log})
 	if err != nil {
 		return err
@@ -228,6 +228,7 @@ func serveConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, read
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	stop() // a second signal ends the process at once
 	log.Info("shutting down: draining", slog.Duration("shutdown_delay", cfg.Server.ShutdownDelay.D()),
 		slog.Duration("drain_timeout", cfg.Server.DrainTimeout.D()))
 	gw.Drain()

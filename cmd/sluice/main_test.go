@@ -30,7 +30,7 @@ func startServe(t *testing.T, ctx context.Context, yaml string) (string, <-chan 
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- serveConfig(ctx, cfg, slog.New(slog.DiscardHandler), func(a string) { addr <- a })
+		done <- serveConfig(ctx, func() {}, cfg, slog.New(slog.DiscardHandler), func(a string) { addr <- a })
 	}()
 	select {
 	case a := <-addr:
@@ -104,6 +104,38 @@ channels: [{type: mock, models: [m], mock: {stream_chunks: 1000, chunk_interval:
 	}
 	if time.Since(start) > 10*time.Second {
 		t.Fatal("drain timeout not enforced")
+	}
+	<-done
+}
+
+func TestShutdownDrainTimeoutAnswersWaitingCalls(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	base, done := startServe(t, ctx, `
+server: {listen: "127.0.0.1:0", drain_timeout: 200ms}
+channels: [{type: mock, models: [m], mock: {latency: 10s}}]
+`)
+	type result struct {
+		status int
+		body   string
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := http.Post(base+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`))
+		if err != nil {
+			got <- result{body: err.Error()}
+			return
+		}
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		resp.Body.Close()
+		got <- result{resp.StatusCode, b.String()}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	r := <-got
+	if r.status != 503 || !strings.Contains(r.body, "shutting_down") {
+		t.Fatalf("a call cut by the drain timeout must be told why: %d %s", r.status, r.body)
 	}
 	<-done
 }

@@ -175,7 +175,8 @@ type Channel struct {
 	Headers map[string]string `yaml:"headers,omitempty" json:"headers,omitempty"`
 	// Enabled: false takes the channel out of routing. Default true.
 	Enabled *bool `yaml:"enabled,omitempty" json:"enabled,omitempty"`
-	// Limits apply to each credential that does not set its own.
+	// Limits are each credential's defaults: a credential's own limits
+	// override them field by field.
 	Limits Limits `yaml:"limits,omitempty" json:"limits,omitempty"`
 	// SharedLimits cap the channel as a whole: all its credentials
 	// together (a provider account's quota shared by several keys).

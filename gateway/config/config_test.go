@@ -180,6 +180,20 @@ channels: [{type: openai, models: [m]}]
 			`clients[2].name: duplicate client name "client-0"`,
 			"clients[2].limits.tpm: must be > 0",
 		}},
+		{"reserved names", `
+routing: {affinity: {by: client}}
+server: {read_header_timeout: -1s}
+channels:
+  - type: openai
+    models: [m, Auto]
+    params: {defaults: {temperature: 1}, overrides: {model: x, stream: true}}
+`, []string{
+			`channels[0].models[1]: "Auto" is reserved`,
+			"channels[0].params.overrides.model: Sluice sets model itself",
+			"channels[0].params.overrides.stream: Sluice sets stream itself",
+			"routing.affinity.by: client affinity needs client keys",
+			"server.read_header_timeout: must not be negative",
+		}},
 		{"routing", `
 server: {listen: "nope", trusted_proxies: [10.0.0.0/8, "not-an-ip"]}
 log: {level: loud}
@@ -213,6 +227,24 @@ channels: [{type: openai, models: [m]}]
 				}
 			}
 		})
+	}
+}
+
+func TestYAMLAnchorsAndMergeKeys(t *testing.T) {
+	cfg := parseOK(t, `
+x-limits: &limits {qps: 5, burst: 10}
+x-channel: &channel
+  type: openai
+  models: [m]
+channels:
+  - <<: *channel
+    name: a
+    limits: *limits
+  - <<: *channel
+    name: b
+`)
+	if cfg.Channels[0].Limits.QPS != 5 || cfg.Channels[1].Type != "openai" {
+		t.Fatalf("anchors: %+v", cfg.Channels)
 	}
 }
 

@@ -98,7 +98,7 @@ func detect(doc *yaml.Node) Format {
 	}
 	if chans := mapValue(doc, "channels"); chans != nil && chans.Kind == yaml.SequenceNode {
 		for _, ch := range chans.Content {
-			for _, k := range []string{"baseUrl", "apiKey", "maxRetries", "modelParams"} {
+			for _, k := range []string{"baseUrl", "apiKey", "apiKeys", "maxRetries", "modelParams"} {
 				if mapValue(ch, k) != nil {
 					return FormatChannels
 				}
@@ -122,8 +122,18 @@ func mapValue(n *yaml.Node, key string) *yaml.Node {
 }
 
 // decodeStrict decodes n into a T, first rejecting keys T does not have,
-// each named by its path.
+// each named by its path. Top-level keys starting with "x-" are ignored,
+// so that a file can keep YAML anchors there (as docker compose files do).
 func decodeStrict[T any](n *yaml.Node) (*T, error) {
+	if n.Kind == yaml.MappingNode {
+		kept := n.Content[:0:0]
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if !strings.HasPrefix(n.Content[i].Value, "x-") {
+				kept = append(kept, n.Content[i], n.Content[i+1])
+			}
+		}
+		n.Content = kept
+	}
 	if errs := unknownFields(n, reflect.TypeFor[T](), ""); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -149,6 +159,9 @@ func unknownFields(n *yaml.Node, t reflect.Type, path string) []error {
 		fields := yamlFields(t)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key := n.Content[i].Value
+			if key == "<<" { // a YAML merge key: its fields are checked where they are defined
+				continue
+			}
 			ft, ok := fields[key]
 			if !ok {
 				errs = append(errs, &FieldError{Path: join(path, key), Msg: fmt.Sprintf("unknown field (line %d)", n.Content[i].Line)})

@@ -36,6 +36,10 @@ func (e *FieldError) Error() string {
 // Strategies are the routing strategies Sluice knows.
 var strategies = []string{"weighted", "random", "round_robin", "first", "least_busy"}
 
+// reservedParams are request fields a channel's params may not set: the
+// relay depends on them.
+var reservedParams = []string{"model", "stream", "stream_options", "messages", "input"}
+
 // AnyModel lists the model names that mean "any enabled model".
 var anyModel = []string{"auto", "random"}
 
@@ -129,6 +133,12 @@ func (c *Config) validateServer(v *validator) {
 	if c.Server.MaxBodyBytes < 1024 {
 		v.add("server.max_body_bytes", "must be at least 1KiB")
 	}
+	if c.Server.ReadHeaderTimeout < 0 {
+		v.add("server.read_header_timeout", "must not be negative")
+	}
+	if c.Server.IdleTimeout < 0 {
+		v.add("server.idle_timeout", "must not be negative")
+	}
 	for i, p := range c.Server.TrustedProxies {
 		if _, err := ParsePrefix(p); err != nil {
 			v.add(fmt.Sprintf("server.trusted_proxies[%d]", i), "%v", err)
@@ -160,7 +170,11 @@ func (c *Config) validateRouting(v *validator) {
 		v.add("routing.strategy", "unknown strategy %q (want one of %s)", r.Strategy, strings.Join(strategies, ", "))
 	}
 	switch r.Affinity.By {
-	case "", "ip", "client":
+	case "client":
+		if len(c.Clients) == 0 {
+			v.add("routing.affinity.by", "client affinity needs client keys (clients); without them every caller is the same")
+		}
+	case "", "ip":
 	case "header":
 		if r.Affinity.Header == "" {
 			v.add("routing.affinity.header", "required when affinity is by header")
@@ -243,6 +257,9 @@ func (c *Config) validateChannels(v *validator) map[string]bool {
 			if strings.TrimSpace(m) == "" {
 				v.add(fmt.Sprintf("%s.models[%d]", p, j), "empty model name")
 			}
+			if IsAnyModel(m) {
+				v.add(fmt.Sprintf("%s.models[%d]", p, j), "%q is reserved: it means any enabled model", m)
+			}
 			if ch.IsEnabled() {
 				served[m] = true
 			}
@@ -275,6 +292,16 @@ func (c *Config) validateChannels(v *validator) map[string]bool {
 		}
 		validateLimits(v, p+".limits", ch.Limits)
 		validateLimits(v, p+".shared_limits", ch.SharedLimits)
+		for _, kind := range []struct {
+			name   string
+			values map[string]any
+		}{{"defaults", ch.Params.Defaults}, {"overrides", ch.Params.Overrides}} {
+			for _, k := range slices.Sorted(maps.Keys(kind.values)) {
+				if slices.Contains(reservedParams, k) {
+					v.add(p+".params."+kind.name+"."+k, "Sluice sets %s itself; a channel may not", k)
+				}
+			}
+		}
 		for j, cr := range ch.Credentials {
 			cp := fmt.Sprintf("%s.credentials[%d]", p, j)
 			if other, dup := ids[cr.ID]; dup {

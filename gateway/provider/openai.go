@@ -86,7 +86,7 @@ func (azure) NewRequest(ctx context.Context, t Target, ep Endpoint, body []byte)
 		if t.Model == "" {
 			return nil, fmt.Errorf("azure: no deployment for the model")
 		}
-		u.Path = p + "/openai/deployments/" + url.PathEscape(t.Model) + "/" + string(ep)
+		u.Path = strings.TrimSuffix(p, "/openai") + "/openai/deployments/" + t.Model + "/" + string(ep)
 	}
 	u.RawPath = ""
 	if t.APIVersion != "" {

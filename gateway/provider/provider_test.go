@@ -52,6 +52,8 @@ func TestAzureURL(t *testing.T) {
 			"https://res.openai.azure.com/openai/deployments/dep1/embeddings?api-version=2024-06-01"},
 		{"https://res.openai.azure.com/openai/v1", "", "gpt-4o", Chat,
 			"https://res.openai.azure.com/openai/v1/chat/completions"},
+		{"https://res.openai.azure.com/openai", "", "my deployment", Chat,
+			"https://res.openai.azure.com/openai/deployments/my%20deployment/chat/completions?api-version=" + DefaultAzureAPIVersion},
 	}
 	for _, tt := range tests {
 		req, err := azure{}.NewRequest(context.Background(), Target{Spec: spec, BaseURL: tt.base, APIVersion: tt.version, Model: tt.model, Key: "secret"}, tt.ep, nil)
