@@ -92,7 +92,7 @@ type Redis struct {
 	seq      atomic.Uint64
 	mu       sync.Mutex
 	leases   map[string]map[string]bool // lease id → the zsets holding it
-	pending  []settlement        // ended grants not yet written
+	pending  []settlement               // ended grants not yet written
 }
 
 // settlement is an ended grant, encoded for the scripts.
