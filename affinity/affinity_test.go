@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-gateway/sluice/integration/redistest"
 )
 
 func TestClientIP(t *testing.T) {
@@ -83,5 +85,32 @@ func TestMemorySweepsExpired(t *testing.T) {
 	m.mu.Unlock()
 	if n > 3000 {
 		t.Fatalf("%d entries kept; expired ones must be swept", n)
+	}
+}
+
+func TestRedisStore(t *testing.T) {
+	c := redistest.Start(t).Client(t)
+	ctx := context.Background()
+	s := NewRedis(c, RedisConfig{Prefix: "t:", TTL: 300 * time.Millisecond})
+	if id, err := s.Get(ctx, "k"); err != nil || id != "" {
+		t.Fatalf("empty: %q %v", id, err)
+	}
+	if err := s.Set(ctx, "k", "cred-1"); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Set(ctx, "k2", "cred-1")
+	_ = s.Set(ctx, "k3", "cred-2")
+	for range 3 { // used every 200ms: the 300ms TTL slides
+		time.Sleep(200 * time.Millisecond)
+		if id, _ := s.Get(ctx, "k"); id != "cred-1" {
+			t.Fatal("each use must restart the TTL")
+		}
+	}
+	counts, err := s.CountByCredential(ctx)
+	if err != nil || counts["cred-1"] != 1 || counts["cred-2"] != 0 {
+		t.Fatalf("after the others expired: %v %v", counts, err)
+	}
+	if ttl := c.PTTL(ctx, "t:{q}:aff:k").Val(); ttl <= 0 || ttl > 300*time.Millisecond {
+		t.Fatalf("key layout or ttl: %v", ttl)
 	}
 }

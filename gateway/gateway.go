@@ -111,6 +111,7 @@ func BreakerConfig(b config.Breaker, log *slog.Logger) breaker.Config {
 	return breaker.Config{
 		Failures: uint32(b.Failures), FailureRatio: b.FailureRatio, MinRequests: uint32(b.MinRequests),
 		Interval: b.Interval.D(), OpenTimeout: b.OpenTimeout.D(), HalfOpenProbes: uint32(b.HalfOpenProbes),
+		ProbeTimeout: b.ProbeTimeout.D(),
 		OnStateChange: func(id string, from, to breaker.State) {
 			log.Warn("circuit breaker state changed", slog.String("credential", id),
 				slog.String("from", from.String()), slog.String("to", to.String()))
@@ -148,19 +149,22 @@ func newChannel(c config.Channel, shared http.RoundTripper) (*channel, error) {
 }
 
 func newCredential(ch *channel, chc config.Channel, c config.Credential) *credential {
-	l := chc.Limits
-	if c.Limits != (config.Limits{}) {
-		l = mergeLimits(l, c.Limits)
-	}
+	l := credentialLimits(chc, c)
 	cr := &credential{
 		id: c.ID, ch: ch, key: c.Key, baseURL: or(c.BaseURL, chc.BaseURL),
 		weight: chc.Weight * c.Weight, limit: quotaLimit(l), wait: l.WaitTimeout.D(),
 	}
 	if shared := quotaLimit(chc.SharedLimits); !shared.IsZero() {
-		cr.pool, cr.shared = "channel:"+chc.Name, shared
+		cr.pool, cr.shared = poolName(chc.Name), shared
 		cr.wait = max(cr.wait, chc.SharedLimits.WaitTimeout.D())
 	}
 	return cr
+}
+
+// credentialLimits are a credential's effective limits: its own over its
+// channel's, field by field.
+func credentialLimits(ch config.Channel, c config.Credential) config.Limits {
+	return mergeLimits(ch.Limits, c.Limits)
 }
 
 // mergeLimits overrides base with every non-zero field of over.

@@ -3,6 +3,7 @@
 //	sluice serve  --config F   run the gateway
 //	sluice check  --config F   validate a config and print every problem
 //	sluice import F            print the native equivalent of a peer config
+//	sluice quota  --config F   print the live shared state in Redis (--watch)
 //	sluice version
 package main
 
@@ -39,6 +40,9 @@ Usage:
   sluice check  --config FILE   validate a config, print every problem with its path
   sluice import FILE            print the native equivalent of a simple-one-api,
                                 AILoad or channels YAML config
+  sluice quota  --config FILE   print the live quotas, breakers and sticky
+                                mappings the instances share in Redis
+                                (--watch to refresh)
   sluice version
 
 The config may also be given by the SLUICE_CONFIG environment variable.
@@ -56,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return check(args[1:], stdout, stderr)
 	case "import":
 		return importConfig(args[1:], stdout, stderr)
+	case "quota":
+		return quotaCommand(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "sluice", version)
 		return 0
@@ -199,16 +205,32 @@ func serve(args []string, stderr io.Writer) int {
 // server.drain_timeout to finish, and whatever is left is told the server
 // is shutting down and closed.
 func serveConfig(ctx context.Context, stop context.CancelFunc, cfg *config.Config, log *slog.Logger, ready func(addr string)) error {
-	gw, err := gateway.New(cfg, gateway.Deps{Logger: log})
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	deps := gateway.Deps{Logger: log}
+	stopCluster := func() {}
+	if cfg.Redis != nil {
+		cl, err := newCluster(cfg, log, ln.Addr().String())
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		deps.Limiter, deps.Breakers = cl.limiter, cl.breakers
+		stopCluster = cl.run()
+		log.Info("sharing state through Redis", slog.String("key_prefix", cfg.Redis.KeyPrefix),
+			slog.String("on_unavailable", cfg.Redis.OnUnavailable), slog.Bool("lease_mode", cfg.Redis.Lease.Enabled))
+	}
+	// The loops flush what this instance holds when the server is done.
+	defer stopCluster()
+	gw, err := gateway.New(cfg, deps)
+	if err != nil {
+		ln.Close()
 		return err
 	}
 	if len(cfg.Clients) == 0 {
 		log.Warn("no client keys configured: serving without authentication")
-	}
-	ln, err := net.Listen("tcp", cfg.Server.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
 	}
 	base, abort := context.WithCancelCause(context.Background())
 	defer abort(nil)

@@ -15,6 +15,10 @@ type Config struct {
 	Clients []Client `yaml:"clients,omitempty" json:"clients,omitempty"`
 	Routing Routing  `yaml:"routing,omitempty" json:"routing,omitempty"`
 	Breaker Breaker  `yaml:"breaker,omitempty" json:"breaker,omitempty"`
+	// Redis, when set, shares quotas, sticky mappings and breakers with
+	// every other instance using the same Redis and key prefix. Without
+	// it (and without REDIS_URL) each instance keeps its own state.
+	Redis *Redis `yaml:"redis,omitempty" json:"redis,omitempty"`
 	// ModelRedirect renames requested models before routing: "gpt-4":
 	// "gpt-4o". The key "all" redirects every model that has no entry of
 	// its own.
@@ -114,6 +118,71 @@ type Retry struct {
 	MaxCooldown Duration `yaml:"max_cooldown,omitempty" json:"max_cooldown,omitempty"`
 }
 
+// Redis configures the shared state of a cluster of instances.
+type Redis struct {
+	// URL of a single Redis server: redis://[user:password@]host:port[/db],
+	// or rediss:// for TLS. The environment variable REDIS_URL fills it in
+	// when no other address is given (and adds this section when a config
+	// has none, whatever its format).
+	URL string `yaml:"url,omitempty" json:"url,omitempty"`
+	// Addrs lists several servers: the seeds of a Redis Cluster, or the
+	// Sentinels when MasterName is set.
+	Addrs []string `yaml:"addrs,omitempty" json:"addrs,omitempty"`
+	// MasterName is the Sentinel master to use.
+	MasterName string `yaml:"master_name,omitempty" json:"master_name,omitempty"`
+	// Username and Password authenticate (ACL user, or password alone).
+	Username string `yaml:"username,omitempty" json:"username,omitempty"`
+	Password string `yaml:"password,omitempty" json:"password,omitempty"`
+	// DB is the database number of a single server or Sentinel setup.
+	DB int `yaml:"db,omitempty" json:"db,omitempty"`
+	// TLS, when set, connects with TLS.
+	TLS *TLS `yaml:"tls,omitempty" json:"tls,omitempty"`
+	// KeyPrefix starts every key. Default "sluice:". Instances that share
+	// a prefix share their state.
+	KeyPrefix string `yaml:"key_prefix,omitempty" json:"key_prefix,omitempty"`
+	// HashTag is the Redis Cluster hash tag of the quota keys. Default "q".
+	HashTag string `yaml:"hash_tag,omitempty" json:"hash_tag,omitempty"`
+	// Timeout bounds every Redis call, connecting included. Default 250ms.
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// PoolSize is the connection pool size. Default 10 per CPU.
+	PoolSize int `yaml:"pool_size,omitempty" json:"pool_size,omitempty"`
+	// OnUnavailable is the policy while Redis cannot be reached: local
+	// (default; each instance enforces limit / live instances in memory),
+	// open (no limits) or closed (refuse with 503).
+	OnUnavailable string `yaml:"on_unavailable,omitempty" json:"on_unavailable,omitempty"`
+	// LeaseTTL is how long a concurrency slot outlives an instance that
+	// died holding it. Default 30s.
+	LeaseTTL Duration `yaml:"lease_ttl,omitempty" json:"lease_ttl,omitempty"`
+	// Lease turns on lease mode: capacity is taken in batches and served
+	// locally, for high request rates. Default off.
+	Lease Lease `yaml:"lease,omitempty" json:"lease,omitempty"`
+}
+
+// TLS configures a TLS connection.
+type TLS struct {
+	// CAFile verifies the server (default: the system roots).
+	CAFile string `yaml:"ca_file,omitempty" json:"ca_file,omitempty"`
+	// CertFile and KeyFile present a client certificate.
+	CertFile string `yaml:"cert_file,omitempty" json:"cert_file,omitempty"`
+	KeyFile  string `yaml:"key_file,omitempty" json:"key_file,omitempty"`
+	// ServerName overrides the name checked in the server's certificate.
+	ServerName string `yaml:"server_name,omitempty" json:"server_name,omitempty"`
+	// InsecureSkipVerify turns verification off (testing only).
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify,omitempty" json:"insecure_skip_verify,omitempty"`
+}
+
+// Lease configures lease mode (see docs/redis-keys.md).
+type Lease struct {
+	Enabled bool `yaml:"enabled,omitempty" json:"enabled,omitempty"`
+	// Batch is the most requests one refill takes. Default 20.
+	Batch int `yaml:"batch,omitempty" json:"batch,omitempty"`
+	// Hold is how long an instance may use a batch. Default 200ms, at
+	// most 900ms.
+	Hold Duration `yaml:"hold,omitempty" json:"hold,omitempty"`
+	// MaxDeny is the longest a refusal is remembered. Default 50ms.
+	MaxDeny Duration `yaml:"max_deny,omitempty" json:"max_deny,omitempty"`
+}
+
 // Breaker configures the per-credential circuit breakers.
 type Breaker struct {
 	// Failures is how many consecutive failures open a breaker. Default 5.
@@ -128,8 +197,12 @@ type Breaker struct {
 	// OpenTimeout is how long a breaker stays open. Default 30s.
 	OpenTimeout Duration `yaml:"open_timeout,omitempty" json:"open_timeout,omitempty"`
 	// HalfOpenProbes is how many probe calls a half-open breaker lets
-	// through. Default 1.
+	// through. Default 1. With Redis, probes go one at a time across the
+	// cluster, and this many successes in a row close the breaker.
 	HalfOpenProbes int `yaml:"half_open_probes,omitempty" json:"half_open_probes,omitempty"`
+	// ProbeTimeout is how long the cluster's single probe lease lasts if
+	// the instance holding it dies mid-probe. Default 60s.
+	ProbeTimeout Duration `yaml:"probe_timeout,omitempty" json:"probe_timeout,omitempty"`
 }
 
 // Channel is a group of credentials of one upstream type serving the

@@ -34,11 +34,27 @@ func Load(path string) (*Config, Format, error) {
 	if err != nil {
 		return nil, format, err
 	}
+	ApplyRedisURL(cfg, os.Getenv("REDIS_URL"))
 	cfg.Provision()
 	if err := cfg.Validate(); err != nil {
 		return nil, format, err
 	}
 	return cfg, format, nil
+}
+
+// ApplyRedisURL makes a config shared through the Redis at url (the
+// REDIS_URL environment variable), in any format: it adds a redis section
+// if there is none, and fills in its address if it has none.
+func ApplyRedisURL(cfg *Config, url string) {
+	if url == "" {
+		return
+	}
+	if cfg.Redis == nil {
+		cfg.Redis = &Redis{}
+	}
+	if cfg.Redis.URL == "" && len(cfg.Redis.Addrs) == 0 {
+		cfg.Redis.URL = url
+	}
 }
 
 // Parse decodes a config in any supported format (YAML or JSON) into the

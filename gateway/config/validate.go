@@ -74,9 +74,17 @@ func (c *Config) Provision() {
 	b.Interval = or(b.Interval, Duration(time.Minute))
 	b.OpenTimeout = or(b.OpenTimeout, Duration(30*time.Second))
 	b.HalfOpenProbes = or(b.HalfOpenProbes, 1)
+	b.ProbeTimeout = or(b.ProbeTimeout, Duration(time.Minute))
 
 	for i := range c.Clients {
 		c.Clients[i].Name = or(c.Clients[i].Name, fmt.Sprintf("client-%d", i))
+	}
+	if rd := c.Redis; rd != nil {
+		rd.KeyPrefix = or(rd.KeyPrefix, "sluice:")
+		rd.HashTag = or(rd.HashTag, "q")
+		rd.Timeout = or(rd.Timeout, Duration(250*time.Millisecond))
+		rd.OnUnavailable = or(rd.OnUnavailable, "local")
+		rd.LeaseTTL = or(rd.LeaseTTL, Duration(30*time.Second))
 	}
 	for i := range c.Channels {
 		ch := &c.Channels[i]
@@ -114,6 +122,7 @@ func (c *Config) Validate() error {
 	v := &validator{}
 	c.validateServer(v)
 	c.validateRouting(v)
+	c.validateRedis(v)
 	served := c.validateChannels(v)
 	c.validateModels(v, served)
 	c.validateClients(v, served)
@@ -196,6 +205,7 @@ func (c *Config) validateRouting(v *validator) {
 		{"routing.retry.max_time", r.Retry.MaxTime}, {"routing.retry.cooldown", r.Retry.Cooldown},
 		{"routing.retry.max_cooldown", r.Retry.MaxCooldown},
 		{"breaker.interval", c.Breaker.Interval}, {"breaker.open_timeout", c.Breaker.OpenTimeout},
+		{"breaker.probe_timeout", c.Breaker.ProbeTimeout},
 	} {
 		if d.d < 0 {
 			v.add(d.path, "must not be negative")
@@ -213,6 +223,49 @@ func (c *Config) validateRouting(v *validator) {
 	}
 	if b.HalfOpenProbes < 1 {
 		v.add("breaker.half_open_probes", "must be >= 1")
+	}
+}
+
+func (c *Config) validateRedis(v *validator) {
+	rd := c.Redis
+	if rd == nil {
+		return
+	}
+	switch {
+	case rd.URL == "" && len(rd.Addrs) == 0:
+		v.add("redis", "url or addrs is required (or set REDIS_URL)")
+	case rd.URL != "" && len(rd.Addrs) > 0:
+		v.add("redis.addrs", "give url or addrs, not both")
+	case rd.URL != "":
+		if u, err := url.Parse(rd.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			v.add("redis.url", "want redis://host:port or rediss://host:port")
+		}
+	}
+	for i, a := range rd.Addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			v.add(fmt.Sprintf("redis.addrs[%d]", i), "want host:port, got %q", a)
+		}
+	}
+	if rd.MasterName != "" && len(rd.Addrs) == 0 {
+		v.add("redis.master_name", "needs the Sentinels in addrs")
+	}
+	if strings.ContainsAny(rd.HashTag, "{}") {
+		v.add("redis.hash_tag", "must not contain braces")
+	}
+	if !slices.Contains([]string{"local", "open", "closed"}, rd.OnUnavailable) {
+		v.add("redis.on_unavailable", "must be local, open or closed")
+	}
+	if rd.Timeout < 0 || rd.LeaseTTL < 0 || rd.Lease.Hold < 0 || rd.Lease.MaxDeny < 0 {
+		v.add("redis", "durations must not be negative")
+	}
+	if rd.Lease.Batch < 0 {
+		v.add("redis.lease.batch", "must be >= 1")
+	}
+	if rd.PoolSize < 0 {
+		v.add("redis.pool_size", "must be >= 1")
+	}
+	if rd.TLS != nil && (rd.TLS.CertFile == "") != (rd.TLS.KeyFile == "") {
+		v.add("redis.tls", "cert_file and key_file go together")
 	}
 }
 
