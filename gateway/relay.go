@@ -158,6 +158,18 @@ func (h *holder) release(ctx context.Context, g *Gateway) {
 	}
 }
 
+// keep splits the client's part off a grant whose attempt will not be the
+// last, and returns the credential's part to settle now. A grant without
+// a client part is returned as it is.
+func (h *holder) keep(g quota.Grant) quota.Grant {
+	if g.Client == "" {
+		return g
+	}
+	credential, client := g.Split()
+	h.part = &client
+	return credential
+}
+
 // ready keeps the candidates whose breaker is not open.
 func (g *Gateway) ready(cands []candidate) []candidate {
 	out := make([]candidate, 0, len(cands))
@@ -202,20 +214,16 @@ func (g *Gateway) admit(ctx context.Context, h *holder, req *request, cands []ca
 			return nil, fmt.Errorf("%w: %v", ErrQuotaUnavailable, err)
 		}
 		if d.Allowed {
-			grant := d.Grant
-			if grant.Client != "" {
-				credPart, clientPart := grant.Split()
-				grant, h.part = credPart, &clientPart
-				qr.Client, qr.ClientLimit = "", quota.Limit{}
-			}
-			i := grant.Index
+			i := d.Grant.Index
 			done, err := g.breakers.Allow(ctx, cands[i].cred.id)
 			if err == nil {
-				return &admitted{cand: cands[i], grant: grant, decision: d, done: done}, nil
+				return &admitted{cand: cands[i], grant: d.Grant, decision: d, done: done}, nil
 			}
 			// A half-open breaker with its probe already out: hand the
-			// capacity back and look further down the order.
-			g.settle(ctx, grant, 0)
+			// credential's capacity back (the request keeps its place in
+			// the client's quota) and look further down the order.
+			g.settle(ctx, h.keep(d.Grant), 0)
+			qr.Client, qr.ClientLimit = "", quota.Limit{}
 			cands = slices.Delete(cands, i, i+1)
 			qr.Candidates = slices.Delete(qr.Candidates, i, i+1)
 			if len(cands) == 0 {
@@ -301,9 +309,15 @@ func (g *Gateway) attempt(c echo.Context, req *request, adm *admitted, h *holder
 	defer func() {
 		cred.inflight.Add(-1)
 		adm.done(r.breakerErr)
-		g.settle(ctx, adm.grant, r.used)
 		h.used += r.used
 		callOf(c).tokens = h.used
+		grant := adm.grant
+		if out.retry && !out.committed {
+			// The request fails over: it keeps its place in the client's
+			// quota, settled when it ends.
+			grant = h.keep(grant)
+		}
+		g.settle(ctx, grant, r.used)
 	}()
 
 	model := adm.cand.upstreamModel()

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -190,4 +191,14 @@ channels:
 	if strings.Contains(sluice.log(), "sk-upstream") || strings.Contains(sluice.log(), "sk-client") {
 		t.Fatal("a secret appeared in the logs")
 	}
+}
+
+// listen opens a loopback listener for a test server.
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
 }

@@ -236,6 +236,29 @@ func TestRedisSettleNeedsNoRoundTrip(t *testing.T) {
 	}
 }
 
+// evalStat reads the server's EVALSHA calls and mean µs per call.
+func evalStat(tb testing.TB, c *redis.Client) (calls int64, us float64) {
+	tb.Helper()
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_evalsha:"); ok {
+			for _, f := range strings.Split(rest, ",") {
+				k, v, _ := strings.Cut(f, "=")
+				switch k {
+				case "calls":
+					fmt.Sscan(v, &calls)
+				case "usec_per_call":
+					fmt.Sscan(v, &us)
+				}
+			}
+		}
+	}
+	return calls, us
+}
+
 // commandCalls reads how many EVALSHA and EVAL calls the server served.
 func commandCalls(t *testing.T, c *redis.Client) int64 {
 	t.Helper()

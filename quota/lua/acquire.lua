@@ -23,7 +23,7 @@
 -- Returns, granted:  {1, index (1-based), now, sticky hit (0/1), report (6)}
 --          refused:  {0, scope, reason, retry µs (-1 never), now, 0, report (6)}
 local now = now_us()
-local tokens = tonumber(ARGV[2])
+local tokens = math.max(0, tonumber(ARGV[2]))
 local lease, lease_ttl = ARGV[3], tonumber(ARGV[4])
 local sticky_ttl, sticky_tier = tonumber(ARGV[5]), tonumber(ARGV[6])
 local client_limit = limit(7)
@@ -38,12 +38,12 @@ settle_all(4 + 4 * n, settles_at + 1, tonumber(ARGV[settles_at]), now)
 
 local client, client_tat
 if not is_zero(client_limit) then
-  client = load(KEYS[1], KEYS[2])
+  client = subject(KEYS[1], KEYS[2], client_limit, now)
   local ok, reason, retry
   ok, reason, retry, client_tat = check(client, client_limit, now, tokens)
   if not ok then
-    save(client, client_limit, now)
     local r = report(client, client_limit, now)
+    flush_all(now)
     return {0, 'client', REASON[reason], retry, now, 0, r[1], r[2], r[3], r[4], r[5], r[6]}
   end
 end
@@ -60,7 +60,7 @@ end
 -- tried first.
 local order, sticky_id, hit = {}, nil, 0
 if sticky_ttl > 0 then
-  sticky_id = redis.call('GET', KEYS[3])
+  sticky_id = call('GET', KEYS[3])
 end
 for i = 1, n do
   if sticky_id and i <= sticky_tier and cands[i].id == sticky_id then
@@ -72,57 +72,51 @@ for i = 1, n do
 end
 
 local best, best_retry, best_reason, best_report = nil, -1, nil, nil
-local pools = {}
 for _, i in ipairs(order) do
   local c = cands[i]
-  local st = load(c.key, c.zkey)
+  local st = subject(c.key, c.zkey, c.limit, now)
   local ok, reason, retry, tat = check(st, c.limit, now, tokens)
   local pst, ptat
   if c.pool and not is_zero(c.pool_limit) then
-    pst = pools[c.pkey] or load(c.pkey, c.pzkey)
-    pools[c.pkey] = pst
+    pst = subject(c.pkey, c.pzkey, c.pool_limit, now)
     local pok, preason, pretry
     pok, preason, pretry, ptat = check(pst, c.pool_limit, now, tokens)
     if not pok then
-      if ok then
+      if ok or (pretry < 0 and retry >= 0) then
         ok, reason, retry = false, preason, pretry
-      elseif retry >= 0 and (pretry < 0 or pretry > retry) then
+      elseif retry >= 0 and pretry > retry then
         retry = pretry
       end
     end
   end
   if ok then
     take(st, c.limit, now, tokens, tat, lease, lease_ttl)
-    save(st, c.limit, now)
     if pst then
       take(pst, c.pool_limit, now, tokens, ptat, lease, lease_ttl)
-      save(pst, c.pool_limit, now)
     end
     local r = {0, 0, 0, 0, 0, 0}
     if client then
       take(client, client_limit, now, tokens, client_tat, lease, lease_ttl)
-      save(client, client_limit, now)
       r = report(client, client_limit, now)
     end
     if sticky_ttl > 0 then
       if sticky_id == c.id then
-        redis.call('PEXPIRE', KEYS[3], sticky_ttl)
+        call('PEXPIRE', KEYS[3], sticky_ttl)
       else
-        redis.call('SET', KEYS[3], c.id, 'PX', sticky_ttl)
+        call('SET', KEYS[3], c.id, 'PX', sticky_ttl)
       end
     end
+    flush_all(now)
     return {1, i, now, hit, r[1], r[2], r[3], r[4], r[5], r[6]}
   end
-  save(st, c.limit, now)
-  if pst then save(pst, c.pool_limit, now) end
   if best == nil or (retry >= 0 and (best_retry < 0 or retry < best_retry)) then
     best, best_retry, best_reason, best_report = i, retry, reason, report(st, c.limit, now)
   end
 end
 
 if client then
-  save(client, client_limit, now)
   best_report = report(client, client_limit, now)
 end
+flush_all(now)
 local r = best_report or {0, 0, 0, 0, 0, 0}
 return {0, 'credential', REASON[best_reason] or 'none', best_retry, now, 0, r[1], r[2], r[3], r[4], r[5], r[6]}

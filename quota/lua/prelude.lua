@@ -15,19 +15,40 @@
 --
 -- A limit travels as 7 numbers: GCRA interval µs (0: no QPS limit), burst,
 -- rpm, rpd, tpm, tpd, concurrency (0: not limited).
+--
+-- Each redis.call costs microseconds, so a script reads each subject's
+-- hash once (HMGET, with the slot fields it will need), works on a cache,
+-- and writes each changed subject once at the end (flush_all: HSET, and
+-- PEXPIRE when the TTL must move).
 
 local SLOTS = 60
 local WIDTH = {rm = 1000000, tm = 1000000, rd = 1440000000, td = 1440000000}
-local FIELDS = {'tat', 'cool', 'rm:h', 'rm:s', 'rd:h', 'rd:s', 'tm:h', 'tm:s', 'td:h', 'td:s'}
+local WINDOWS = {'rm', 'rd', 'tm', 'td'}
+local TOKENS = {tm = true, td = true}
+local BASE = {'tat', 'cool', 'rm:h', 'rm:s', 'rd:h', 'rd:s', 'tm:h', 'tm:s', 'td:h', 'td:s'}
 local REASON = {cool = 'cooldown', qps = 'qps', rm = 'rpm', rd = 'rpd', tm = 'tpm', td = 'tpd', conc = 'concurrency', large = 'too_large'}
 local CONC_POLL = 20000 -- µs; when a slot frees is not predictable
+local call = redis.call
+local H = {rm = 'rm:h', rd = 'rd:h', tm = 'tm:h', td = 'td:h'}
+local S = {rm = 'rm:s', rd = 'rd:s', tm = 'tm:s', td = 'td:s'}
+
+-- field names the slot field of window w, built once per script.
+local names = {rm = {}, rd = {}, tm = {}, td = {}}
+local function field(w, slot)
+  local f = names[w][slot]
+  if f == nil then
+    f = w .. ':' .. slot
+    names[w][slot] = f
+  end
+  return f
+end
 
 local function now_us()
   local fixed = tonumber(ARGV[1])
   if fixed >= 0 then
     return fixed
   end
-  local t = redis.call('TIME')
+  local t = call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
@@ -45,63 +66,146 @@ local function is_zero(l)
   return l.interval == 0 and l.rm == 0 and l.rd == 0 and l.tm == 0 and l.td == 0 and l.conc == 0
 end
 
--- load reads a subject's state.
-local function load(key, zkey)
-  local v = redis.call('HMGET', key, unpack(FIELDS))
-  local st = {key = key, zkey = zkey, set = {}}
-  for i, f in ipairs(FIELDS) do
-    st[f] = tonumber(v[i])
+local function slot_of(now, w)
+  return math.floor(now / WIDTH[w])
+end
+
+-- The subjects a script has read, by hash key.
+local cache, order = {}, {}
+
+-- subject returns a subject's state, reading its hash on first use with
+-- the slot fields a limit needs at now (and, for a settlement, at a
+-- reservation's time). Later uses read only fields not known yet.
+local function subject(key, zkey, l, now, at)
+  local want = {}
+  for _, w in ipairs(WINDOWS) do
+    if l[w] > 0 then
+      want[#want + 1] = field(w, slot_of(now, w))
+      if at and TOKENS[w] then
+        want[#want + 1] = field(w, slot_of(at, w))
+      end
+    end
+  end
+  local st = cache[key]
+  if st == nil then
+    st = {key = key, zkey = zkey, v = {}, known = {}, dirty = {}, fresh = true, rolled = false, windows = {}}
+    cache[key] = st
+    order[#order + 1] = st
+    for _, f in ipairs(BASE) do
+      want[#want + 1] = f
+    end
+  end
+  for _, w in ipairs(WINDOWS) do
+    if l[w] > 0 then
+      st.windows[w] = true
+    end
+  end
+  local missing = {}
+  for _, f in ipairs(want) do
+    if not st.known[f] then
+      missing[#missing + 1] = f
+      st.known[f] = true
+    end
+  end
+  if #missing > 0 then
+    local v = call('HMGET', key, unpack(missing))
+    for i, f in ipairs(missing) do
+      st.v[f] = tonumber(v[i])
+      if v[i] then
+        st.fresh = false
+      end
+    end
   end
   return st
+end
+
+-- get reads a field of a subject, from the cache when it can.
+local function get(st, f)
+  if not st.known[f] then
+    st.v[f] = tonumber(call('HGET', st.key, f))
+    st.known[f] = true
+  end
+  return st.v[f]
+end
+
+-- put changes a field, written at flush.
+local function put(st, f, value)
+  st.v[f] = value
+  st.known[f] = true
+  st.dirty[f] = true
+end
+
+-- prefetch reads the fields of slots head..last not known yet, in one call.
+local function prefetch(st, w, head, last)
+  local names = {}
+  for s = head, last do
+    local f = field(w, s)
+    if not st.known[f] then
+      names[#names + 1] = f
+      st.known[f] = true
+    end
+  end
+  if #names > 0 then
+    local v = call('HMGET', st.key, unpack(names))
+    for i, f in ipairs(names) do
+      st.v[f] = tonumber(v[i])
+    end
+  end
 end
 
 -- slide brings window w up to slot cur, dropping the slots that left it,
 -- and returns the units it counts.
 local function slide(st, w, cur)
   local oldest = cur - SLOTS
-  local head, sum = st[w .. ':h'], st[w .. ':s'] or 0
-  if head == nil or head >= oldest then
-    if head == nil then
-      st[w .. ':h'], st[w .. ':s'] = oldest, 0
-      st.set[w .. ':h'], st.set[w .. ':s'] = oldest, 0
-    end
+  local head, sum = st.v[H[w]], st.v[S[w]] or 0
+  if head == nil then
+    put(st, H[w], oldest)
+    put(st, S[w], 0)
+    return 0
+  end
+  if head >= oldest then
     return sum
   end
-  local gone = {}
-  for s = head, math.min(oldest - 1, head + SLOTS + 1) do
-    gone[#gone + 1] = w .. ':' .. s
-  end
-  local counts = redis.call('HMGET', st.key, unpack(gone))
+  -- A batch leased ahead may sit one slot past head + SLOTS.
+  local last = math.min(oldest - 1, head + SLOTS + 1)
   if oldest - head <= SLOTS then
-    for _, c in ipairs(counts) do
-      sum = sum - (tonumber(c) or 0)
+    prefetch(st, w, head, last)
+    for s = head, last do
+      sum = sum - (st.v[field(w, s)] or 0)
     end
   else
     sum = 0 -- idle for a whole window: every slot left
   end
-  redis.call('HDEL', st.key, unpack(gone))
-  sum = math.max(sum, 0)
-  st[w .. ':h'], st[w .. ':s'] = oldest, sum
-  st.set[w .. ':h'], st.set[w .. ':s'] = oldest, sum
-  return sum
+  local gone = {}
+  for s = head, last do
+    gone[#gone + 1] = field(w, s)
+    st.v[field(w, s)], st.known[field(w, s)], st.dirty[field(w, s)] = nil, true, nil
+  end
+  call('HDEL', st.key, unpack(gone))
+  put(st, H[w], oldest)
+  put(st, S[w], math.max(sum, 0))
+  st.rolled = true
+  return math.max(sum, 0)
+end
+
+-- add records n units in slot cur of window w.
+local function add(st, w, slot, n)
+  local f = field(w, slot)
+  put(st, f, math.max(0, (get(st, f) or 0) + n))
+  put(st, S[w], math.max(0, (st.v[S[w]] or 0) + n))
 end
 
 -- window_retry is how long until cost more units fit under lim: the time
 -- the oldest slots that must free up leave the window.
 local function window_retry(st, w, now, cur, lim, cost)
-  local used = st[w .. ':s']
-  local excess = used + cost - lim
-  local head = st[w .. ':h']
-  local names = {}
-  for s = head, cur do
-    names[#names + 1] = w .. ':' .. s
-  end
-  local counts = redis.call('HMGET', st.key, unpack(names))
+  local excess = st.v[S[w]] + cost - lim
+  local head = st.v[H[w]]
+  prefetch(st, w, head, cur)
   local freed = 0
-  for i, c in ipairs(counts) do
-    freed = freed + (tonumber(c) or 0)
+  for s = head, cur do
+    freed = freed + (st.v[field(w, s)] or 0)
     if freed >= excess then
-      return (head + i - 1 + SLOTS + 1) * WIDTH[w] - now
+      return (s + SLOTS + 1) * WIDTH[w] - now
     end
   end
   return (cur + SLOTS + 1) * WIDTH[w] - now
@@ -131,19 +235,20 @@ local function check(st, l, now, tokens)
       retry = wait
     end
   end
-  if st.cool and st.cool > now then
-    fail('cool', st.cool - now)
+  local cool = st.v['cool']
+  if cool and cool > now then
+    fail('cool', cool - now)
   end
   if l.interval > 0 then
-    local pass, t, wait = gcra(st.tat, now, l.interval, l.burst, 1)
+    local pass, t, wait = gcra(st.v['tat'], now, l.interval, l.burst, 1)
     if pass then tat = t else fail('qps', wait) end
   end
-  for _, w in ipairs({'rm', 'rd', 'tm', 'td'}) do
+  for _, w in ipairs(WINDOWS) do
     local lim = l[w]
     if lim > 0 then
       local cost = 1
-      if w == 'tm' or w == 'td' then cost = tokens end
-      local cur = math.floor(now / WIDTH[w])
+      if TOKENS[w] then cost = tokens end
+      local cur = slot_of(now, w)
       local used = slide(st, w, cur)
       if cost > lim then
         fail('large', -1)
@@ -153,8 +258,8 @@ local function check(st, l, now, tokens)
     end
   end
   if l.conc > 0 then
-    redis.call('ZREMRANGEBYSCORE', st.zkey, '-inf', now)
-    if redis.call('ZCARD', st.zkey) >= l.conc then
+    call('ZREMRANGEBYSCORE', st.zkey, '-inf', now)
+    if call('ZCARD', st.zkey) >= l.conc then
       fail('conc', CONC_POLL)
     end
   end
@@ -164,48 +269,47 @@ end
 -- take records an admitted request (and its token reservation).
 local function take(st, l, now, tokens, tat, lease, lease_ttl)
   if l.interval > 0 then
-    st.set['tat'] = tat
+    put(st, 'tat', tat)
   end
-  for _, w in ipairs({'rm', 'rd', 'tm', 'td'}) do
+  for _, w in ipairs(WINDOWS) do
     if l[w] > 0 then
       local cost = 1
-      if w == 'tm' or w == 'td' then cost = tokens end
-      local cur = math.floor(now / WIDTH[w])
-      redis.call('HINCRBY', st.key, w .. ':' .. cur, cost)
-      st.set[w .. ':s'] = st[w .. ':s'] + cost
+      if TOKENS[w] then cost = tokens end
+      add(st, w, slot_of(now, w), cost)
     end
   end
   if l.conc > 0 then
-    redis.call('ZADD', st.zkey, now + lease_ttl, lease)
-    redis.call('PEXPIRE', st.zkey, math.floor(lease_ttl / 1000) + 1000)
+    call('ZADD', st.zkey, now + lease_ttl, lease)
+    call('PEXPIRE', st.zkey, math.floor(lease_ttl / 1000) + 1000)
   end
 end
 
--- ttl_ms is how long a subject's hash must outlive its last write.
-local function ttl_ms(st, l, now)
-  local keep = 0
-  if l.rd > 0 or l.td > 0 then
-    keep = (SLOTS + 2) * WIDTH.rd
-  elseif l.rm > 0 or l.tm > 0 then
-    keep = (SLOTS + 2) * WIDTH.rm
+-- flush_all writes every subject a script changed: one HSET each, and a
+-- PEXPIRE when the subject is new, rolled a window over, or has no window
+-- to roll over (its TTL must follow tat or cool instead).
+local function flush_all(now)
+  for _, st in ipairs(order) do
+    local args = {}
+    for f in pairs(st.dirty) do
+      args[#args + 1] = f
+      args[#args + 1] = st.v[f]
+    end
+    if #args > 0 then
+      call('HSET', st.key, unpack(args))
+      local keep = 0
+      if st.windows.rd or st.windows.td then
+        keep = (SLOTS + 2) * WIDTH.rd
+      elseif st.windows.rm or st.windows.tm then
+        keep = (SLOTS + 2) * WIDTH.rm
+      end
+      if st.fresh or st.rolled or keep == 0 then
+        local tat, cool = st.v['tat'], st.v['cool']
+        if tat and tat - now > keep then keep = tat - now end
+        if cool and cool - now > keep then keep = cool - now end
+        call('PEXPIRE', st.key, math.floor(keep / 1000) + 1000)
+      end
+    end
   end
-  local tat = st.set['tat'] or st.tat
-  if tat and tat - now > keep then keep = tat - now end
-  if st.cool and st.cool - now > keep then keep = st.cool - now end
-  return math.floor(keep / 1000) + 1000
-end
-
--- save writes the fields a check or take changed.
-local function save(st, l, now)
-  local args = {}
-  for f, v in pairs(st.set) do
-    args[#args + 1] = f
-    args[#args + 1] = v
-  end
-  if #args > 0 then
-    redis.call('HSET', st.key, unpack(args))
-  end
-  redis.call('PEXPIRE', st.key, ttl_ms(st, l, now))
 end
 
 -- report returns the tightest request and token windows of a subject, as
@@ -220,19 +324,19 @@ local function report(st, l, now)
     end
   end
   if l.interval > 0 then
-    local tat = math.max(st.set['tat'] or st.tat or now, now)
+    local tat = math.max(st.v['tat'] or now, now)
     local remaining = l.burst - math.floor((tat - now + l.interval - 1) / l.interval)
     offer(1, l.burst, math.max(0, math.min(l.burst, remaining)), tat - now)
   end
-  for _, w in ipairs({'rm', 'rd', 'tm', 'td'}) do
+  for _, w in ipairs(WINDOWS) do
     local lim = l[w]
     if lim > 0 then
       local base = 1
-      if w == 'tm' or w == 'td' then base = 4 end
-      local sum = st.set[w .. ':s'] or st[w .. ':s'] or 0
+      if TOKENS[w] then base = 4 end
+      local sum = st.v[S[w]] or 0
       local reset = 0
       if sum > 0 then
-        reset = (math.floor(now / WIDTH[w]) + SLOTS + 1) * WIDTH[w] - now
+        reset = (slot_of(now, w) + SLOTS + 1) * WIDTH[w] - now
       end
       offer(base, lim, math.max(0, lim - sum), reset)
     end
@@ -250,33 +354,29 @@ local function settle_all(key_base, arg_base, count, now)
     for s = 0, 2 do
       local l = limit(ab + 4 + 7 * s)
       if not is_zero(l) then
-        local st = load(KEYS[kb + 2 * s], KEYS[kb + 1 + 2 * s])
         if l.conc > 0 then
-          redis.call('ZREM', st.zkey, lease)
+          call('ZREM', KEYS[kb + 1 + 2 * s], lease)
         end
         if delta ~= 0 and (l.tm > 0 or l.td > 0) then
+          local st = subject(KEYS[kb + 2 * s], KEYS[kb + 1 + 2 * s], l, now, at)
           for _, w in ipairs({'tm', 'td'}) do
             if l[w] > 0 then
-              local cur, slot = math.floor(now / WIDTH[w]), math.floor(at / WIDTH[w])
+              local cur, slot = slot_of(now, w), slot_of(at, w)
               slide(st, w, cur)
-              if slot >= st[w .. ':h'] then
-                local field = w .. ':' .. slot
-                local c = tonumber(redis.call('HGET', st.key, field)) or 0
+              if slot >= st.v[H[w]] then
+                local f = field(w, slot)
+                local c = get(st, f) or 0
                 local v = math.max(0, c + delta)
-                redis.call('HSET', st.key, field, v)
-                st[w .. ':s'] = math.max(0, st[w .. ':s'] + v - c)
-                st.set[w .. ':s'] = st[w .. ':s']
+                put(st, f, v)
+                put(st, S[w], math.max(0, st.v[S[w]] + v - c))
               elseif reserved + delta > 0 then
                 -- The reservation's slot left the window (a call longer
                 -- than it): all the use is charged now, the latest moment
                 -- it can have happened.
-                redis.call('HINCRBY', st.key, w .. ':' .. cur, reserved + delta)
-                st[w .. ':s'] = st[w .. ':s'] + reserved + delta
-                st.set[w .. ':s'] = st[w .. ':s']
+                add(st, w, cur, reserved + delta)
               end
             end
           end
-          save(st, l, now)
         end
       end
     end

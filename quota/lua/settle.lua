@@ -14,4 +14,5 @@
 local now = now_us()
 local count = tonumber(ARGV[2])
 settle_all(1, 3, count, now)
+flush_all(now)
 return count

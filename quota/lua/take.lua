@@ -20,38 +20,34 @@
 --         {0, 0, now, subject (1 credential, 2 pool, 3 client), reason, retry µs (-1 never)}
 local now = now_us()
 local want, want_tok, min_tok, hold = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local at_slot = now + hold
+local batch_at = now + hold
 local subjects = {}
 for s = 0, 2 do
   local l = limit(6 + 7 * s)
   if not is_zero(l) then
-    local st = load(KEYS[1 + s], KEYS[1 + s] .. ':c')
     local b = 27 + 4 * s
     local ret_req, ret_tok, ret_at, debt = tonumber(ARGV[b]), tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
+    local st = subject(KEYS[1 + s], KEYS[1 + s] .. ':c', l, now, ret_at > 0 and ret_at or nil)
     -- Give back what an expired batch did not use.
-    if ret_req > 0 and l.interval > 0 and st.tat then
-      st.set['tat'] = math.max(now, st.tat - ret_req * l.interval)
-      st.tat = st.set['tat']
+    if ret_req > 0 and l.interval > 0 and st.v['tat'] then
+      put(st, 'tat', math.max(now, st.v['tat'] - ret_req * l.interval))
     end
-    for _, w in ipairs({'rm', 'rd', 'tm', 'td'}) do
+    for _, w in ipairs(WINDOWS) do
       if l[w] > 0 then
-        local cur = math.floor(now / WIDTH[w])
+        local cur = slot_of(now, w)
         slide(st, w, cur)
         local back = ret_req
-        if w == 'tm' or w == 'td' then back = ret_tok end
-        local slot = math.floor(ret_at / WIDTH[w])
-        if back > 0 and slot >= st[w .. ':h'] then
-          local field = w .. ':' .. slot
-          local c = tonumber(redis.call('HGET', st.key, field)) or 0
+        if TOKENS[w] then back = ret_tok end
+        local slot = slot_of(ret_at, w)
+        if back > 0 and slot >= st.v[H[w]] then
+          local f = field(w, slot)
+          local c = get(st, f) or 0
           local v = math.max(0, c - back)
-          redis.call('HSET', st.key, field, v)
-          st[w .. ':s'] = math.max(0, st[w .. ':s'] - (c - v))
-          st.set[w .. ':s'] = st[w .. ':s']
+          put(st, f, v)
+          put(st, S[w], math.max(0, st.v[S[w]] - (c - v)))
         end
-        if debt > 0 and (w == 'tm' or w == 'td') then
-          redis.call('HINCRBY', st.key, w .. ':' .. cur, debt)
-          st[w .. ':s'] = st[w .. ':s'] + debt
-          st.set[w .. ':s'] = st[w .. ':s']
+        if debt > 0 and TOKENS[w] then
+          add(st, w, cur, debt)
         end
       end
     end
@@ -71,23 +67,24 @@ local function refuse(s, r, wait)
 end
 for _, sub in ipairs(subjects) do
   local st, l = sub.st, sub.l
-  if st.cool and st.cool > now then
-    refuse(sub.index, 'cooldown', st.cool - now)
+  local cool = st.v['cool']
+  if cool and cool > now then
+    refuse(sub.index, 'cooldown', cool - now)
   end
   if l.interval > 0 then
-    local tat = math.max(st.tat or now, now)
+    local tat = math.max(st.v['tat'] or now, now)
     local avail = math.floor((now - (tat - l.burst * l.interval)) / l.interval)
     n = math.min(n, math.max(0, avail))
     if avail < 1 then
       refuse(sub.index, 'qps', tat - l.burst * l.interval + l.interval - now)
     end
   end
-  for _, w in ipairs({'rm', 'rd', 'tm', 'td'}) do
+  for _, w in ipairs(WINDOWS) do
     local lim = l[w]
     if lim > 0 then
-      local cur = math.floor(now / WIDTH[w])
-      local avail = lim - st[w .. ':s']
-      if w == 'rm' or w == 'rd' then
+      local cur = slot_of(now, w)
+      local avail = lim - st.v[S[w]]
+      if not TOKENS[w] then
         n = math.min(n, math.max(0, avail))
         if avail < 1 then
           refuse(sub.index, REASON[w], window_retry(st, w, now, cur, lim, 1))
@@ -108,25 +105,22 @@ if refused == 0 and n < 1 then
   refuse(1, 'qps', CONC_POLL)
 end
 if refused > 0 then
-  for _, sub in ipairs(subjects) do
-    save(sub.st, sub.l, now)
-  end
+  flush_all(now)
   return {0, 0, now, refused, reason, retry}
 end
 
 for _, sub in ipairs(subjects) do
   local st, l = sub.st, sub.l
   if l.interval > 0 then
-    st.set['tat'] = math.max(st.tat or now, now) + n * l.interval
+    put(st, 'tat', math.max(st.v['tat'] or now, now) + n * l.interval)
   end
-  for _, w in ipairs({'rm', 'rd', 'tm', 'td'}) do
+  for _, w in ipairs(WINDOWS) do
     if l[w] > 0 then
       local cost = n
-      if w == 'tm' or w == 'td' then cost = m end
-      redis.call('HINCRBY', st.key, w .. ':' .. math.floor(at_slot / WIDTH[w]), cost)
-      st.set[w .. ':s'] = st[w .. ':s'] + cost
+      if TOKENS[w] then cost = m end
+      add(st, w, slot_of(batch_at, w), cost)
     end
   end
-  save(st, l, now)
 end
+flush_all(now)
 return {n, m, now, 0, '', 0}
