@@ -87,6 +87,15 @@ func tlsConfig(t *config.TLS) (*tls.Config, error) {
 	return c, nil
 }
 
+// redisLog routes go-redis's own messages (a dial failing, a pool
+// closing) to debug level: an outage is reported once, by the fallback
+// policy, not once per connection attempt.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
+}
+
 // cluster is an instance's shared state: the backends a gateway uses and
 // the background loops that keep them up to date.
 type cluster struct {
@@ -102,6 +111,7 @@ type cluster struct {
 // until it is.
 func newCluster(cfg *config.Config, log *slog.Logger, addr string) (*cluster, error) {
 	rc := cfg.Redis
+	redis.SetLogger(redisLog{log})
 	client, err := newRedisClient(rc)
 	if err != nil {
 		return nil, err
