@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +36,8 @@ type Deps struct {
 	Limiter  quota.Limiter
 	Breakers *breaker.Set
 	Logger   *slog.Logger
+	// Metrics, if set, is served at telemetry.metrics.path (Prometheus).
+	Metrics http.Handler
 }
 
 // Gateway serves the OpenAI API and relays calls upstream. Build it with
@@ -52,11 +55,19 @@ type Gateway struct {
 	started  time.Time
 	echo     *echo.Echo
 	draining atomic.Bool
+
+	metrics        *instruments
+	metricsPath    string
+	metricsHandler http.Handler
+	captureContent bool
 }
 
 // New builds a Gateway from a provisioned, validated config.
 func New(cfg *config.Config, deps Deps) (*Gateway, error) {
-	g := &Gateway{cfg: cfg, log: deps.Logger, limiter: deps.Limiter, breakers: deps.Breakers, started: time.Now()}
+	g := &Gateway{
+		cfg: cfg, log: deps.Logger, limiter: deps.Limiter, breakers: deps.Breakers, started: time.Now(),
+		metricsHandler: deps.Metrics, metricsPath: cfg.Telemetry.Metrics.Path, captureContent: cfg.Telemetry.CaptureContent,
+	}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -93,6 +104,10 @@ func New(cfg *config.Config, deps Deps) (*Gateway, error) {
 	}
 	g.clients = newClients(cfg.Clients)
 	g.router = newRouter(cfg, channels, g.creds)
+	var err error
+	if g.metrics, err = newInstruments(g); err != nil {
+		return nil, err
+	}
 	g.echo = g.routes()
 	return g, nil
 }
@@ -240,10 +255,13 @@ func (g *Gateway) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = g.httpError
-	e.Use(g.accessLog)
+	e.Use(g.traceServer, g.accessLog)
 
 	e.GET("/healthz", g.healthz)
 	e.GET("/readyz", g.readyz)
+	if g.metricsHandler != nil {
+		e.GET(g.metricsPath, echo.WrapHandler(g.metricsHandler))
+	}
 
 	// Routes take the auth middleware one by one: an echo group with
 	// middleware answers 404 where 405 is right.
@@ -296,6 +314,7 @@ func (g *Gateway) getModel(c echo.Context) error {
 // authenticate is the middleware that finds the client of every /v1 call.
 func (g *Gateway) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		callOf(c).endpoint = strings.TrimPrefix(c.Path(), "/v1/")
 		cl, err := g.clients.authenticate(c.Request().Header)
 		if err != nil {
 			return err
@@ -322,9 +341,11 @@ func clientOf(c echo.Context) *client {
 type callInfo struct {
 	id         string
 	start      time.Time
+	endpoint   string // chat, embeddings: a relayed call
 	client     string
 	model      string
 	credential string
+	channel    string
 	attempts   int
 	stream     bool
 	tokens     int64
@@ -353,7 +374,8 @@ func (g *Gateway) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			c.Error(err)
 		}
-		if c.Path() == "/healthz" || c.Path() == "/readyz" {
+		g.observeRequest(c.Request().Context(), c, ci, time.Since(start))
+		if c.Path() == "/healthz" || c.Path() == "/readyz" || c.Path() == g.metricsPath {
 			return nil
 		}
 		attrs := []slog.Attr{

@@ -14,11 +14,17 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluice-gateway/sluice/affinity"
 	"github.com/sluice-gateway/sluice/breaker"
 	"github.com/sluice-gateway/sluice/gateway/provider"
 	"github.com/sluice-gateway/sluice/quota"
+	"github.com/sluice-gateway/sluice/telemetry"
 )
 
 // ErrClientClosed ends a call whose client went away. Nobody reads the
@@ -42,6 +48,9 @@ func (g *Gateway) relay(c echo.Context, ep provider.Endpoint) error {
 	cl := clientOf(c)
 	ci := callOf(c)
 	ci.model, ci.stream = req.model, req.stream
+	ctx := c.Request().Context()
+	g.metrics.inFlight.Add(ctx, 1)
+	defer g.metrics.inFlight.Add(ctx, -1)
 	if !cl.allows(req.model) {
 		return fmt.Errorf("%w: the API key %q may not use the model %q", ErrModelNotAllowed, cl.name, req.model)
 	}
@@ -121,7 +130,9 @@ func (g *Gateway) failover(c echo.Context, cl *client, req *request, cands []can
 			break
 		}
 		cands = slices.DeleteFunc(cands, func(c candidate) bool { return c.cred == adm.cand.cred })
-		ci.attempts, ci.credential = attempt, adm.cand.cred.id
+		ci.attempts, ci.credential, ci.channel = attempt, adm.cand.cred.id, adm.cand.cred.ch.name
+		trace.SpanFromContext(ctx).SetAttributes(telemetry.Attempts.Int(attempt), telemetry.Credential.String(adm.cand.cred.id),
+			telemetry.Channel.String(adm.cand.cred.ch.name), telemetry.GenAIRequestModel.String(req.model), telemetry.Client.String(h.client.name))
 
 		out := g.attempt(c, req, adm, h)
 		if out.err == nil {
@@ -209,8 +220,12 @@ func (g *Gateway) admit(ctx context.Context, h *holder, req *request, cands []ca
 	}
 	start := time.Now()
 	for {
-		d, err := g.limiter.Acquire(ctx, qr)
+		actx, span := tracer.Start(ctx, "sluice.acquire", trace.WithAttributes(telemetry.Candidates.Int(len(qr.Candidates))))
+		d, err := g.limiter.Acquire(actx, qr)
+		g.traceDecision(span, d, err)
+		span.End()
 		if err != nil {
+			g.metrics.quotaErrors.Add(ctx, 1)
 			return nil, fmt.Errorf("%w: %v", ErrQuotaUnavailable, err)
 		}
 		if d.Allowed {
@@ -238,6 +253,8 @@ func (g *Gateway) admit(ctx context.Context, h *holder, req *request, cands []ca
 		}
 		waitUntil := min(start.Add(limit).UnixNano(), deadline.UnixNano())
 		if d.RetryAfter <= 0 || time.Now().Add(d.RetryAfter).UnixNano() > waitUntil {
+			g.metrics.refusals.Add(ctx, 1, metric.WithAttributes(telemetry.QuotaScope.String(string(d.Scope)),
+				telemetry.QuotaResult.String(string(d.Reason)), telemetry.GenAIRequestModel.String(req.model)))
 			return nil, &refusal{d: d, err: refusalError(h.client, req, d)}
 		}
 		t := time.NewTimer(d.RetryAfter)
@@ -247,6 +264,22 @@ func (g *Gateway) admit(ctx context.Context, h *holder, req *request, cands []ca
 			return nil, g.gone(ctx)
 		case <-t.C:
 		}
+	}
+}
+
+// traceDecision records a quota decision on the acquire span.
+func (g *Gateway) traceDecision(span trace.Span, d quota.Decision, err error) {
+	switch {
+	case err != nil:
+		span.SetStatus(codes.Error, err.Error())
+	case d.Allowed:
+		span.SetAttributes(telemetry.QuotaResult.String("granted"), telemetry.Credential.String(d.Grant.ID),
+			telemetry.AffinityHit.Bool(d.StickyHit))
+	default:
+		span.SetAttributes(telemetry.QuotaResult.String(string(d.Reason)), telemetry.QuotaScope.String(string(d.Scope)))
+	}
+	if d.Mode != "" {
+		span.SetAttributes(telemetry.QuotaMode.String(d.Mode))
 	}
 }
 
@@ -302,12 +335,13 @@ var (
 // answers, relays the answer. It settles the credential's quota and
 // reports to its breaker exactly once, whatever happens.
 func (g *Gateway) attempt(c echo.Context, req *request, adm *admitted, h *holder) (out outcome) {
-	ctx := c.Request().Context()
 	cred := adm.cand.cred
 	cred.inflight.Add(1)
+	ctx, span := g.startAttempt(c.Request().Context(), req, adm, callOf(c).attempts)
 	r := &attemptResult{used: req.estimate}
 	defer func() {
 		cred.inflight.Add(-1)
+		g.endAttempt(ctx, span, req, adm, r, out)
 		adm.done(r.breakerErr)
 		h.used += r.used
 		callOf(c).tokens = h.used
@@ -337,11 +371,13 @@ func (g *Gateway) attempt(c echo.Context, req *request, adm *admitted, h *holder
 		return outcome{retry: true, err: fmt.Errorf("%w: %v", ErrUpstream, err)}
 	}
 	hreq.Header.Set("X-Request-Id", callOf(c).id)
+	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(hreq.Header))
 	resp, err := cred.ch.client.Do(hreq)
 	if err != nil {
 		return g.transportFailure(ctx, actx, err, r, false)
 	}
 	defer resp.Body.Close()
+	r.status = resp.StatusCode
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return g.upstreamRefused(ctx, resp, adm, r)
 	}
@@ -361,10 +397,22 @@ func (g *Gateway) commit(c echo.Context, adm *admitted) {
 }
 
 // attemptResult is what an attempt reports when it ends: the outcome for
-// the breaker and the tokens to settle.
+// the breaker, the tokens to settle, and what telemetry records.
 type attemptResult struct {
-	breakerErr error // nil: success for the breaker
-	used       int64 // tokens to settle
+	breakerErr error  // nil: success for the breaker
+	used       int64  // tokens to settle
+	status     int    // the upstream's HTTP status
+	usage      *usage // as the upstream reported it
+	info       answerInfo
+}
+
+// tokens splits the tokens used into input and output.
+func (r *attemptResult) tokens(req *request) (in, out int64) {
+	if u := r.usage; u != nil && u.PromptTokens+u.CompletionTokens > 0 {
+		return int64(u.PromptTokens), int64(u.CompletionTokens)
+	}
+	in = min(req.prompt, r.used)
+	return in, r.used - in
 }
 
 // transportFailure classifies an error from sending the request or
@@ -405,7 +453,8 @@ func (g *Gateway) relayBody(c echo.Context, req *request, resp *http.Response, a
 		r.breakerErr, r.used = errors.New("upstream answered with invalid JSON"), 0
 		return outcome{retry: true, err: fmt.Errorf("%w: the upstream answered with invalid JSON", ErrUpstream)}
 	}
-	r.breakerErr, r.used = nil, usageOf(data).total(req.estimate)
+	r.info, r.usage = parseAnswer(data, g.captureContent)
+	r.breakerErr, r.used = nil, r.usage.total(req.estimate)
 	ci := callOf(c)
 	ci.ttfb = time.Since(ci.start)
 	ct := resp.Header.Get("Content-Type")

@@ -20,6 +20,7 @@ type request struct {
 	includeUsage bool  // the client asked for stream_options.include_usage
 	estimate     int64 // tokens reserved against TPM before the call
 	prompt       int64 // estimated prompt tokens
+	maxTokens    int64 // the completion cap the client asked for (0: none)
 }
 
 // defaultCompletionEstimate is the completion size reserved when a chat
@@ -100,6 +101,7 @@ func (r *request) parseChat() error {
 	} else if maxTokens > 0 {
 		completion = maxTokens
 	}
+	r.maxTokens = max(maxCompletion, maxTokens)
 	r.estimate = r.prompt + completion*max(n, 1)
 	return nil
 }

@@ -93,12 +93,15 @@ func (g *Gateway) relayStream(c echo.Context, req *request, resp *http.Response,
 			g.commit(c, adm)
 			w.WriteHeader(http.StatusOK)
 			committed = true
+			g.metrics.streams.Add(ctx, 1)
+			defer g.metrics.streams.Add(ctx, -1)
 			callOf(c).ttfb = time.Since(callOf(c).start)
 		}
 		if ev.Data == "[DONE]" {
 			done = true
 			break
 		}
+		r.info.chunk(ev.Data, g.captureContent)
 		if u, usageOnly := scanUsage(ev.Data); u != nil {
 			usage = u
 			if usageOnly && !req.includeUsage {
@@ -117,6 +120,7 @@ func (g *Gateway) relayStream(c echo.Context, req *request, resp *http.Response,
 	used := req.prompt + chunks // about one token per chunk, when the upstream reports no usage
 	if usage != nil {
 		used = usage.total(used)
+		r.usage = usage
 	}
 	if !committed {
 		switch {
@@ -262,15 +266,74 @@ func validJSON(data []byte) bool {
 	return len(data) > 0 && data[0] == '{' && json.Valid(data)
 }
 
-// usageOf reads the usage of a complete answer, best effort.
-func usageOf(data []byte) *usage {
+// answerInfo is what telemetry records of an answer.
+type answerInfo struct {
+	id, model  string
+	finish     []string
+	completion string // only when content capture is on
+}
+
+// parseAnswer reads a complete answer's usage and telemetry, best effort.
+func parseAnswer(data []byte, content bool) (answerInfo, *usage) {
 	var a struct {
+		ID      string `json:"id"`
+		Model   string `json:"model"`
+		Choices []struct {
+			FinishReason string `json:"finish_reason"`
+			Message      struct {
+				Content json.RawMessage `json:"content"`
+			} `json:"message"`
+		} `json:"choices"`
 		Usage *usage `json:"usage"`
 	}
 	if json.Unmarshal(data, &a) != nil {
-		return nil
+		return answerInfo{}, nil
 	}
-	return a.Usage
+	info := answerInfo{id: a.ID, model: a.Model}
+	for _, c := range a.Choices {
+		if c.FinishReason != "" {
+			info.finish = append(info.finish, c.FinishReason)
+		}
+		if content {
+			var text string
+			if json.Unmarshal(c.Message.Content, &text) == nil {
+				info.completion += text
+			}
+		}
+	}
+	return info, a.Usage
+}
+
+// chunkInfo adds what one stream chunk says to an answer's telemetry.
+func (i *answerInfo) chunk(data string, content bool) {
+	first := i.id == "" && i.model == ""
+	if !first && !content && !hasFinishReason(data) {
+		return
+	}
+	var c struct {
+		ID      string `json:"id"`
+		Model   string `json:"model"`
+		Choices []struct {
+			FinishReason *string `json:"finish_reason"`
+			Delta        struct {
+				Content string `json:"content"`
+			} `json:"delta"`
+		} `json:"choices"`
+	}
+	if json.Unmarshal([]byte(data), &c) != nil {
+		return
+	}
+	if first {
+		i.id, i.model = c.ID, c.Model
+	}
+	for _, ch := range c.Choices {
+		if ch.FinishReason != nil && *ch.FinishReason != "" {
+			i.finish = append(i.finish, *ch.FinishReason)
+		}
+		if content {
+			i.completion += ch.Delta.Content
+		}
+	}
 }
 
 // upstreamRefused handles a non-2xx upstream answer, before anything

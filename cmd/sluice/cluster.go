@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-gateway/sluice/breaker"
@@ -115,6 +116,13 @@ func newCluster(cfg *config.Config, log *slog.Logger, addr string) (*cluster, er
 	client, err := newRedisClient(rc)
 	if err != nil {
 		return nil, err
+	}
+	// A span per Redis round trip, and the client's pool metrics.
+	if err := redisotel.InstrumentTracing(client); err != nil {
+		return nil, fmt.Errorf("redis tracing: %w", err)
+	}
+	if err := redisotel.InstrumentMetrics(client); err != nil {
+		return nil, fmt.Errorf("redis metrics: %w", err)
 	}
 	var id [6]byte
 	_, _ = rand.Read(id[:])

@@ -21,6 +21,9 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/sluice-gateway/sluice/gateway"
 	"github.com/sluice-gateway/sluice/gateway/config"
 	"github.com/sluice-gateway/sluice/telemetry"
@@ -204,12 +207,46 @@ func serve(args []string, stderr io.Writer) int {
 // server.shutdown_delay, in-flight requests and streams get
 // server.drain_timeout to finish, and whatever is left is told the server
 // is shutting down and closed.
+// setupTelemetry builds the trace and metric pipeline and installs it as
+// the process's global providers (each package has its own tracer and
+// meter from them).
+func setupTelemetry(ctx context.Context, cfg *config.Config, log *slog.Logger) (*telemetry.Telemetry, error) {
+	t := cfg.Telemetry
+	tel, err := telemetry.Setup(ctx, telemetry.Config{
+		ServiceName: t.ServiceName, Version: version,
+		TracesEndpoint: t.Traces.Endpoint, TracesProtocol: t.Traces.Protocol, Insecure: t.Traces.Insecure,
+		SampleRatio: t.Traces.SampleRatio, Prometheus: t.Metrics.IsEnabled(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	otel.SetTracerProvider(tel.TracerProvider)
+	otel.SetMeterProvider(tel.MeterProvider)
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Debug("opentelemetry", slog.String("error", err.Error())) }))
+	if tel.Tracing {
+		log.Info("tracing on", slog.String("endpoint", t.Traces.Endpoint))
+	}
+	return tel, nil
+}
+
 func serveConfig(ctx context.Context, stop context.CancelFunc, cfg *config.Config, log *slog.Logger, ready func(addr string)) error {
+	tel, err := setupTelemetry(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("flushing telemetry failed", slog.String("error", err.Error()))
+		}
+	}()
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	deps := gateway.Deps{Logger: log}
+	deps := gateway.Deps{Logger: log, Metrics: tel.Metrics}
 	stopCluster := func() {}
 	if cfg.Redis != nil {
 		cl, err := newCluster(cfg, log, ln.Addr().String())
@@ -229,6 +266,7 @@ func serveConfig(ctx context.Context, stop context.CancelFunc, cfg *config.Confi
 		ln.Close()
 		return err
 	}
+	defer gw.Close()
 	if len(cfg.Clients) == 0 {
 		log.Warn("no client keys configured: serving without authentication")
 	}

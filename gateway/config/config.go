@@ -19,6 +19,9 @@ type Config struct {
 	// every other instance using the same Redis and key prefix. Without
 	// it (and without REDIS_URL) each instance keeps its own state.
 	Redis *Redis `yaml:"redis,omitempty" json:"redis,omitempty"`
+	// Telemetry configures traces and metrics. The standard OTEL_*
+	// environment variables work too; see docs/config.md.
+	Telemetry Telemetry `yaml:"telemetry,omitempty" json:"telemetry,omitempty"`
 	// ModelRedirect renames requested models before routing: "gpt-4":
 	// "gpt-4o". The key "all" redirects every model that has no entry of
 	// its own.
@@ -117,6 +120,46 @@ type Retry struct {
 	Cooldown    Duration `yaml:"cooldown,omitempty" json:"cooldown,omitempty"`
 	MaxCooldown Duration `yaml:"max_cooldown,omitempty" json:"max_cooldown,omitempty"`
 }
+
+// Telemetry configures what Sluice reports about itself.
+type Telemetry struct {
+	// ServiceName names the service in traces and metrics. Default
+	// "sluice"; OTEL_SERVICE_NAME wins.
+	ServiceName string `yaml:"service_name,omitempty" json:"service_name,omitempty"`
+	// Traces sends spans over OTLP. Without an endpoint here, the
+	// OTEL_EXPORTER_OTLP_* variables decide; with neither, tracing is off.
+	Traces Traces `yaml:"traces,omitempty" json:"traces,omitempty"`
+	// Metrics serves Prometheus metrics.
+	Metrics Metrics `yaml:"metrics,omitempty" json:"metrics,omitempty"`
+	// CaptureContent records prompts and completions on spans (truncated
+	// to 8 KiB). Default false: message content never leaves otherwise.
+	CaptureContent bool `yaml:"capture_content,omitempty" json:"capture_content,omitempty"`
+}
+
+// Traces configures span export.
+type Traces struct {
+	// Endpoint of an OTLP receiver: "jaeger:4317" (gRPC) or
+	// "http://jaeger:4318" (HTTP).
+	Endpoint string `yaml:"endpoint,omitempty" json:"endpoint,omitempty"`
+	// Protocol is grpc (default) or http/protobuf.
+	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
+	// Insecure sends spans without TLS.
+	Insecure bool `yaml:"insecure,omitempty" json:"insecure,omitempty"`
+	// SampleRatio samples that share of new traces (0 < r <= 1). Default:
+	// OTEL_TRACES_SAMPLER, else every trace.
+	SampleRatio float64 `yaml:"sample_ratio,omitempty" json:"sample_ratio,omitempty"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Enabled: false turns the endpoint off. Default true.
+	Enabled *bool `yaml:"enabled,omitempty" json:"enabled,omitempty"`
+	// Path of the endpoint on the API listener. Default /metrics.
+	Path string `yaml:"path,omitempty" json:"path,omitempty"`
+}
+
+// IsEnabled reports whether metrics are served.
+func (m Metrics) IsEnabled() bool { return m.Enabled == nil || *m.Enabled }
 
 // Redis configures the shared state of a cluster of instances.
 type Redis struct {

@@ -79,6 +79,8 @@ func (c *Config) Provision() {
 	for i := range c.Clients {
 		c.Clients[i].Name = or(c.Clients[i].Name, fmt.Sprintf("client-%d", i))
 	}
+	c.Telemetry.Metrics.Path = or(c.Telemetry.Metrics.Path, "/metrics")
+	c.Telemetry.Traces.Protocol = or(c.Telemetry.Traces.Protocol, "grpc")
 	if rd := c.Redis; rd != nil {
 		rd.KeyPrefix = or(rd.KeyPrefix, "sluice:")
 		rd.HashTag = or(rd.HashTag, "q")
@@ -123,6 +125,7 @@ func (c *Config) Validate() error {
 	c.validateServer(v)
 	c.validateRouting(v)
 	c.validateRedis(v)
+	c.validateTelemetry(v)
 	served := c.validateChannels(v)
 	c.validateModels(v, served)
 	c.validateClients(v, served)
@@ -223,6 +226,20 @@ func (c *Config) validateRouting(v *validator) {
 	}
 	if b.HalfOpenProbes < 1 {
 		v.add("breaker.half_open_probes", "must be >= 1")
+	}
+}
+
+func (c *Config) validateTelemetry(v *validator) {
+	t := c.Telemetry
+	if !slices.Contains([]string{"grpc", "http/protobuf", "http"}, t.Traces.Protocol) {
+		v.add("telemetry.traces.protocol", "must be grpc or http/protobuf")
+	}
+	if t.Traces.SampleRatio < 0 || t.Traces.SampleRatio > 1 {
+		v.add("telemetry.traces.sample_ratio", "must be between 0 and 1")
+	}
+	if !strings.HasPrefix(t.Metrics.Path, "/") || strings.HasPrefix(t.Metrics.Path, "/v1/") ||
+		slices.Contains([]string{"/healthz", "/readyz"}, t.Metrics.Path) {
+		v.add("telemetry.metrics.path", "must be a path of its own, such as /metrics")
 	}
 }
 

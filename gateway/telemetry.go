@@ -1,0 +1,299 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sluice-gateway/sluice/breaker"
+	"github.com/sluice-gateway/sluice/gateway/provider"
+	"github.com/sluice-gateway/sluice/quota"
+	"github.com/sluice-gateway/sluice/telemetry"
+)
+
+// The package's tracer and meter come from the global providers, which
+// cmd/sluice installs (no-ops until then).
+var (
+	tracer = otel.Tracer("github.com/sluice-gateway/sluice/gateway")
+	meter  = otel.Meter("github.com/sluice-gateway/sluice/gateway")
+)
+
+// instruments are the gateway's metrics.
+type instruments struct {
+	requests    metric.Int64Counter
+	duration    metric.Float64Histogram
+	ttft        metric.Float64Histogram
+	tokenUsage  metric.Int64Histogram
+	tokens      metric.Int64Counter
+	refusals    metric.Int64Counter
+	attempts    metric.Int64Counter
+	failovers   metric.Int64Counter
+	quotaErrors metric.Int64Counter
+	inFlight    metric.Int64UpDownCounter
+	streams     metric.Int64UpDownCounter
+	observed    metric.Registration // breaker and quota gauges
+}
+
+// latencyBuckets suit LLM calls: from 10 ms to several minutes.
+var latencyBuckets = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320}
+
+func newInstruments(g *Gateway) (*instruments, error) {
+	var in instruments
+	var errs [12]error
+	in.requests, errs[0] = meter.Int64Counter("sluice.requests", metric.WithUnit("{request}"),
+		metric.WithDescription("Requests answered, by endpoint, model, channel, status and stream."))
+	in.duration, errs[1] = meter.Float64Histogram("sluice.request.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time to answer a request, streams to their end."), metric.WithExplicitBucketBoundaries(latencyBuckets...))
+	in.ttft, errs[2] = meter.Float64Histogram("sluice.time_to_first_token", metric.WithUnit("s"),
+		metric.WithDescription("Time until the first byte of the answer reached the client."), metric.WithExplicitBucketBoundaries(latencyBuckets...))
+	in.tokenUsage, errs[3] = meter.Int64Histogram("gen_ai.client.token.usage", metric.WithUnit("{token}"),
+		metric.WithDescription("Tokens used per upstream call, by type (input, output)."),
+		metric.WithExplicitBucketBoundaries(1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576))
+	in.tokens, errs[4] = meter.Int64Counter("sluice.tokens", metric.WithUnit("{token}"),
+		metric.WithDescription("Tokens used, by type, model, channel and credential."))
+	in.refusals, errs[5] = meter.Int64Counter("sluice.quota.refusals", metric.WithUnit("{request}"),
+		metric.WithDescription("Requests refused by a quota, by scope and reason."))
+	in.attempts, errs[6] = meter.Int64Counter("sluice.upstream.attempts", metric.WithUnit("{attempt}"),
+		metric.WithDescription("Upstream attempts, by channel, credential and outcome."))
+	in.failovers, errs[7] = meter.Int64Counter("sluice.retries", metric.WithUnit("{attempt}"),
+		metric.WithDescription("Attempts that failed over to the next credential."))
+	in.quotaErrors, errs[8] = meter.Int64Counter("sluice.quota.backend_errors", metric.WithUnit("{error}"),
+		metric.WithDescription("Calls to the shared quota store (Redis) that failed."))
+	in.inFlight, errs[9] = meter.Int64UpDownCounter("sluice.requests.in_flight", metric.WithUnit("{request}"),
+		metric.WithDescription("Relayed requests in flight on this instance."))
+	in.streams, errs[10] = meter.Int64UpDownCounter("sluice.streams.in_flight", metric.WithUnit("{stream}"),
+		metric.WithDescription("Streams being relayed on this instance."))
+
+	breakerState, err := meter.Int64ObservableGauge("sluice.breaker.state",
+		metric.WithDescription("Circuit breaker state per credential: 0 closed, 1 half-open, 2 open."))
+	if err != nil {
+		return nil, err
+	}
+	degraded, err := meter.Int64ObservableGauge("sluice.quota.fallback",
+		metric.WithDescription("1 while the shared quota store is unreachable and the fallback policy decides."))
+	if err != nil {
+		return nil, err
+	}
+	outages, err := meter.Int64ObservableCounter("sluice.quota.outages", metric.WithUnit("{outage}"),
+		metric.WithDescription("Times the shared quota store became unreachable."))
+	if err != nil {
+		return nil, err
+	}
+	in.observed, errs[11] = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for _, c := range g.creds {
+			o.ObserveInt64(breakerState, stateValue(g.breakers.State(c.id)),
+				metric.WithAttributes(telemetry.Credential.String(c.id), telemetry.Channel.String(c.ch.name)))
+		}
+		if f, ok := g.limiter.(fallback); ok {
+			v := int64(0)
+			if f.Degraded() {
+				v = 1
+			}
+			policy := metric.WithAttributes(telemetry.QuotaPolicy.String(string(f.Policy())))
+			o.ObserveInt64(degraded, v, policy)
+			o.ObserveInt64(outages, f.Outages(), policy)
+		}
+		return nil
+	}, breakerState, degraded, outages)
+	for _, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+	}
+	return &in, nil
+}
+
+// fallback is what a limiter with a fallback policy (quota.Resilient)
+// reports for metrics.
+type fallback interface {
+	Degraded() bool
+	Outages() int64
+	Policy() quota.Policy
+}
+
+func stateValue(s breaker.State) int64 {
+	switch s {
+	case breaker.HalfOpen:
+		return 1
+	case breaker.Open:
+		return 2
+	}
+	return 0
+}
+
+// Close releases the gateway's metric callbacks.
+func (g *Gateway) Close() error {
+	if g.metrics != nil && g.metrics.observed != nil {
+		return g.metrics.observed.Unregister()
+	}
+	return nil
+}
+
+// traceServer starts the server span of a call, continuing the client's
+// trace (W3C traceparent), and records the call's outcome on it.
+func (g *Gateway) traceServer(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		switch c.Path() {
+		case "/healthz", "/readyz", g.metricsPath:
+			return next(c)
+		}
+		r := c.Request()
+		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		route := c.Path()
+		if route == "" {
+			route = "unknown"
+		}
+		ctx, span := tracer.Start(ctx, r.Method+" "+route, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(telemetry.HTTPMethod.String(r.Method), telemetry.HTTPRoute.String(route)))
+		defer span.End()
+		c.SetRequest(r.WithContext(ctx))
+		err := next(c)
+		status := c.Response().Status
+		span.SetAttributes(telemetry.HTTPStatus.Int(status))
+		if status >= 500 {
+			span.SetStatus(codes.Error, fmt.Sprintf("status %d", status))
+		}
+		return err
+	}
+}
+
+// genAISystem names an upstream for gen_ai.system.
+func genAISystem(spec provider.Spec) string {
+	switch spec.API {
+	case provider.APIAzure:
+		return "azure.ai.openai"
+	case provider.APIMock:
+		return "sluice.mock"
+	}
+	if spec.Type == "openai" || spec.Type == "" {
+		return "openai"
+	}
+	return spec.Type
+}
+
+func operation(ep provider.Endpoint) string {
+	if ep == provider.Embeddings {
+		return "embeddings"
+	}
+	return "chat"
+}
+
+// startAttempt starts the client span of one upstream attempt.
+func (g *Gateway) startAttempt(ctx context.Context, req *request, adm *admitted, n int) (context.Context, trace.Span) {
+	cred := adm.cand.cred
+	attrs := []attribute.KeyValue{
+		telemetry.GenAIOperation.String(operation(req.ep)),
+		telemetry.GenAISystem.String(genAISystem(cred.ch.spec)),
+		telemetry.GenAIProvider.String(genAISystem(cred.ch.spec)),
+		telemetry.GenAIRequestModel.String(req.model),
+		telemetry.Credential.String(cred.id),
+		telemetry.Channel.String(cred.ch.name),
+		telemetry.Attempt.Int(n),
+		telemetry.QuotaResult.String("granted"),
+		telemetry.BreakerState.String(g.breakers.State(cred.id).String()),
+		telemetry.AffinityHit.Bool(adm.decision.StickyHit),
+		telemetry.Stream.Bool(req.stream),
+	}
+	if req.maxTokens > 0 {
+		attrs = append(attrs, telemetry.GenAIMaxTokens.Int64(req.maxTokens))
+	}
+	if adm.decision.Mode != "" {
+		attrs = append(attrs, telemetry.QuotaMode.String(adm.decision.Mode))
+	}
+	if g.captureContent {
+		attrs = append(attrs, telemetry.GenAIPrompt.String(truncate(string(req.fields["messages"])+string(req.fields["input"]), 8<<10)))
+	}
+	return tracer.Start(ctx, operation(req.ep)+" "+req.model, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+}
+
+// endAttempt records an attempt's outcome on its span and in metrics.
+func (g *Gateway) endAttempt(ctx context.Context, span trace.Span, req *request, adm *admitted, r *attemptResult, out outcome) {
+	cred := adm.cand.cred
+	result := "ok"
+	switch {
+	case out.err == nil:
+	case out.committed:
+		result = "interrupted"
+	case out.retry:
+		result = "failover"
+	default:
+		result = "error"
+	}
+	if r.info.model != "" {
+		span.SetAttributes(telemetry.GenAIResponseModel.String(r.info.model))
+	}
+	if r.info.id != "" {
+		span.SetAttributes(telemetry.GenAIResponseID.String(r.info.id))
+	}
+	if len(r.info.finish) > 0 {
+		span.SetAttributes(telemetry.GenAIFinishReasons.StringSlice(r.info.finish))
+	}
+	if r.status > 0 {
+		span.SetAttributes(telemetry.HTTPStatus.Int(r.status))
+	}
+	if g.captureContent && r.info.completion != "" {
+		span.SetAttributes(telemetry.GenAICompletion.String(truncate(r.info.completion, 8<<10)))
+	}
+	in, outTok := r.tokens(req)
+	span.SetAttributes(telemetry.GenAIInputTokens.Int64(in), telemetry.GenAIOutputTokens.Int64(outTok), telemetry.Outcome.String(result))
+	if out.err != nil {
+		span.SetAttributes(telemetry.ErrorType.String(result))
+		span.SetStatus(codes.Error, out.err.Error())
+	}
+	span.End()
+
+	m := g.metrics
+	where := metric.WithAttributes(telemetry.Channel.String(cred.ch.name), telemetry.Credential.String(cred.id), telemetry.Outcome.String(result))
+	m.attempts.Add(ctx, 1, where)
+	if result == "failover" {
+		m.failovers.Add(ctx, 1, metric.WithAttributes(telemetry.Channel.String(cred.ch.name), telemetry.Credential.String(cred.id)))
+	}
+	if in+outTok > 0 && (out.err == nil || out.committed) {
+		system := telemetry.GenAISystem.String(genAISystem(cred.ch.spec))
+		model := telemetry.GenAIRequestModel.String(req.model)
+		op := telemetry.GenAIOperation.String(operation(req.ep))
+		for _, t := range []struct {
+			kind string
+			n    int64
+		}{{"input", in}, {"output", outTok}} {
+			typ := telemetry.GenAITokenType.String(t.kind)
+			m.tokenUsage.Record(ctx, t.n, metric.WithAttributes(typ, system, model, op))
+			m.tokens.Add(ctx, t.n, metric.WithAttributes(typ, model, telemetry.Channel.String(cred.ch.name), telemetry.Credential.String(cred.id)))
+		}
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// observeRequest records one answered call in metrics.
+func (g *Gateway) observeRequest(ctx context.Context, c echo.Context, ci *callInfo, took time.Duration) {
+	if ci.endpoint == "" {
+		return
+	}
+	attrs := metric.WithAttributes(
+		telemetry.Endpoint.String(ci.endpoint),
+		telemetry.GenAIRequestModel.String(ci.model),
+		telemetry.Channel.String(ci.channel),
+		telemetry.HTTPStatus.Int(c.Response().Status),
+		telemetry.Stream.Bool(ci.stream),
+	)
+	g.metrics.requests.Add(ctx, 1, attrs)
+	g.metrics.duration.Record(ctx, took.Seconds(), attrs)
+	if ci.ttfb > 0 {
+		g.metrics.ttft.Record(ctx, ci.ttfb.Seconds(), metric.WithAttributes(
+			telemetry.GenAIRequestModel.String(ci.model), telemetry.Channel.String(ci.channel), telemetry.Stream.Bool(ci.stream)))
+	}
+}
