@@ -3,7 +3,10 @@
 //
 //	mockllm -addr 127.0.0.1:9000 -latency 50ms -stream-chunks 16
 //
-// GET /healthz answers 200; every other path is the mock's.
+// GET /healthz answers 200; with -control, /_mock/config and /_mock/stats
+// read and change the knobs at run time; every other path is the mock's.
+// With OTEL_EXPORTER_OTLP_ENDPOINT set, each call is a span continuing
+// the caller's traceparent.
 package main
 
 import (
@@ -21,7 +24,12 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sluice-gateway/sluice/gateway/provider/mock"
+	"github.com/sluice-gateway/sluice/telemetry"
 )
 
 func main() {
@@ -36,6 +44,18 @@ func main() {
 		os.Exit(2)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: opts.logLevel}))
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "mockllm"})
+	if err != nil {
+		log.Error("telemetry", "err", err)
+		os.Exit(1)
+	}
+	otel.SetTracerProvider(tel.TracerProvider)
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	}()
 	if err := run(ctx, opts, log); err != nil {
 		log.Error("mockllm failed", "err", err)
 		os.Exit(1)
@@ -45,6 +65,7 @@ func main() {
 // options are the parsed command line.
 type options struct {
 	addr            string
+	control         bool
 	shutdownTimeout time.Duration
 	logLevel        slog.Level
 	cfg             mock.Config
@@ -56,6 +77,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs := flag.NewFlagSet("mockllm", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:9000", "listen address")
+	fs.BoolVar(&o.control, "control", false, "serve /_mock/config and /_mock/stats to change and read the mock at run time")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to let calls finish on SIGINT/SIGTERM")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug logs every call")
 	c := &o.cfg
@@ -105,19 +127,27 @@ func splitList(v string) []string {
 
 // newHandler serves /healthz and hands everything else to the mock,
 // logging each call at debug level.
-func newHandler(srv *mock.Server, log *slog.Logger) http.Handler {
+func newHandler(srv *mock.Server, withControl bool, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")
 	})
+	if withControl {
+		mux.Handle("/_mock/", control(srv))
+	}
 	mux.Handle("/", srv)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		mux.ServeHTTP(w, r)
+		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, span := tracer.Start(ctx, "mockllm "+r.Method+" "+r.URL.Path, trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+		mux.ServeHTTP(w, r.WithContext(ctx))
 		log.Debug("call", "method", r.Method, "path", r.URL.Path, "dur", time.Since(start))
 	})
 }
+
+var tracer = otel.Tracer("github.com/sluice-gateway/sluice/cmd/mockllm")
 
 // run serves until ctx ends, then shuts down gracefully.
 func run(ctx context.Context, o options, log *slog.Logger) error {
@@ -127,7 +157,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	srv := mock.New(o.cfg)
 	hs := &http.Server{
-		Handler:           newHandler(srv, log),
+		Handler:           newHandler(srv, o.control, log),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -39,7 +40,7 @@ func TestParseFlags(t *testing.T) {
 }
 
 func TestHandler(t *testing.T) {
-	ts := httptest.NewServer(newHandler(mock.New(mock.Config{Keys: []string{"k"}}), slog.New(slog.DiscardHandler)))
+	ts := httptest.NewServer(newHandler(mock.New(mock.Config{Keys: []string{"k"}}), true, slog.New(slog.DiscardHandler)))
 	defer ts.Close()
 	for _, tc := range []struct {
 		method, path string
@@ -75,5 +76,50 @@ func TestRunShutsDown(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("run did not return after the context ended")
+	}
+}
+
+func TestControl(t *testing.T) {
+	ts := httptest.NewServer(newHandler(mock.New(mock.Config{}), true, slog.New(slog.DiscardHandler)))
+	defer ts.Close()
+	chat := func() int {
+		resp, err := http.Post(ts.URL+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	put := func(body string) int {
+		req, _ := http.NewRequest(http.MethodPut, ts.URL+"/_mock/config", strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if chat() != 200 {
+		t.Fatal("healthy first")
+	}
+	if put(`{"failure_rate": 1}`) != 200 || chat() != 500 {
+		t.Fatal("failures switched on")
+	}
+	if put(`{"failure_rate": 0, "latency": "1ms"}`) != 200 || chat() != 200 {
+		t.Fatal("and off again")
+	}
+	if put(`{"failure_rate": 2}`) != 400 || put(`{"latency": "soon"}`) != 400 {
+		t.Fatal("bad knobs are refused")
+	}
+	resp, err := http.Get(ts.URL + "/_mock/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st mock.Stats
+	json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if st.Requests != 3 || st.Failures != 1 {
+		t.Fatalf("stats %+v", st)
 	}
 }

@@ -141,7 +141,7 @@ func (s *Server) planChat(req *chatRequest, model string, c *call) (*chatPlan, e
 			return nil, invalid("n", "Invalid 'n': integer out of range. Expected a value between 1 and 128, but got %d instead.", n)
 		}
 	}
-	words, finish := s.cfg.ReplyTokens, "stop"
+	words, finish := s.conf().ReplyTokens, "stop"
 	for _, p := range []struct {
 		name  string
 		limit *int

@@ -87,7 +87,7 @@ func (s *Server) embed(req *embeddingRequest, model string) (*embeddingList, err
 	if err != nil {
 		return nil, err
 	}
-	dims := s.cfg.EmbeddingDims
+	dims := s.conf().EmbeddingDims
 	if req.Dimensions != nil {
 		dims = *req.Dimensions
 		if dims < 1 || dims > maxEmbeddingDims {

@@ -113,7 +113,7 @@ func clamp01(f float64) float64 {
 // Server is the fake upstream. It implements http.Handler and is safe for
 // concurrent use.
 type Server struct {
-	cfg Config
+	cfg atomic.Pointer[Config]
 
 	mu  sync.Mutex // guards rng
 	rng *rand.Rand
@@ -145,7 +145,22 @@ func New(cfg Config) *Server {
 	} else {
 		src = rand.NewPCG(rand.Uint64(), rand.Uint64())
 	}
-	return &Server{cfg: cfg, rng: rand.New(src)}
+	s := &Server{rng: rand.New(src)}
+	s.cfg.Store(&cfg)
+	return s
+}
+
+// conf returns the Server's current configuration.
+func (s *Server) conf() *Config { return s.cfg.Load() }
+
+// Config returns the Server's current configuration.
+func (s *Server) Config() Config { return *s.conf() }
+
+// SetConfig changes how the Server answers from the next call on (tests
+// and demos switch failures on and off this way). The RNG keeps its seed.
+func (s *Server) SetConfig(cfg Config) {
+	cfg = cfg.withDefaults()
+	s.cfg.Store(&cfg)
 }
 
 // Stats returns the counters since the Server was created.
@@ -177,9 +192,9 @@ func (s *Server) newCall() *call {
 	roll := s.rng.Float64()
 	seed1, seed2 := s.rng.Uint64(), s.rng.Uint64()
 	s.mu.Unlock()
-	c := &call{delay: s.cfg.Latency, roll: roll, rng: rand.New(rand.NewPCG(seed1, seed2))}
-	if s.cfg.Jitter > 0 {
-		c.delay += time.Duration(jitter % int64(s.cfg.Jitter))
+	c := &call{delay: s.conf().Latency, roll: roll, rng: rand.New(rand.NewPCG(seed1, seed2))}
+	if s.conf().Jitter > 0 {
+		c.delay += time.Duration(jitter % int64(s.conf().Jitter))
 	}
 	return c
 }
@@ -276,7 +291,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // authorized reports whether r carries one of the configured keys.
 func (s *Server) authorized(r *http.Request) bool {
-	if len(s.cfg.Keys) == 0 {
+	if len(s.conf().Keys) == 0 {
 		return true
 	}
 	var offered []string
@@ -288,7 +303,7 @@ func (s *Server) authorized(r *http.Request) bool {
 	}
 	ok := 0
 	for _, o := range offered {
-		for _, k := range s.cfg.Keys {
+		for _, k := range s.conf().Keys {
 			ok |= subtle.ConstantTimeCompare([]byte(o), []byte(k))
 		}
 	}
@@ -298,14 +313,14 @@ func (s *Server) authorized(r *http.Request) bool {
 // injectFault answers the call with a 500 or 429 if the dice say so.
 func (s *Server) injectFault(w http.ResponseWriter, c *call) bool {
 	switch {
-	case c.roll < s.cfg.FailureRate:
+	case c.roll < s.conf().FailureRate:
 		s.failures.Add(1)
 		writeError(w, http.StatusInternalServerError, "server_error",
 			"The server had an error while processing your request. Sorry about that!", "", "")
 		return true
-	case c.roll < s.cfg.FailureRate+s.cfg.RateLimitRate:
+	case c.roll < s.conf().FailureRate+s.conf().RateLimitRate:
 		s.rateLimited.Add(1)
-		ra := s.cfg.RetryAfter
+		ra := s.conf().RetryAfter
 		secs := int64(math.Ceil(ra.Seconds()))
 		h := w.Header()
 		h.Set("Retry-After", strconv.FormatInt(secs, 10))

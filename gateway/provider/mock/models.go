@@ -19,8 +19,8 @@ type model struct {
 
 // serveModels answers GET …/models with Config.Models.
 func (s *Server) serveModels(w http.ResponseWriter) {
-	list := modelList{Object: "list", Data: make([]model, len(s.cfg.Models))}
-	for i, id := range s.cfg.Models {
+	list := modelList{Object: "list", Data: make([]model, len(s.conf().Models))}
+	for i, id := range s.conf().Models {
 		list.Data[i] = model{ID: id, Object: "model", Created: modelsCreated, OwnedBy: "sluice-mock"}
 	}
 	writeJSON(w, http.StatusOK, list)

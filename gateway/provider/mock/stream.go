@@ -50,7 +50,7 @@ func (s *Server) streamChat(w http.ResponseWriter, r *http.Request, plan *chatPl
 		w:        w,
 		rc:       http.NewResponseController(w),
 		plan:     plan,
-		interval: s.cfg.ChunkInterval,
+		interval: s.conf().ChunkInterval,
 	}
 	if err := sw.rc.Flush(); err != nil {
 		s.canceled.Add(1)
@@ -70,9 +70,9 @@ func (s *Server) sendStream(sw *sseWriter) error {
 	steps := 0
 	for i, a := range plan.answers {
 		if a.call != nil {
-			pieces[i] = splitText(a.call.arguments, s.cfg.StreamChunks)
+			pieces[i] = splitText(a.call.arguments, s.conf().StreamChunks)
 		} else {
-			pieces[i] = splitWords(a.words, s.cfg.StreamChunks)
+			pieces[i] = splitWords(a.words, s.conf().StreamChunks)
 		}
 		steps = max(steps, len(pieces[i]))
 	}
@@ -105,7 +105,7 @@ func (s *Server) sendStream(sw *sseWriter) error {
 				return err
 			}
 			sent++
-			if s.cfg.FailAfterChunks > 0 && sent == s.cfg.FailAfterChunks {
+			if s.conf().FailAfterChunks > 0 && sent == s.conf().FailAfterChunks {
 				s.aborted.Add(1)
 				panic(http.ErrAbortHandler)
 			}
