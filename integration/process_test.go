@@ -53,11 +53,26 @@ func binary(t *testing.T, name string) string {
 }
 
 func TestMain(m *testing.M) {
+	// The testcontainers reaper's image cannot be pulled where this suite
+	// runs; the tests terminate their own containers.
+	setDefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+	// With a local engine, published ports are on this machine's loopback
+	// (testcontainers would otherwise guess the default gateway's address
+	// when it believes it runs inside a container).
+	if h := os.Getenv("DOCKER_HOST"); h == "" || strings.HasPrefix(h, "unix://") {
+		setDefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
+	}
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}
 	os.Exit(code)
+}
+
+func setDefault(key, value string) {
+	if os.Getenv(key) == "" {
+		os.Setenv(key, value)
+	}
 }
 
 // process is a running binary whose log announces its address.

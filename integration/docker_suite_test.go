@@ -1,0 +1,516 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestContainers runs the cluster on containers and checks, case by
+// case, that it keeps its promises when parts of it fail. The cases share
+// one cluster and run in order: the destructive ones last.
+func TestContainers(t *testing.T) {
+	dc := startDockerCluster(t)
+	if t.Failed() {
+		t.FailNow()
+	}
+	all := dc.instancesOf(0, 1, 2)
+
+	t.Run("1 limits are exact across containers", func(t *testing.T) {
+		start := time.Now()
+		rs := offer(t, all, 100, 10*time.Second, "qps-model", "Authorization", "Bearer sk-open")
+		elapsed := time.Since(start).Seconds()
+		ok, bound := count(rs, 200), 20+20*elapsed
+		t.Logf("QPS 20 burst 20: %d offered, %d admitted in %.1fs, bound %.0f (%.1f%%)", len(rs), ok, elapsed, bound, 100*float64(ok)/bound)
+		if float64(ok) > bound || float64(ok) < 0.98*220 {
+			t.Errorf("QPS: admitted %d, want within 2%% of 220 and at most %.0f", ok, bound)
+		}
+		rs = offer(t, all, 50, 10*time.Second, "rpm-model", "Authorization", "Bearer sk-open")
+		t.Logf("RPM 100: %d offered, %d admitted", len(rs), count(rs, 200))
+		if count(rs, 200) != 100 {
+			t.Errorf("RPM: admitted %d, want 100", count(rs, 200))
+		}
+		rs = offer(t, all, 50, 10*time.Second, "free-model", "Authorization", "Bearer sk-limited")
+		t.Logf("client RPM 100: %d offered, %d admitted", len(rs), count(rs, 200))
+		if count(rs, 200) != 100 {
+			t.Errorf("client quota: admitted %d, want 100", count(rs, 200))
+		}
+	})
+
+	t.Run("2 sticky affinity across containers", func(t *testing.T) {
+		seen := map[string]bool{}
+		for s := range 6 {
+			first := ""
+			for i := range 9 {
+				resp, body, err := post(dc.url(i%3), "free-model", "X-Session-ID", fmt.Sprint("session-", s))
+				if err != nil || resp.StatusCode != 200 {
+					t.Fatalf("%v %s", err, body)
+				}
+				got := resp.Header.Get("X-Sluice-Credential")
+				if first == "" {
+					first = got
+					seen[got] = true
+				} else if got != first {
+					t.Fatalf("session %d moved from %s to %s on container %d", s, first, got, i%3)
+				}
+			}
+		}
+		if len(seen) < 2 {
+			t.Fatalf("six sessions all on %v", seen)
+		}
+	})
+
+	t.Run("3 breaker opened by one container is respected by the others", func(t *testing.T) {
+		dc.mock(dc.mock2, `{"failure_rate": 1}`)
+		for range 3 {
+			if resp, _, _ := post(dc.url(0), "flaky-model"); resp.StatusCode != 502 {
+				t.Fatalf("a failing upstream: %d", resp.StatusCode)
+			}
+		}
+		tripped := time.Now()
+		for _, i := range []int{1, 2} {
+			for {
+				resp, _, err := post(dc.url(i), "flaky-model")
+				if err == nil && resp.StatusCode == 503 {
+					break
+				}
+				if time.Since(tripped) > 5*time.Second {
+					t.Fatalf("container %d never saw the open breaker", i)
+				}
+			}
+		}
+		took := time.Since(tripped)
+		t.Logf("breaker opened on container 0 seen by 1 and 2 after %v", took)
+		if took > 100*time.Millisecond {
+			t.Errorf("propagation took %v, want < 100ms", took)
+		}
+		// Half-open: one probe, slow enough that everyone else arrives meanwhile.
+		dc.mock(dc.mock2, `{"failure_rate": 0, "latency": "800ms"}`)
+		time.Sleep(2200 * time.Millisecond)
+		before := dc.mockRequests(dc.mock2)
+		var wg sync.WaitGroup
+		var ok atomic.Int64
+		for i := range 30 {
+			wg.Go(func() {
+				if resp, _, err := post(dc.url(i%3), "flaky-model"); err == nil && resp.StatusCode == 200 {
+					ok.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		probes := dc.mockRequests(dc.mock2) - before
+		t.Logf("half-open: %d calls reached the upstream, %d of 30 answered", probes, ok.Load())
+		if probes != 1 || ok.Load() != 1 {
+			t.Errorf("exactly one probe must go out across the containers: %d upstream calls, %d answered", probes, ok.Load())
+		}
+		dc.mock(dc.mock2, `{"latency": "0s"}`)
+	})
+
+	t.Run("4 a failover is one trace in Jaeger", func(t *testing.T) {
+		dc.mock(dc.mock2, `{"failure_rate": 1}`)
+		defer dc.mock(dc.mock2, `{"failure_rate": 0}`)
+		const traceID = "5c1ce5c1ce5c1ce5c1ce5c1ce5c1ce01"
+		resp, body, err := post(dc.url(1), "failover-model", "traceparent", "00-"+traceID+"-1111111111111111-01")
+		if err != nil || resp.StatusCode != 200 || resp.Header.Get("X-Sluice-Attempts") != "2" {
+			t.Fatalf("failover request: %v %d %s", err, resp.StatusCode, body)
+		}
+		tr := dc.jaegerTrace(traceID, func(d jaegerTraceData) bool {
+			mocks := 0
+			for i := range d.Spans {
+				if d.service(i) == "mockllm" {
+					mocks++
+				}
+			}
+			return mocks >= 2
+		})
+		var server, attempt1, attempt2 = -1, -1, -1
+		for i, s := range tr.Spans {
+			switch {
+			case tr.service(i) == "sluice" && s.OperationName == "POST /v1/chat/completions":
+				server = i
+			case tr.service(i) == "sluice" && s.OperationName == "chat failover-model" && tr.tag(i, "sluice.attempt") == "1":
+				attempt1 = i
+			case tr.service(i) == "sluice" && s.OperationName == "chat failover-model" && tr.tag(i, "sluice.attempt") == "2":
+				attempt2 = i
+			}
+		}
+		if server < 0 || attempt1 < 0 || attempt2 < 0 {
+			t.Fatalf("want a server span and two attempt spans, got %+v", tr.Spans)
+		}
+		if tr.parent(server) != "1111111111111111" || tr.parent(attempt1) != tr.Spans[server].SpanID || tr.parent(attempt2) != tr.Spans[server].SpanID {
+			t.Error("the attempts must be children of the server span, itself a child of the client's")
+		}
+		for _, c := range []struct {
+			span      int
+			key, want string
+		}{
+			{attempt1, "sluice.credential.id", "primary-cred"}, {attempt1, "sluice.outcome", "failover"},
+			{attempt1, "http.response.status_code", "500"},
+			{attempt2, "sluice.credential.id", "backup-cred"}, {attempt2, "sluice.outcome", "ok"},
+			{attempt2, "gen_ai.request.model", "failover-model"}, {attempt2, "gen_ai.system", "openai"},
+		} {
+			if got := tr.tag(c.span, c.key); got != c.want {
+				t.Errorf("%s on span %s = %q, want %q", c.key, tr.Spans[c.span].OperationName, got, c.want)
+			}
+		}
+		if tr.tag(attempt2, "gen_ai.usage.output_tokens") == "" || tr.tag(attempt2, "gen_ai.response.model") == "" {
+			t.Error("the answering attempt must carry the response model and usage")
+		}
+		// Each upstream's own span hangs under the attempt that called it.
+		linked := 0
+		for i := range tr.Spans {
+			if tr.service(i) == "mockllm" && (tr.parent(i) == tr.Spans[attempt1].SpanID || tr.parent(i) == tr.Spans[attempt2].SpanID) {
+				linked++
+			}
+		}
+		if linked != 2 {
+			t.Errorf("%d upstream spans linked by traceparent, want 2", linked)
+		}
+	})
+
+	t.Run("5 Redis stopped for 10s under load", func(t *testing.T) {
+		const outage = 10 * time.Second
+		stopAt, startAt := 2*time.Second, 2*time.Second+outage
+		go func() {
+			time.Sleep(stopAt)
+			timeout := time.Duration(0)
+			if err := dc.redis.Stop(context.Background(), &timeout); err != nil {
+				t.Errorf("stop redis: %v", err)
+			}
+			time.Sleep(outage)
+			if err := dc.redis.Start(context.Background()); err != nil {
+				t.Errorf("start redis: %v", err)
+			}
+		}()
+		rs := offerTimed(t, all, 60, startAt+6*time.Second, "qps-model", "Authorization", "Bearer sk-open")
+		var during, after, ok int
+		for _, r := range rs {
+			if r.err != nil || r.took > 2*time.Second {
+				t.Fatalf("a request sent at %v hung or was lost: %v after %v", r.sent, r.err, r.took)
+			}
+			if r.status != 200 && r.status != 429 {
+				t.Fatalf("request sent at %v: status %d", r.sent, r.status)
+			}
+			switch {
+			case r.sent > stopAt+500*time.Millisecond && r.sent < startAt:
+				during++
+				if r.mode != "local" {
+					t.Fatalf("during the outage the local policy must answer and say so: %+v", r)
+				}
+				if r.status == 200 {
+					ok++
+				}
+			case r.sent > startAt+4*time.Second:
+				after++
+				if r.mode != "" {
+					t.Fatalf("Redis enforcement must resume by itself: %+v", r)
+				}
+			}
+		}
+		limit := 3 * (20/3 + 20.0/3*(outage.Seconds()+0.5))
+		t.Logf("Redis down 10s: %d requests during the outage, %d admitted by the local policy (at most %.0f); %d after, all from Redis", during, ok, limit, after)
+		if float64(ok) > limit {
+			t.Errorf("local policy admitted %d, above limit / instances × time = %.0f", ok, limit)
+		}
+	})
+
+	t.Run("6 a container killed under load", func(t *testing.T) {
+		dc.mock(dc.mock1, `{"latency": "4s"}`)
+		// Four slow calls hold the credential's four slots, on container 2.
+		var wg sync.WaitGroup
+		var lost atomic.Int64
+		for range 4 {
+			wg.Go(func() {
+				if resp, _, err := post(dc.url(2), "conc-model"); err != nil || resp.StatusCode != 200 {
+					lost.Add(1)
+				}
+			})
+		}
+		time.Sleep(1 * time.Second)
+		dc.mock(dc.mock1, `{"latency": "0s"}`)
+		// Meanwhile the others carry on.
+		others := make(chan []result)
+		go func() { others <- offer(t, dc.instancesOf(0, 1), 20, 6*time.Second, "free-model", "Authorization", "Bearer sk-open") }()
+		dc.docker("kill", "--signal", "KILL", dc.sluice[2].GetContainerID())
+		killed := time.Now()
+		wg.Wait()
+		if lost.Load() != 4 {
+			t.Errorf("%d of the killed container's 4 calls failed, want all 4", lost.Load())
+		}
+		// Its slots are leases: they expire within lease_ttl (3s).
+		var freed time.Duration
+		for {
+			resp, _, err := post(dc.url(0), "conc-model")
+			if err == nil && resp.StatusCode == 200 {
+				freed = time.Since(killed)
+				break
+			}
+			if time.Since(killed) > 15*time.Second {
+				t.Fatal("the dead container's concurrency slots never came back")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		rs := <-others
+		t.Logf("killed container: its 4 in-flight calls failed; its slots freed after %v; the others answered %d of %d", freed.Round(100*time.Millisecond), count(rs, 200), len(rs))
+		if count(rs, 200) != len(rs) {
+			t.Errorf("the other containers failed %d of %d requests", len(rs)-count(rs, 200), len(rs))
+		}
+		if freed > 5*time.Second {
+			t.Errorf("slots freed after %v; lease_ttl is 3s", freed)
+		}
+		dc.forget(dc.sluice[2])
+		if err := dc.sluice[2].Start(context.Background()); err != nil {
+			t.Fatalf("restart the killed container: %v", err)
+		}
+		waitReady(t, dc, 2)
+	})
+
+	t.Run("7 a container partitioned from Redis", func(t *testing.T) {
+		id := dc.sluice[0].GetContainerID()
+		dc.docker("network", "disconnect", dc.data.Name, id)
+		cut := time.Now()
+		mode := func(i int) string {
+			resp, _, err := post(dc.url(i), "free-model")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp.Header.Get("X-Sluice-Quota-Mode")
+		}
+		for mode(0) != "local" {
+			if time.Since(cut) > 10*time.Second {
+				t.Fatal("the partitioned container never fell back to its policy")
+			}
+		}
+		fell := time.Since(cut)
+		if m := mode(1); m != "" {
+			t.Fatalf("container 1 still has Redis, mode %q", m)
+		}
+		dc.docker("network", "connect", "--alias", "sluice-a", dc.data.Name, id)
+		joined := time.Now()
+		for mode(0) != "" {
+			if time.Since(joined) > 15*time.Second {
+				t.Fatal("the container never rejoined Redis")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("partition: fell back to local after %v, rejoined %v after reconnecting", fell.Round(time.Millisecond), time.Since(joined).Round(time.Millisecond))
+	})
+
+	t.Run("8 an upstream killed mid-stream", func(t *testing.T) {
+		dc.mock(dc.mock2, `{"stream_chunks": 50, "chunk_interval": "100ms", "reply_tokens": 100}`)
+		body := `{"model":"stream-model","stream":true,"messages":[{"role":"user","content":"hi"}]}`
+		req, _ := http.NewRequest(http.MethodPost, dc.url(0)+"/v1/chat/completions", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer sk-open")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.Header.Get("X-Sluice-Credential") != "primary-cred" {
+			t.Fatalf("stream: %v %v", err, resp.Header)
+		}
+		br := bufio.NewReader(resp.Body)
+		if _, err := br.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+		dc.docker("kill", "--signal", "KILL", dc.mock2.GetContainerID())
+		lines := streamLines(br)
+		resp.Body.Close()
+		last := lines[len(lines)-1]
+		if !strings.Contains(last, "upstream_stream_error") {
+			t.Fatalf("the client must get a clear error event, got %q", last)
+		}
+		for _, l := range lines {
+			if l == "[DONE]" {
+				t.Fatal("a cut stream must not end with [DONE]")
+			}
+		}
+		// The next requests go to the other upstream.
+		for i := range 6 {
+			resp, b, err := post(dc.url(i%3), "stream-model")
+			if err != nil || resp.StatusCode != 200 || resp.Header.Get("X-Sluice-Credential") != "backup-cred" {
+				t.Fatalf("after the upstream died: %v %d %s", err, resp.StatusCode, b)
+			}
+		}
+		// The breaker counted it: the dead upstream's credential is open.
+		metrics := scrape(t, dc.url(0))
+		if !strings.Contains(metrics, `sluice_breaker_state{sluice_channel="primary",sluice_credential_id="primary-cred"} 2`) {
+			t.Errorf("the dead upstream's breaker is not open:\n%s", grepLines(metrics, "primary-cred"))
+		}
+		dc.forget(dc.mock2)
+		if err := dc.mock2.Start(context.Background()); err != nil {
+			t.Fatalf("restart mock2: %v", err)
+		}
+	})
+
+	t.Run("9 graceful rolling restart under load", func(t *testing.T) {
+		lb := newBalancer(dc)
+		defer lb.stop()
+		results := make(chan []result)
+		go func() { results <- lb.offer(t, 30, 0, "free-model") }()
+		time.Sleep(2 * time.Second)
+		for i := range dc.sluice {
+			timeout := 30 * time.Second
+			if err := dc.sluice[i].Stop(context.Background(), &timeout); err != nil {
+				t.Fatalf("stop container %d: %v", i, err)
+			}
+			dc.forget(dc.sluice[i])
+			if err := dc.sluice[i].Start(context.Background()); err != nil {
+				t.Fatalf("start container %d: %v", i, err)
+			}
+			waitReady(t, dc, i)
+			time.Sleep(time.Second)
+		}
+		lb.finish()
+		rs := <-results
+		failed := len(rs) - count(rs, 200)
+		t.Logf("rolling restart of 3 containers: %d requests, %d failed", len(rs), failed)
+		if failed != 0 {
+			for _, r := range rs {
+				if r.status != 200 {
+					t.Logf("failed: %+v", r)
+				}
+			}
+			t.Errorf("%d requests failed during a graceful rolling restart", failed)
+		}
+	})
+}
+
+// waitReady waits for container i's /readyz.
+func waitReady(t *testing.T, dc *dockerCluster, i int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(dc.url(i) + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("container %d never became ready", i)
+}
+
+func scrape(t *testing.T, base string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// balancer spreads load over the containers that report ready, as a load
+// balancer with health checks would, and retries a request on another
+// container when the connection is refused.
+type balancer struct {
+	dc      *dockerCluster
+	mu      sync.Mutex
+	ready   []bool
+	done    chan struct{}
+	stopped chan struct{}
+	once    sync.Once
+}
+
+func newBalancer(dc *dockerCluster) *balancer {
+	b := &balancer{dc: dc, ready: []bool{true, true, true}, done: make(chan struct{}), stopped: make(chan struct{})}
+	go b.check()
+	return b
+}
+
+// check polls every container's /readyz every 50ms.
+func (b *balancer) check() {
+	client := &http.Client{Timeout: 200 * time.Millisecond}
+	for {
+		select {
+		case <-b.stopped:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		for i := range b.dc.sluice {
+			ok := false
+			if resp, err := client.Get(b.dc.url(i) + "/readyz"); err == nil {
+				ok = resp.StatusCode == 200
+				resp.Body.Close()
+			}
+			b.mu.Lock()
+			b.ready[i] = ok
+			b.mu.Unlock()
+		}
+	}
+}
+
+func (b *balancer) pick(n int) (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for k := range len(b.ready) {
+		i := (n + k) % len(b.ready)
+		if b.ready[i] {
+			return b.dc.url(i), true
+		}
+	}
+	return "", false
+}
+
+func (b *balancer) finish() { close(b.done) }
+func (b *balancer) stop()   { b.once.Do(func() { close(b.stopped) }) }
+
+// offer sends requests at a rate until finish, each to a ready container,
+// retrying refused connections elsewhere.
+func (b *balancer) offer(t *testing.T, rate int, _ time.Duration, model string) []result {
+	var mu sync.Mutex
+	var out []result
+	var wg sync.WaitGroup
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	for n := 0; ; n++ {
+		select {
+		case <-b.done:
+			wg.Wait()
+			return out
+		case <-tick.C:
+		}
+		wg.Go(func() {
+			r := result{}
+			for try := range 5 {
+				base, ok := b.pick(n + try)
+				if !ok {
+					time.Sleep(100 * time.Millisecond)
+					continue
+				}
+				resp, _, err := post(base, model)
+				if err != nil && strings.Contains(err.Error(), "connection refused") {
+					continue // the balancer tries the next backend
+				}
+				r.err = err
+				if err == nil {
+					r.status = resp.StatusCode
+				}
+				break
+			}
+			if r.status == 0 && r.err == nil {
+				r.err = fmt.Errorf("no ready container")
+			}
+			mu.Lock()
+			out = append(out, r)
+			mu.Unlock()
+		})
+	}
+}
