@@ -237,7 +237,9 @@ func TestContainers(t *testing.T) {
 		dc.mock(dc.mock1, `{"latency": "0s"}`)
 		// Meanwhile the others carry on.
 		others := make(chan []result)
-		go func() { others <- offer(t, dc.instancesOf(0, 1), 20, 6*time.Second, "free-model", "Authorization", "Bearer sk-open") }()
+		go func() {
+			others <- offer(t, dc.instancesOf(0, 1), 20, 6*time.Second, "free-model", "Authorization", "Bearer sk-open")
+		}()
 		dc.docker("kill", "--signal", "KILL", dc.sluice[2].GetContainerID())
 		killed := time.Now()
 		wg.Wait()
