@@ -225,7 +225,6 @@ func (g *Gateway) admit(ctx context.Context, h *holder, req *request, cands []ca
 		g.traceDecision(span, d, err)
 		span.End()
 		if err != nil {
-			g.metrics.quotaErrors.Add(ctx, 1)
 			return nil, fmt.Errorf("%w: %v", ErrQuotaUnavailable, err)
 		}
 		if d.Allowed {

@@ -28,18 +28,17 @@ var (
 
 // instruments are the gateway's metrics.
 type instruments struct {
-	requests    metric.Int64Counter
-	duration    metric.Float64Histogram
-	ttft        metric.Float64Histogram
-	tokenUsage  metric.Int64Histogram
-	tokens      metric.Int64Counter
-	refusals    metric.Int64Counter
-	attempts    metric.Int64Counter
-	failovers   metric.Int64Counter
-	quotaErrors metric.Int64Counter
-	inFlight    metric.Int64UpDownCounter
-	streams     metric.Int64UpDownCounter
-	observed    metric.Registration // breaker and quota gauges
+	requests   metric.Int64Counter
+	duration   metric.Float64Histogram
+	ttft       metric.Float64Histogram
+	tokenUsage metric.Int64Histogram
+	tokens     metric.Int64Counter
+	refusals   metric.Int64Counter
+	attempts   metric.Int64Counter
+	failovers  metric.Int64Counter
+	inFlight   metric.Int64UpDownCounter
+	streams    metric.Int64UpDownCounter
+	observed   metric.Registration // breaker and quota gauges
 }
 
 // latencyBuckets suit LLM calls: from 10 ms to several minutes.
@@ -65,8 +64,6 @@ func newInstruments(g *Gateway) (*instruments, error) {
 		metric.WithDescription("Upstream attempts, by channel, credential and outcome."))
 	in.failovers, errs[7] = meter.Int64Counter("sluice.retries", metric.WithUnit("{attempt}"),
 		metric.WithDescription("Attempts that failed over to the next credential."))
-	in.quotaErrors, errs[8] = meter.Int64Counter("sluice.quota.backend_errors", metric.WithUnit("{error}"),
-		metric.WithDescription("Calls to the shared quota store (Redis) that failed."))
 	in.inFlight, errs[9] = meter.Int64UpDownCounter("sluice.requests.in_flight", metric.WithUnit("{request}"),
 		metric.WithDescription("Relayed requests in flight on this instance."))
 	in.streams, errs[10] = meter.Int64UpDownCounter("sluice.streams.in_flight", metric.WithUnit("{stream}"),
@@ -87,6 +84,11 @@ func newInstruments(g *Gateway) (*instruments, error) {
 	if err != nil {
 		return nil, err
 	}
+	backendErrors, err := meter.Int64ObservableCounter("sluice.quota.backend_errors", metric.WithUnit("{error}"),
+		metric.WithDescription("Calls to the shared quota store (Redis) that failed."))
+	if err != nil {
+		return nil, err
+	}
 	in.observed, errs[11] = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		for _, c := range g.creds {
 			o.ObserveInt64(breakerState, stateValue(g.breakers.State(c.id)),
@@ -100,9 +102,10 @@ func newInstruments(g *Gateway) (*instruments, error) {
 			policy := metric.WithAttributes(telemetry.QuotaPolicy.String(string(f.Policy())))
 			o.ObserveInt64(degraded, v, policy)
 			o.ObserveInt64(outages, f.Outages(), policy)
+			o.ObserveInt64(backendErrors, f.Errors(), policy)
 		}
 		return nil
-	}, breakerState, degraded, outages)
+	}, breakerState, degraded, outages, backendErrors)
 	for _, err := range errs {
 		if err != nil {
 			return nil, fmt.Errorf("metrics: %w", err)
@@ -116,6 +119,7 @@ func newInstruments(g *Gateway) (*instruments, error) {
 type fallback interface {
 	Degraded() bool
 	Outages() int64
+	Errors() int64
 	Policy() quota.Policy
 }
 

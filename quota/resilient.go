@@ -54,6 +54,7 @@ type Resilient struct {
 
 	degraded atomic.Bool
 	outages  atomic.Int64
+	errors   atomic.Int64
 
 	mu    sync.Mutex
 	since time.Time // when the current outage began
@@ -83,6 +84,10 @@ func (r *Resilient) Degraded() bool { return r.degraded.Load() }
 
 // Outages returns how many times the backend became unreachable.
 func (r *Resilient) Outages() int64 { return r.outages.Load() }
+
+// Errors returns how many calls to the backend failed: the call that
+// began each outage, failed cool-downs, and failed pings while down.
+func (r *Resilient) Errors() int64 { return r.errors.Load() }
 
 // Policy returns the configured policy.
 func (r *Resilient) Policy() Policy { return r.cfg.Policy }
@@ -181,6 +186,7 @@ func (r *Resilient) Cooldown(ctx context.Context, id string, d time.Duration) er
 
 // enter switches to the policy, logging the outage once.
 func (r *Resilient) enter(err error) {
+	r.errors.Add(1)
 	if r.degraded.Swap(true) {
 		return
 	}
@@ -210,6 +216,7 @@ func (r *Resilient) Run(ctx context.Context) {
 		err := r.cfg.Ping(pctx)
 		cancel()
 		if err != nil {
+			r.errors.Add(1)
 			continue
 		}
 		r.mu.Lock()

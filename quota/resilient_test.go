@@ -69,7 +69,7 @@ func TestResilientPolicies(t *testing.T) {
 	if time.Since(start) > 3*time.Second {
 		t.Fatalf("requests waited %v on a dead Redis", time.Since(start))
 	}
-	if local.Outages() != 1 || !local.Degraded() {
+	if local.Outages() != 1 || !local.Degraded() || local.Errors() < 1 {
 		t.Fatal("one outage, counted once")
 	}
 

@@ -576,7 +576,7 @@ var metricLabels = map[string][]string{
 	"sluice_quota_refusals_total":        {"sluice_quota_scope", "sluice_quota_result", "gen_ai_request_model"},
 	"sluice_upstream_attempts_total":     {"sluice_channel", "sluice_credential_id", "sluice_outcome"},
 	"sluice_retries_total":               {"sluice_channel", "sluice_credential_id"},
-	"sluice_quota_backend_errors_total":  {},
+	"sluice_quota_backend_errors_total":  {"sluice_quota_policy"},
 	"sluice_requests_in_flight":          {},
 	"sluice_streams_in_flight":           {},
 	"sluice_breaker_state":               {"sluice_credential_id", "sluice_channel"},
