@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/testcontainers/testcontainers-go"
-	"github.com/testcontainers/testcontainers-go/network"
 	"github.com/testcontainers/testcontainers-go/wait"
 )
 
@@ -26,7 +25,7 @@ import (
 type dockerCluster struct {
 	t               *testing.T
 	img             imageSet
-	front, data, up *testcontainers.DockerNetwork
+	front, data, up string // network names
 	redis, jaeger   testcontainers.Container
 	mock1, mock2    testcontainers.Container
 	sluice          []testcontainers.Container
@@ -66,32 +65,35 @@ var otelEnv = map[string]string{"OTEL_BSP_SCHEDULE_DELAY": "200"}
 func startDockerCluster(t *testing.T) *dockerCluster {
 	t.Helper()
 	dc := &dockerCluster{t: t, img: images(t), urls: map[testcontainers.Container]string{}}
-	ctx := context.Background()
-	for _, n := range []**testcontainers.DockerNetwork{&dc.front, &dc.data, &dc.up} {
-		net, err := network.New(ctx)
-		if err != nil {
-			t.Fatalf("network: %v", err)
-		}
-		*n = net
-		t.Cleanup(func() { _ = net.Remove(context.Background()) })
+	// Docker publishes a container's ports through the network whose name
+	// sorts first, so the names are chosen: front carries the published
+	// port, and data can be cut without cutting clients off.
+	run := fmt.Sprintf("sluice-it-%d", time.Now().UnixNano()%1_000_000_000)
+	for _, n := range []struct {
+		dst  *string
+		name string
+	}{{&dc.front, run + "-1front"}, {&dc.data, run + "-2data"}, {&dc.up, run + "-3up"}} {
+		dc.docker("network", "create", n.name)
+		*n.dst = n.name
+		t.Cleanup(func() { _ = exec.Command("docker", "network", "rm", n.name).Run() })
 	}
 	var wg sync.WaitGroup
 	start := func(dst *testcontainers.Container, req testcontainers.ContainerRequest) {
 		wg.Go(func() { *dst = dc.run(req) })
 	}
 	start(&dc.redis, testcontainers.ContainerRequest{
-		Image: dc.img.redis, Networks: []string{dc.data.Name}, NetworkAliases: map[string][]string{dc.data.Name: {"redis"}},
+		Image: dc.img.redis, Networks: []string{dc.data}, NetworkAliases: map[string][]string{dc.data: {"redis"}},
 		ExposedPorts: []string{"6379/tcp"}, WaitingFor: wait.ForListeningPort("6379/tcp"),
 	})
 	start(&dc.jaeger, testcontainers.ContainerRequest{
-		Image: dc.img.jaeger, Networks: []string{dc.up.Name}, NetworkAliases: map[string][]string{dc.up.Name: {"jaeger"}},
+		Image: dc.img.jaeger, Networks: []string{dc.up}, NetworkAliases: map[string][]string{dc.up: {"jaeger"}},
 		Env: map[string]string{"JAEGER_LISTEN_HOST": "0.0.0.0"}, ExposedPorts: []string{"16686/tcp"},
 		WaitingFor: wait.ForHTTP("/api/services").WithPort("16686/tcp").WithStartupTimeout(2 * time.Minute),
 	})
 	for i, dst := range []*testcontainers.Container{&dc.mock1, &dc.mock2} {
 		start(dst, testcontainers.ContainerRequest{
 			Image: dc.img.mockllm, Cmd: []string{"-addr", "0.0.0.0:9000", "-control"},
-			Networks: []string{dc.up.Name}, NetworkAliases: map[string][]string{dc.up.Name: {fmt.Sprint("mock", i+1)}},
+			Networks: []string{dc.up}, NetworkAliases: map[string][]string{dc.up: {fmt.Sprint("mock", i+1)}},
 			Env:          map[string]string{"OTEL_SERVICE_NAME": "mockllm", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318", "OTEL_BSP_SCHEDULE_DELAY": "200"},
 			ExposedPorts: []string{"9000/tcp"}, WaitingFor: wait.ForHTTP("/healthz").WithPort("9000/tcp"),
 		})
@@ -101,7 +103,7 @@ func startDockerCluster(t *testing.T) *dockerCluster {
 	for i := range dc.sluice {
 		start(&dc.sluice[i], testcontainers.ContainerRequest{
 			Image: dc.img.sluice, Cmd: []string{"serve", "--config", "/etc/sluice/config.yaml"},
-			Networks: []string{dc.front.Name, dc.data.Name, dc.up.Name},
+			Networks: []string{dc.front, dc.data, dc.up},
 			Env:      otelEnv,
 			Files: []testcontainers.ContainerFile{{
 				Reader: strings.NewReader(dockerSluiceConfig), ContainerFilePath: "/etc/sluice/config.yaml", FileMode: 0o644,
