@@ -39,7 +39,8 @@ type Config struct {
 	OpenTimeout time.Duration
 	// HalfOpenProbes is how many calls a half-open breaker lets through;
 	// that many successes close it, one failure opens it again. Zero: 1.
-	// With a Sharer, probes go one at a time across the whole cluster.
+	// With a Sharer, probes go one at a time across the whole cluster, and
+	// the instance whose probes succeed that many times closes it.
 	HalfOpenProbes uint32
 	// ProbeTimeout bounds a shared probe: if its instance dies, another
 	// may probe after this long. Zero: 60s.
@@ -136,7 +137,8 @@ type Set struct {
 	mu       sync.Mutex
 	breakers map[string]*gobreaker.TwoStepCircuitBreaker[struct{}]
 	shared   map[string]Event // open breakers known cluster-wide
-	probes   map[string]int   // successful shared probes so far
+	probes   map[string]int   // successful shared probes so far, by this instance
+	probing  map[string]bool  // probes out without the shared lease (store unreachable)
 }
 
 // New returns an empty Set.
@@ -147,6 +149,7 @@ func New(cfg Config) *Set {
 		breakers: make(map[string]*gobreaker.TwoStepCircuitBreaker[struct{}]),
 		shared:   make(map[string]Event),
 		probes:   make(map[string]int),
+		probing:  make(map[string]bool),
 	}
 }
 
@@ -177,12 +180,24 @@ func (s *Set) Allow(ctx context.Context, id string) (done func(error), err error
 // instance holds the cluster's probe lease.
 func (s *Set) probe(ctx context.Context, id string) (func(error), error) {
 	got, err := s.cfg.Sharer.Probe(ctx, id, s.cfg.ProbeTimeout)
-	if err != nil || !got {
+	if err != nil {
+		// The shared store is unreachable: fall back to this instance's
+		// own single probe rather than keep the credential out until it
+		// is back.
+		s.mu.Lock()
+		got = !s.probing[id]
+		s.probing[id] = true
+		s.mu.Unlock()
+	}
+	if !got {
 		return nil, fmt.Errorf("credential %s: %w (another instance is probing)", id, ErrOpen)
 	}
 	return func(outcome error) {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
+		s.mu.Lock()
+		delete(s.probing, id)
+		s.mu.Unlock()
 		switch {
 		case excluded(outcome):
 			_ = s.cfg.Sharer.EndProbe(pctx, id)

@@ -119,3 +119,42 @@ func TestFailureRatioIgnoresExclusions(t *testing.T) {
 		t.Fatal("uncounted outcomes must not dilute the failure ratio")
 	}
 }
+
+// downSharer is a Sharer whose store is unreachable.
+type downSharer struct{}
+
+func (downSharer) Publish(context.Context, Event) error { return errors.New("down") }
+func (downSharer) Watch(ctx context.Context, _ func(Event), _ func([]Event)) {
+	<-ctx.Done()
+}
+func (downSharer) Probe(context.Context, string, time.Duration) (bool, error) {
+	return false, errors.New("down")
+}
+func (downSharer) EndProbe(context.Context, string) error { return errors.New("down") }
+
+func TestProbeWithoutTheSharedStore(t *testing.T) {
+	s := New(Config{Failures: 1, OpenTimeout: 20 * time.Millisecond, Sharer: downSharer{}, Instance: "me"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+	call(t, s, "a", errUpstream)
+	deadline := time.Now().Add(2 * time.Second)
+	for s.State("a") == Closed { // the trip is applied by Run
+		if time.Now().After(deadline) {
+			t.Fatal("never opened")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(30 * time.Millisecond)
+	done, err := s.Allow(ctx, "a")
+	if err != nil {
+		t.Fatalf("with the store down, this instance must still probe: %v", err)
+	}
+	if _, err := s.Allow(ctx, "a"); err == nil {
+		t.Fatal("one local probe at a time")
+	}
+	done(nil)
+	if s.State("a") != Closed {
+		t.Fatalf("a successful probe closes: %v", s.State("a"))
+	}
+}

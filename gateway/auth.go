@@ -25,9 +25,13 @@ type client struct {
 // anonymous is the caller when no client keys are configured.
 var anonymous = &client{name: "anonymous"}
 
-// allows reports whether the client may request a model name.
+// allows reports whether the client may request a model name ("auto"
+// and "random" in any case, as routing reads them).
 func (c *client) allows(model string) bool {
-	return c.models == nil || slices.Contains(c.models, model)
+	if c.models == nil || slices.Contains(c.models, model) {
+		return true
+	}
+	return config.IsAnyModel(model) && slices.ContainsFunc(c.models, func(m string) bool { return strings.EqualFold(m, model) })
 }
 
 // clients authenticates client keys. Keys are kept only as SHA-256

@@ -214,10 +214,8 @@ func (g *Gateway) admit(ctx context.Context, h *holder, req *request, cands []ca
 	for _, c := range cands {
 		qr.Candidates = append(qr.Candidates, quota.Candidate{ID: c.cred.id, Limit: c.cred.limit, Pool: c.cred.pool, PoolLimit: c.cred.shared})
 		wait = max(wait, c.cred.wait)
-		if c.cred.ch.priority == cands[0].cred.ch.priority {
-			qr.StickyTier++
-		}
 	}
+	qr.StickyTier = topTier(cands)
 	start := time.Now()
 	for {
 		actx, span := tracer.Start(ctx, "sluice.acquire", trace.WithAttributes(telemetry.Candidates.Int(len(qr.Candidates))))
@@ -243,7 +241,7 @@ func (g *Gateway) admit(ctx context.Context, h *holder, req *request, cands []ca
 			if len(cands) == 0 {
 				return nil, fmt.Errorf("%w: every credential serving %q is being probed after failures", ErrNoUpstream, req.model)
 			}
-			qr.StickyTier = min(qr.StickyTier, len(cands))
+			qr.StickyTier = topTier(cands)
 			continue
 		}
 		limit := wait
@@ -280,6 +278,16 @@ func (g *Gateway) traceDecision(span trace.Span, d quota.Decision, err error) {
 	if d.Mode != "" {
 		span.SetAttributes(telemetry.QuotaMode.String(d.Mode))
 	}
+}
+
+// topTier counts the leading candidates in the first priority tier: the
+// ones stickiness may promote.
+func topTier(cands []candidate) int {
+	n := 0
+	for n < len(cands) && cands[n].cred.ch.priority == cands[0].cred.ch.priority {
+		n++
+	}
+	return n
 }
 
 // gone is the error of a request whose context ended: the client left, or

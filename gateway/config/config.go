@@ -241,7 +241,8 @@ type Breaker struct {
 	OpenTimeout Duration `yaml:"open_timeout,omitempty" json:"open_timeout,omitempty"`
 	// HalfOpenProbes is how many probe calls a half-open breaker lets
 	// through. Default 1. With Redis, probes go one at a time across the
-	// cluster, and this many successes in a row close the breaker.
+	// cluster, and an instance whose probes succeed this many times closes
+	// the breaker everywhere.
 	HalfOpenProbes int `yaml:"half_open_probes,omitempty" json:"half_open_probes,omitempty"`
 	// ProbeTimeout is how long the cluster's single probe lease lasts if
 	// the instance holding it dies mid-probe. Default 60s.
@@ -272,7 +273,7 @@ type Channel struct {
 	// Priority tier: higher tiers are tried first; lower tiers only when
 	// every credential above is unavailable or failed. Default 0.
 	Priority int `yaml:"priority,omitempty" json:"priority,omitempty"`
-	// Tags are free-form labels, shown in logs and the admin API.
+	// Tags are free-form labels for operators; Sluice does not act on them.
 	Tags []string `yaml:"tags,omitempty" json:"tags,omitempty"`
 	// Timeout bounds an attempt until the upstream's response headers
 	// (and, for non-streaming calls, its whole body). Default 60s.

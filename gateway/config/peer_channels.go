@@ -41,7 +41,7 @@ var chKeys = []string{
 // chNativeKeys are native sections a channels file may carry beside
 // channels (listen address, client keys, routing...); they are read as
 // native config. server also takes port and host.
-var chNativeKeys = []string{"server", "log", "clients", "routing", "breaker", "model_redirect", "model_groups"}
+var chNativeKeys = []string{"server", "log", "clients", "routing", "breaker", "model_redirect", "model_groups", "redis", "telemetry"}
 
 // chParamNames maps the plugin's parameter names to the OpenAI ones.
 var chParamNames = map[string]string{

@@ -272,14 +272,19 @@ func (c *Config) validateRedis(v *validator) {
 	if !slices.Contains([]string{"local", "open", "closed"}, rd.OnUnavailable) {
 		v.add("redis.on_unavailable", "must be local, open or closed")
 	}
-	if rd.Timeout < 0 || rd.LeaseTTL < 0 || rd.Lease.Hold < 0 || rd.Lease.MaxDeny < 0 {
-		v.add("redis", "durations must not be negative")
+	for _, d := range []struct {
+		path string
+		d    Duration
+	}{{"redis.timeout", rd.Timeout}, {"redis.lease_ttl", rd.LeaseTTL}, {"redis.lease.hold", rd.Lease.Hold}, {"redis.lease.max_deny", rd.Lease.MaxDeny}} {
+		if d.d < 0 {
+			v.add(d.path, "must not be negative")
+		}
 	}
 	if rd.Lease.Batch < 0 {
-		v.add("redis.lease.batch", "must be >= 1")
+		v.add("redis.lease.batch", "must not be negative")
 	}
 	if rd.PoolSize < 0 {
-		v.add("redis.pool_size", "must be >= 1")
+		v.add("redis.pool_size", "must not be negative")
 	}
 	if rd.TLS != nil && (rd.TLS.CertFile == "") != (rd.TLS.KeyFile == "") {
 		v.add("redis.tls", "cert_file and key_file go together")
