@@ -20,6 +20,7 @@ type knobs struct {
 	ChunkInterval   *string  `json:"chunk_interval,omitempty"`
 	ReplyTokens     *int     `json:"reply_tokens,omitempty"`
 	FailAfterChunks *int     `json:"fail_after_chunks,omitempty"`
+	Overloaded      *bool    `json:"overloaded,omitempty"`
 }
 
 func knobsOf(c mock.Config) knobs {
@@ -27,7 +28,7 @@ func knobsOf(c mock.Config) knobs {
 	return knobs{
 		Latency: s(c.Latency), Jitter: s(c.Jitter), FailureRate: &c.FailureRate, RateLimitRate: &c.RateLimitRate,
 		StreamChunks: &c.StreamChunks, ChunkInterval: s(c.ChunkInterval), ReplyTokens: &c.ReplyTokens,
-		FailAfterChunks: &c.FailAfterChunks,
+		FailAfterChunks: &c.FailAfterChunks, Overloaded: &c.Overloaded,
 	}
 }
 
@@ -65,6 +66,9 @@ func (k knobs) apply(c mock.Config) (mock.Config, error) {
 		if n.v != nil {
 			*n.dst = *n.v
 		}
+	}
+	if k.Overloaded != nil {
+		c.Overloaded = *k.Overloaded
 	}
 	return c, nil
 }

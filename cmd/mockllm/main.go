@@ -1,10 +1,15 @@
-// Command mockllm serves Sluice's fake OpenAI-compatible upstream (package
-// mock) over HTTP, for the quickstart, benchmarks and manual testing.
+// Command mockllm serves Sluice's fake upstream (package mock) over HTTP,
+// for the quickstart, benchmarks and manual testing. It speaks OpenAI's
+// format, Anthropic's Messages API (/v1/messages), Google's Gemini API
+// (/v1beta/models/{model}:generateContent…) and iFlytek Spark's WebSocket
+// chat API (/v3.5/chat…), each chosen by path.
 //
 //	mockllm -addr 127.0.0.1:9000 -latency 50ms -stream-chunks 16
+//	mockllm -keys sk-a -spark-keys appid:apikey:apisecret
 //
 // GET /healthz answers 200; with -control, /_mock/config and /_mock/stats
-// read and change the knobs at run time; every other path is the mock's.
+// read and change the knobs at run time, for every format; every other
+// path is the mock's.
 // With OTEL_EXPORTER_OTLP_ENDPOINT set, each call is a span continuing
 // the caller's traceparent.
 package main
@@ -92,9 +97,15 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.IntVar(&c.FailAfterChunks, "fail-after-chunks", 0, "abort streams after this many content chunks; 0 never")
 	fs.IntVar(&c.EmbeddingDims, "embedding-dims", 16, "embedding vector length")
 	fs.Uint64Var(&c.Seed, "seed", 0, "seed for failure dice, jitter and IDs; 0 random")
+	fs.BoolVar(&c.Overloaded, "overloaded", false, "answer the Anthropic format's injected failures 529 overloaded_error instead of 500")
 	fs.Func("keys", "comma-separated API keys to require (default: no auth)", func(v string) error {
 		c.Keys = splitList(v)
 		return nil
+	})
+	fs.Func("spark-keys", "comma-separated appid:apikey:apisecret iFlytek credentials the Spark WebSocket API requires (default: no auth)", func(v string) error {
+		keys, err := parseSparkKeys(v)
+		c.Spark = keys
+		return err
 	})
 	fs.Func("models", "comma-separated models for GET /v1/models (default "+strings.Join(mock.DefaultModels(), ",")+")", func(v string) error {
 		c.Models = splitList(v)
@@ -123,6 +134,19 @@ func splitList(v string) []string {
 		}
 	}
 	return items
+}
+
+// parseSparkKeys reads comma-separated appid:apikey:apisecret triples.
+func parseSparkKeys(v string) ([]mock.SparkKey, error) {
+	var keys []mock.SparkKey
+	for _, item := range splitList(v) {
+		parts := strings.SplitN(item, ":", 3)
+		if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+			return nil, fmt.Errorf("spark key %q is not appid:apikey:apisecret", item)
+		}
+		keys = append(keys, mock.SparkKey{AppID: parts[0], APIKey: parts[1], APISecret: parts[2]})
+	}
+	return keys, nil
 }
 
 // newHandler serves /healthz and hands everything else to the mock,
@@ -166,7 +190,8 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		"latency", c.Latency, "jitter", c.Jitter, "failure_rate", c.FailureRate,
 		"rate_limit_rate", c.RateLimitRate, "stream_chunks", c.StreamChunks,
 		"chunk_interval", c.ChunkInterval, "reply_tokens", c.ReplyTokens,
-		"fail_after_chunks", c.FailAfterChunks, "auth", len(c.Keys) > 0, "seed", c.Seed)
+		"fail_after_chunks", c.FailAfterChunks, "overloaded", c.Overloaded, "auth", len(c.Keys) > 0,
+		"spark_auth", len(c.Spark) > 0, "seed", c.Seed)
 
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

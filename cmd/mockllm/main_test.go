@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
+
 	"github.com/sluice-gateway/sluice/gateway/provider/mock"
 )
 
@@ -19,7 +22,7 @@ func TestParseFlags(t *testing.T) {
 	o, err := parseFlags(strings.Fields(
 		"-addr :1234 -latency 5ms -jitter 2ms -failure-rate 0.1 -rate-limit-rate 0.2 -retry-after 3s "+
 			"-stream-chunks 4 -chunk-interval 7ms -reply-tokens 9 -fail-after-chunks 2 -embedding-dims 5 "+
-			"-keys sk-a,,sk-b -models a,b -seed 11 -log-level debug"), io.Discard)
+			"-keys sk-a,,sk-b -models a,b -seed 11 -log-level debug -overloaded -spark-keys app1:key1:sec:ret1,app2:key2:s2"), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,12 +30,13 @@ func TestParseFlags(t *testing.T) {
 		Latency: 5 * time.Millisecond, Jitter: 2 * time.Millisecond, FailureRate: 0.1, RateLimitRate: 0.2,
 		RetryAfter: 3 * time.Second, StreamChunks: 4, ChunkInterval: 7 * time.Millisecond, ReplyTokens: 9,
 		FailAfterChunks: 2, EmbeddingDims: 5, Keys: []string{"sk-a", "sk-b"}, Models: []string{"a", "b"}, Seed: 11,
+		Overloaded: true, Spark: []mock.SparkKey{{AppID: "app1", APIKey: "key1", APISecret: "sec:ret1"}, {AppID: "app2", APIKey: "key2", APISecret: "s2"}},
 	}
 	if !reflect.DeepEqual(o.cfg, want) || o.addr != ":1234" || o.logLevel != slog.LevelDebug {
 		t.Errorf("got %+v addr %q level %v\nwant %+v", o.cfg, o.addr, o.logLevel, want)
 	}
 
-	for _, bad := range []string{"-failure-rate 2", "-rate-limit-rate -1", "-nope", "extra"} {
+	for _, bad := range []string{"-failure-rate 2", "-rate-limit-rate -1", "-nope", "extra", "-spark-keys app:key", "-spark-keys app::secret"} {
 		if _, err := parseFlags(strings.Fields(bad), io.Discard); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
@@ -48,6 +52,8 @@ func TestHandler(t *testing.T) {
 	}{
 		{http.MethodGet, "/healthz", http.StatusOK}, // no key needed
 		{http.MethodGet, "/v1/models", http.StatusUnauthorized},
+		{http.MethodPost, "/v1/messages", http.StatusUnauthorized},
+		{http.MethodPost, "/v1beta/models/gemini:generateContent", http.StatusForbidden},
 	} {
 		req, _ := http.NewRequest(tc.method, ts.URL+tc.path, nil)
 		resp, err := ts.Client().Do(req)
@@ -80,7 +86,8 @@ func TestRunShutsDown(t *testing.T) {
 }
 
 func TestControl(t *testing.T) {
-	ts := httptest.NewServer(newHandler(mock.New(mock.Config{}), true, slog.New(slog.DiscardHandler)))
+	srv := mock.New(mock.Config{})
+	ts := httptest.NewServer(newHandler(srv, true, slog.New(slog.DiscardHandler)))
 	defer ts.Close()
 	chat := func() int {
 		resp, err := http.Post(ts.URL+"/v1/chat/completions", "application/json",
@@ -112,6 +119,9 @@ func TestControl(t *testing.T) {
 	if put(`{"failure_rate": 2}`) != 400 || put(`{"latency": "soon"}`) != 400 {
 		t.Fatal("bad knobs are refused")
 	}
+	if put(`{"overloaded": true}`) != 200 || !srv.Config().Overloaded {
+		t.Fatal("overloaded switched on")
+	}
 	resp, err := http.Get(ts.URL + "/_mock/stats")
 	if err != nil {
 		t.Fatal(err)
@@ -121,5 +131,52 @@ func TestControl(t *testing.T) {
 	resp.Body.Close()
 	if st.Requests != 3 || st.Failures != 1 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestHandlerServesSpark(t *testing.T) {
+	key := mock.SparkKey{AppID: "app", APIKey: "key", APISecret: "secret"}
+	ts := httptest.NewServer(newHandler(mock.New(mock.Config{Spark: []mock.SparkKey{key}, StreamChunks: 2}), false, slog.New(slog.DiscardHandler)))
+	defer ts.Close()
+	u, err := mock.SparkURL(ts.URL, "/v3.5/chat", key.APIKey, key.APISecret, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, u, nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer conn.CloseNow()
+	req := map[string]any{
+		"header":    map[string]any{"app_id": key.AppID},
+		"parameter": map[string]any{"chat": map[string]any{"domain": "generalv3.5"}},
+		"payload":   map[string]any{"message": map[string]any{"text": []map[string]string{{"role": "user", "content": "hi"}}}},
+	}
+	if err := wsjson.Write(ctx, conn, req); err != nil {
+		t.Fatal(err)
+	}
+	var statuses []int
+	for {
+		var f struct {
+			Header struct {
+				Code   int `json:"code"`
+				Status int `json:"status"`
+			} `json:"header"`
+		}
+		if err := wsjson.Read(ctx, conn, &f); err != nil {
+			if websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+				t.Errorf("read: %v", err)
+			}
+			break
+		}
+		if f.Header.Code != 0 {
+			t.Fatalf("error frame %+v", f)
+		}
+		statuses = append(statuses, f.Header.Status)
+	}
+	if !reflect.DeepEqual(statuses, []int{0, 2}) {
+		t.Errorf("frame statuses %v, want [0 2]", statuses)
 	}
 }

@@ -1,8 +1,22 @@
-// Package mock is a fake OpenAI-compatible upstream. It answers chat
-// completions (plain, streamed, with tool calls), embeddings and the model
-// list in OpenAI's wire format, with tunable latency, failures, rate limits
-// and mid-stream aborts. Sluice's tests, quickstart and benchmarks use it,
-// in-process through Transport or over a socket as the mockllm binary.
+// Package mock is a fake LLM upstream. It answers chat completions (plain,
+// streamed, with tool calls), embeddings and the model list in OpenAI's
+// wire format, with tunable latency, failures, rate limits and mid-stream
+// aborts. Sluice's tests, quickstart and benchmarks use it, in-process
+// through Transport or over a socket as the mockllm binary.
+//
+// It also speaks three native formats, chosen by the request path:
+//
+//   - Anthropic's Messages API: POST …/v1/messages (see anthropic.go);
+//   - Google's Gemini API: POST /{v1,v1beta}/models/{model}:generateContent,
+//     :streamGenerateContent?alt=sse, :embedContent and :batchEmbedContents
+//     (see gemini.go);
+//   - iFlytek Spark's WebSocket chat API: GET /v1.1/chat, /v3.1/chat,
+//     /chat/pro-128k, /v3.5/chat, /chat/max-32k and /v4.0/chat upgraded to
+//     a WebSocket, with iFlytek's signed URLs (see spark.go). WebSockets
+//     need a real socket: Transport cannot upgrade.
+//
+// Every Config knob applies to every format, each answering faults and
+// auth failures the way its real service does.
 //
 // Answers are deterministic given the request: the reply text depends only
 // on the model and the messages, and an embedding only on its input.
@@ -28,19 +42,29 @@ type Config struct {
 	// Jitter adds a uniform extra latency in [0, Jitter). Default 0.
 	Jitter time.Duration
 	// FailureRate is the share of calls answered 500 with OpenAI's
-	// server_error JSON. Default 0; 1 fails every call.
+	// server_error JSON (Anthropic: 500 api_error, or 529 overloaded_error
+	// with Overloaded; Gemini: 500 INTERNAL; Spark: an error frame with
+	// code 10012). Default 0; 1 fails every call.
 	FailureRate float64
+	// Overloaded makes the Anthropic format's injected failures 529
+	// overloaded_error instead of 500 api_error. Other formats ignore it.
+	Overloaded bool
 	// RateLimitRate is the share of calls answered 429 with Retry-After
-	// and retry-after-ms headers and OpenAI's rate limit error JSON.
-	// Default 0. A call fails at most once: with FailureRate f and
+	// and retry-after-ms headers and OpenAI's rate limit error JSON
+	// (Anthropic: 429 rate_limit_error with retry-after; Gemini: 429
+	// RESOURCE_EXHAUSTED with a RetryInfo detail; Spark: an error frame
+	// with code 11202). Default 0. A call fails at most once: with FailureRate f and
 	// RateLimitRate r, min(r, 1-f) of the calls get 429s.
 	RateLimitRate float64
 	// RetryAfter is the wait advertised with 429s. Zero means 1s.
 	RetryAfter time.Duration
-	// StreamChunks is the number of content chunks per streamed choice.
-	// Zero means 8. A reply of fewer words gets one chunk per word.
+	// StreamChunks is the number of content chunks per streamed choice
+	// (Anthropic: content_block_delta events; Gemini: events; Spark:
+	// frames). Zero means 8. A reply of fewer words gets one chunk per
+	// word. Gemini and Spark send a function call in one chunk.
 	StreamChunks int
-	// ChunkInterval is the pause between streamed chunks. Default 0.
+	// ChunkInterval is the pause between streamed chunks, events or
+	// frames. Default 0.
 	ChunkInterval time.Duration
 	// ReplyTokens is the number of words (≈ tokens) per answer. Zero
 	// means 16.
@@ -48,12 +72,20 @@ type Config struct {
 	// FailAfterChunks, when positive, makes a stream abort the connection
 	// (panic(http.ErrAbortHandler)) right after this many content chunks:
 	// a mid-stream upstream failure. Streams with fewer content chunks
-	// finish normally. Default 0: never.
+	// finish normally; so do Gemini and Spark streams with exactly that
+	// many, as their last content chunk also ends the answer. A Spark
+	// WebSocket is dropped without a close frame. Default 0: never.
 	FailAfterChunks int
 	// Keys, when non-empty, are the accepted API keys, sent as
 	// "Authorization: Bearer <key>" or (Azure) "api-key: <key>"; other
-	// calls get 401 invalid_api_key. Default: no auth.
+	// calls get 401 invalid_api_key. The Anthropic format takes them in
+	// "x-api-key", the Gemini format in "x-goog-api-key" or "?key=".
+	// Default: no auth.
 	Keys []string
+	// Spark, when non-empty, are the iFlytek credentials the Spark
+	// WebSocket endpoints accept: the URL must be signed with one of them
+	// and the request frame must carry its AppID. Default: no auth.
+	Spark []SparkKey
 	// Models is the list served at GET /v1/models. Default "mock-gpt",
 	// "mock-embed". Chat and embeddings accept any model name.
 	Models []string
@@ -100,6 +132,7 @@ func (c Config) withDefaults() Config {
 	}
 	c.Keys = append([]string(nil), c.Keys...)
 	c.Models = append([]string(nil), c.Models...)
+	c.Spark = append([]SparkKey(nil), c.Spark...)
 	return c
 }
 
@@ -125,9 +158,9 @@ type Server struct {
 // Stats are a Server's counters since it was created.
 type Stats struct {
 	Requests    int64 // calls received
-	Streams     int64 // streamed chat answers started
-	Failures    int64 // 500s sent
-	RateLimited int64 // 429s sent
+	Streams     int64 // streamed chat answers started (Spark: every answer)
+	Failures    int64 // 500s (or 529s, Spark 10012 frames) sent
+	RateLimited int64 // 429s (or Spark 11202 frames) sent
 	Aborted     int64 // streams cut off on purpose (FailAfterChunks)
 	Canceled    int64 // streams stopped because the client went away
 	// PromptTokens and CompletionTokens sum the usage of the answers sent
@@ -207,14 +240,25 @@ const (
 	chatEndpoint
 	embeddingsEndpoint
 	modelsEndpoint
+	anthropicMessagesEndpoint
+	geminiGenerateEndpoint
+	geminiStreamEndpoint
+	geminiEmbedEndpoint
+	geminiBatchEmbedEndpoint
+	geminiUnknownEndpoint // a Gemini model path with a method the mock lacks
+	sparkEndpoint
 )
 
-// route maps a path to an endpoint. OpenAI paths match by suffix, so
-// "/v1/chat/completions", "/openai/v1/chat/completions" and
-// "/chat/completions" all work; Azure deployment paths
-// ("/openai/deployments/{deployment}/chat/completions") also return the
-// deployment, which stands for the model.
-func route(path string) (ep endpoint, deployment string) {
+// route maps a path to an endpoint and what the path names besides.
+//
+// OpenAI paths match by suffix, so "/v1/chat/completions",
+// "/openai/v1/chat/completions" and "/chat/completions" all work; Azure
+// deployment paths ("/openai/deployments/{deployment}/chat/completions")
+// also return the deployment, which stands for the model. Anthropic's
+// "…/messages" matches by suffix too. Gemini paths
+// ("…/v1beta/models/{model}:{method}") return the model, and Spark paths
+// ("…/v3.5/chat") the domain they serve.
+func route(path string) (ep endpoint, arg string) {
 	p := strings.TrimRight(path, "/")
 	if _, rest, ok := strings.Cut(p, "/openai/deployments/"); ok {
 		dep, op, _ := strings.Cut(rest, "/")
@@ -228,6 +272,12 @@ func route(path string) (ep endpoint, deployment string) {
 		}
 		return notFound, ""
 	}
+	if ep, model, ok := geminiRoute(p); ok {
+		return ep, model
+	}
+	if domain := sparkDomain(p); domain != "" {
+		return sparkEndpoint, domain
+	}
 	switch {
 	case strings.HasSuffix(p, "/chat/completions"):
 		return chatEndpoint, ""
@@ -235,16 +285,34 @@ func route(path string) (ep endpoint, deployment string) {
 		return embeddingsEndpoint, ""
 	case strings.HasSuffix(p, "/models"):
 		return modelsEndpoint, ""
+	case strings.HasSuffix(p, "/messages"):
+		return anthropicMessagesEndpoint, ""
 	}
 	return notFound, ""
 }
 
-// ServeHTTP answers one call: latency, auth, routing, injected faults,
-// then the endpoint.
+// ServeHTTP answers one call: routing to a format, then for each format
+// latency, auth, injected faults and the endpoint.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
 	s.requests.Add(1)
 	c := s.newCall()
+	ep, arg := route(r.URL.Path)
+	switch ep {
+	case anthropicMessagesEndpoint:
+		s.serveAnthropic(w, r, c)
+	case geminiGenerateEndpoint, geminiStreamEndpoint, geminiEmbedEndpoint, geminiBatchEmbedEndpoint, geminiUnknownEndpoint:
+		s.serveGemini(w, r, c, ep, arg)
+	case sparkEndpoint:
+		s.serveSpark(w, r, c, arg)
+	default:
+		s.serveOpenAI(w, r, c, ep, arg)
+	}
+}
+
+// serveOpenAI answers a call in OpenAI's format: latency, auth, method,
+// injected faults, then the endpoint. Unknown paths get OpenAI's 404.
+func (s *Server) serveOpenAI(w http.ResponseWriter, r *http.Request, c *call, ep endpoint, deployment string) {
+	start := time.Now()
 	h := w.Header()
 	h.Set("x-request-id", "req_"+randomString(c.rng, hexDigits, 32))
 	h.Set("openai-version", "2020-10-01")
@@ -260,7 +328,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"", "invalid_api_key")
 		return
 	}
-	ep, deployment := route(r.URL.Path)
 	want := http.MethodPost
 	switch ep {
 	case notFound:
@@ -289,17 +356,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// authorized reports whether r carries one of the configured keys.
+// authorized reports whether r carries one of the configured keys as a
+// bearer token or an Azure api-key.
 func (s *Server) authorized(r *http.Request) bool {
-	if len(s.conf().Keys) == 0 {
-		return true
-	}
 	var offered []string
 	if v := r.Header.Get("Authorization"); len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
 		offered = append(offered, strings.TrimSpace(v[7:]))
 	}
 	if v := r.Header.Get("api-key"); v != "" {
 		offered = append(offered, v)
+	}
+	return s.keyAccepted(offered...)
+}
+
+// keyAccepted reports whether auth is off or one of offered is a
+// configured key, comparing in constant time.
+func (s *Server) keyAccepted(offered ...string) bool {
+	if len(s.conf().Keys) == 0 {
+		return true
 	}
 	ok := 0
 	for _, o := range offered {
@@ -310,20 +384,45 @@ func (s *Server) authorized(r *http.Request) bool {
 	return ok == 1
 }
 
-// injectFault answers the call with a 500 or 429 if the dice say so.
-func (s *Server) injectFault(w http.ResponseWriter, c *call) bool {
+// fault is what the dice decided for a call.
+type fault int
+
+const (
+	noFault fault = iota
+	failureFault
+	rateLimitFault
+)
+
+// drawFault reads c's dice against the failure and rate-limit rates and
+// counts the fault it picks.
+func (s *Server) drawFault(c *call) fault {
 	switch {
 	case c.roll < s.conf().FailureRate:
 		s.failures.Add(1)
+		return failureFault
+	case c.roll < s.conf().FailureRate+s.conf().RateLimitRate:
+		s.rateLimited.Add(1)
+		return rateLimitFault
+	}
+	return noFault
+}
+
+// retryAfterSeconds is the advertised wait in whole seconds, rounded up.
+func (s *Server) retryAfterSeconds() string {
+	return strconv.FormatInt(int64(math.Ceil(s.conf().RetryAfter.Seconds())), 10)
+}
+
+// injectFault answers the call with a 500 or 429 if the dice say so.
+func (s *Server) injectFault(w http.ResponseWriter, c *call) bool {
+	switch s.drawFault(c) {
+	case failureFault:
 		writeError(w, http.StatusInternalServerError, "server_error",
 			"The server had an error while processing your request. Sorry about that!", "", "")
 		return true
-	case c.roll < s.conf().FailureRate+s.conf().RateLimitRate:
-		s.rateLimited.Add(1)
+	case rateLimitFault:
 		ra := s.conf().RetryAfter
-		secs := int64(math.Ceil(ra.Seconds()))
 		h := w.Header()
-		h.Set("Retry-After", strconv.FormatInt(secs, 10))
+		h.Set("Retry-After", s.retryAfterSeconds())
 		h.Set("retry-after-ms", strconv.FormatInt(ra.Milliseconds(), 10))
 		h.Set("x-ratelimit-limit-requests", "60")
 		h.Set("x-ratelimit-remaining-requests", "0")

@@ -113,3 +113,21 @@ func randomString(rng *rand.Rand, alphabet string, n int) string {
 	}
 	return string(b)
 }
+
+// readJSONBody reads a JSON request body into v for the formats that
+// answer their own error shapes. On failure it returns the status to
+// answer, 400 or 413 (body over maxBody), and the reason.
+func readJSONBody(w http.ResponseWriter, r *http.Request, v any) (int, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return http.StatusRequestEntityTooLarge, fmt.Errorf("request body too large: the limit is %d bytes", tooBig.Limit)
+	case err != nil:
+		return http.StatusBadRequest, fmt.Errorf("read request body: %w", err)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return http.StatusBadRequest, fmt.Errorf("invalid JSON body: %w", err)
+	}
+	return 0, nil
+}

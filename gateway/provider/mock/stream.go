@@ -229,3 +229,32 @@ func splitText(s string, n int) []string {
 	}
 	return pieces
 }
+
+// openEventStream starts a text/event-stream answer and returns a writer
+// for its events, pausing interval between them. It fails if the client
+// is already gone.
+func openEventStream(w http.ResponseWriter, r *http.Request, interval time.Duration) (*sseWriter, error) {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	sw := &sseWriter{ctx: r.Context(), w: w, rc: http.NewResponseController(w), interval: interval}
+	if err := sw.rc.Flush(); err != nil {
+		return nil, fmt.Errorf("stream flush: %w", err)
+	}
+	return sw, nil
+}
+
+// jsonEvent writes one event: head (such as "event: ping\ndata: "), v as
+// JSON, then end (such as "\n\n").
+func (sw *sseWriter) jsonEvent(head string, v any, end string) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	buf := make([]byte, 0, len(head)+len(b)+len(end))
+	buf = append(buf, head...)
+	buf = append(buf, b...)
+	buf = append(buf, end...)
+	return sw.write(buf)
+}
