@@ -20,6 +20,9 @@ const (
 	APIOpenAI API = "openai" // OpenAI-compatible HTTP API
 	APIAzure  API = "azure"  // Azure OpenAI deployments
 	APIMock   API = "mock"   // the built-in fake upstream, served in-process
+	APIClaude API = "claude" // Anthropic Messages API
+	APIGemini API = "gemini" // Google Generative Language API (Gemini)
+	APISpark  API = "spark"  // iFlytek Spark's WebSocket API
 )
 
 // Spec describes an upstream type as data.
@@ -65,10 +68,14 @@ var specs = map[string]Spec{
 	"vllm":        {API: APIOpenAI},
 	"lmstudio":    {API: APIOpenAI, BaseURL: "http://localhost:1234/v1"},
 
-	"claude":  {Unsupported: "the native Anthropic Messages API is not supported yet; use an OpenAI-compatible endpoint with type openai"},
-	"gemini":  {Unsupported: "the native Gemini API is not supported yet; use Gemini's OpenAI-compatible endpoint with type openai"},
-	"xinghuo": {Unsupported: "the native iFlytek Spark WebSocket API is not supported yet; use Spark's HTTP endpoint (https://spark-api-open.xf-yun.com/v1) with type openai"},
-	"ernie":   {Unsupported: "Baidu's native ERNIE API is not supported yet; use Qianfan's OpenAI-compatible endpoint with type openai"},
+	"claude": {API: APIClaude, BaseURL: "https://api.anthropic.com", AuthHeader: "x-api-key"},
+	"gemini": {API: APIGemini, BaseURL: "https://generativelanguage.googleapis.com", AuthHeader: "x-goog-api-key"},
+	// iFlytek Spark: its OpenAI-compatible HTTP API (the API password as
+	// the key); credentials with app_id and api_secret use its native
+	// WebSocket API instead (SparkSpec).
+	"xinghuo": {API: APIOpenAI, BaseURL: "https://spark-api-open.xf-yun.com/v1"},
+
+	"ernie": {Unsupported: "Baidu's native ERNIE API is not supported yet; use Qianfan's OpenAI-compatible endpoint with type openai"},
 }
 
 // Lookup returns the Spec of an upstream type.
@@ -76,6 +83,12 @@ func Lookup(typ string) (Spec, bool) {
 	s, ok := specs[strings.ToLower(typ)]
 	s.Type = strings.ToLower(typ)
 	return s, ok
+}
+
+// SparkSpec is the Spec of xinghuo credentials that have an app_id and
+// api_secret: iFlytek Spark's native WebSocket API.
+func SparkSpec() Spec {
+	return Spec{Type: "xinghuo", API: APISpark, BaseURL: "wss://spark-api.xf-yun.com"}
 }
 
 // Types returns the names of the types Sluice can serve, sorted.
@@ -104,9 +117,15 @@ type Target struct {
 	Spec       Spec
 	BaseURL    string // as configured: a base URL or a full endpoint URL
 	Key        string // the upstream secret; never logged
-	APIVersion string // Azure api-version
+	APIVersion string // Azure's api-version, Anthropic's anthropic-version, Gemini's API version (v1beta)
 	Model      string // the upstream's name for the model
 	Headers    map[string]string
+	// MaxTokens is the completion cap sent to upstreams that require one
+	// (Anthropic) when the request sets none.
+	MaxTokens int64
+	// AppID and APISecret sign iFlytek Spark's WebSocket API (with Key as
+	// its API key); never logged.
+	AppID, APISecret string
 }
 
 // Adapter builds the upstream HTTP request for one call. body is the
@@ -122,6 +141,12 @@ func For(api API) (Adapter, error) {
 		return openAI{}, nil
 	case APIAzure:
 		return azure{}, nil
+	case APIClaude:
+		return claude{}, nil
+	case APIGemini:
+		return gemini{}, nil
+	case APISpark:
+		return spark{}, nil
 	}
 	return nil, fmt.Errorf("no adapter for upstream API %q", api)
 }

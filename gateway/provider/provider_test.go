@@ -73,8 +73,8 @@ func TestLookup(t *testing.T) {
 	if s, ok := Lookup("DeepSeek"); !ok || s.API != APIOpenAI || s.BaseURL == "" || s.Type != "deepseek" {
 		t.Fatalf("deepseek: %+v %v", s, ok)
 	}
-	if s, ok := Lookup("claude"); !ok || s.Unsupported == "" {
-		t.Fatalf("claude must be known but unsupported: %+v", s)
+	if s, ok := Lookup("ernie"); !ok || s.Unsupported == "" {
+		t.Fatalf("ernie must be known but unsupported: %+v", s)
 	}
 	if _, ok := Lookup("nope"); ok {
 		t.Fatal("unknown type found")

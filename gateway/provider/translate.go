@@ -1,0 +1,76 @@
+package provider
+
+import (
+	"context"
+	"io"
+	"net/http"
+)
+
+// Format is a wire format: how requests and answers are written.
+type Format string
+
+// Formats Sluice speaks. OpenAI's Chat Completions format is the
+// canonical one: every other format is translated to and from it.
+const (
+	FormatOpenAI    Format = "openai"    // Chat Completions (and Embeddings)
+	FormatAnthropic Format = "anthropic" // Anthropic Messages
+	FormatGemini    Format = "gemini"    // Gemini generateContent
+	FormatSpark     Format = "spark"     // iFlytek Spark's WebSocket API
+)
+
+// Translator is implemented by adapters whose upstream does not speak
+// OpenAI's format. Their NewRequest takes the canonical (OpenAI) body and
+// writes the upstream's own; the methods here bring the answers back.
+type Translator interface {
+	// Format is the upstream's native format.
+	Format() Format
+	// Response converts a complete 2xx answer to an OpenAI one: a
+	// chat.completion for Chat, an embeddings list for Embeddings. model
+	// is the model name to report.
+	Response(ep Endpoint, body []byte, model string) ([]byte, error)
+	// Stream reads the upstream's streamed answer (a 2xx HTTP body) as
+	// OpenAI chat.completion.chunk payloads.
+	Stream(body io.Reader, model string) Stream
+	// Error converts the body of a non-2xx answer to an OpenAI error body.
+	Error(status int, body []byte) []byte
+}
+
+// Stream yields an answer's OpenAI chat.completion.chunk payloads, the
+// last one carrying usage when the upstream reports it.
+type Stream interface {
+	// Next returns the next chunk. It returns io.EOF when the answer is
+	// complete, and any other error when the stream broke: an *Error
+	// when the upstream said why (its message is safe to show a client).
+	Next() ([]byte, error)
+}
+
+// Error is an error an upstream reported, translated.
+type Error struct {
+	Status  int    // the HTTP status it maps to (e.g. 529 → 503), or 0
+	Type    string // OpenAI error type
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Native is implemented by translating adapters that also accept a body
+// already in their upstream's format: a client speaking that format is
+// relayed untranslated (Anthropic Messages to a Claude channel).
+type Native interface {
+	NewNativeRequest(ctx context.Context, t Target, body []byte) (*http.Request, error)
+}
+
+// Exchanger is implemented by adapters whose upstream is not a single
+// HTTP exchange (iFlytek Spark's WebSocket API). Exchange sends the
+// canonical request and returns the answer in OpenAI form: Body for a
+// complete answer, Stream for a streamed one.
+type Exchanger interface {
+	Exchange(ctx context.Context, client *http.Client, t Target, ep Endpoint, body []byte, stream bool) (*Reply, error)
+}
+
+// Reply is an Exchanger's answer, already in OpenAI form.
+type Reply struct {
+	Status int // 200, or the HTTP status of a refusal
+	Body   []byte
+	Stream Stream
+}
