@@ -261,8 +261,13 @@ type Channel struct {
 	// BaseURL of the upstream API; a base ("https://api.deepseek.com/v1")
 	// or a full ".../chat/completions" URL. Default: the type's own.
 	BaseURL string `yaml:"base_url,omitempty" json:"base_url,omitempty"`
-	// APIVersion is Azure's api-version. Default 2024-10-21.
+	// APIVersion is Azure's api-version (default 2024-10-21), Anthropic's
+	// anthropic-version header (default 2023-06-01), or the Gemini API
+	// version in its URL (default v1beta).
 	APIVersion string `yaml:"api_version,omitempty" json:"api_version,omitempty"`
+	// MaxTokens is the completion cap sent to upstreams that require one
+	// (claude) when a request sets none. Default 4096.
+	MaxTokens int64 `yaml:"max_tokens,omitempty" json:"max_tokens,omitempty"`
 	// Models the channel serves, by the names clients use. Required.
 	Models []string `yaml:"models" json:"models"`
 	// ModelMap renames models for this upstream (client name: upstream
@@ -319,6 +324,11 @@ type Credential struct {
 	Key string `yaml:"key,omitempty" json:"key,omitempty"`
 	// BaseURL overrides the channel's base URL for this credential.
 	BaseURL string `yaml:"base_url,omitempty" json:"base_url,omitempty"`
+	// AppID and APISecret, with Key as the API key, sign iFlytek Spark's
+	// native WebSocket API (type xinghuo). Without them, a xinghuo
+	// credential's Key is the API password of Spark's HTTP API.
+	AppID     string `yaml:"app_id,omitempty" json:"app_id,omitempty"`
+	APISecret string `yaml:"api_secret,omitempty" json:"api_secret,omitempty"`
 	// Weight multiplies the channel's weight. Default 1.
 	Weight int `yaml:"weight,omitempty" json:"weight,omitempty"`
 	// Enabled: false takes the credential out of routing. Default true.

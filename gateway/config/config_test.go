@@ -143,15 +143,43 @@ channels:
 channels:
   - {type: openai, base_url: "ftp://x", models: [m]}
   - {type: martian, models: [m]}
-  - {type: claude, models: [m]}
+  - {type: ernie, models: [m]}
   - {type: vllm, models: [m]}
   - {type: openai, models: [m], proxy: "gopher://x:1"}
+  - {type: openai, base_url: "wss://x/v1", models: [m]}
 `, []string{
 			`channels[0].base_url: want an http:// or https:// URL, got "ftp://x"`,
 			`channels[1].type: unknown provider type "martian"`,
-			`channels[2].type: provider type "claude": `,
+			`channels[2].type: provider type "ernie": `,
 			"channels[3].base_url: required for type vllm",
 			"channels[4].proxy: want an http://, https://, socks5:// or socks5h:// URL",
+			`channels[5].base_url: want an http:// or https:// URL, got "wss://x/v1" (ws:// and wss:// are for type xinghuo only)`,
+		}},
+		{"spark credentials and max_tokens", `
+channels:
+  - {type: xinghuo, base_url: "wss://spark-api.xf-yun.com/v3.5/chat", models: [m], credentials: [{key: pw}]}
+  - type: xinghuo
+    models: [m]
+    credentials:
+      - {key: k, app_id: a}
+      - {key: k, api_secret: s3cret-value}
+      - {app_id: a, api_secret: s3cret-value}
+      - {key: pw, base_url: "ws://127.0.0.1:9/v1.1/chat"}
+      - {key: k, base_url: "ftp://x"}
+  - type: openai
+    models: [m]
+    max_tokens: -1
+    credentials: [{key: k, app_id: a, api_secret: s3cret-value}]
+`, []string{
+			`channels[0].credentials[0]: a ws:// or wss:// base_url is Spark's WebSocket API, which needs app_id and api_secret; without them the key is the API password of Spark's HTTP API (https://)`,
+			"channels[1].credentials[0].api_secret: required with app_id (Spark's WebSocket API signs with app_id, key (its API key) and api_secret)",
+			"channels[1].credentials[1].app_id: required with api_secret (",
+			"channels[1].credentials[2].key: required with app_id and api_secret (",
+			"channels[1].credentials[3].base_url: a ws:// or wss:// base_url is Spark's WebSocket API",
+			`channels[1].credentials[4].base_url: want an http://, https://, ws:// or wss:// URL, got "ftp://x"`,
+			"channels[2].max_tokens: must be >= 0",
+			"channels[2].credentials[0].app_id: only for type xinghuo",
+			"channels[2].credentials[0].api_secret: only for type xinghuo",
 		}},
 		{"names and ids", `
 channels:
@@ -226,7 +254,46 @@ channels: [{type: openai, models: [m]}]
 					t.Errorf("missing %q in:\n%v", want, err)
 				}
 			}
+			if strings.Contains(err.Error(), "s3cret-value") {
+				t.Errorf("an error shows a secret:\n%v", err)
+			}
 		})
+	}
+}
+
+// TestNativeClaudeGeminiXinghuo covers the channel fields of the native
+// claude, gemini and xinghuo types.
+func TestNativeClaudeGeminiXinghuo(t *testing.T) {
+	cfg := parseOK(t, `
+channels:
+  - {type: claude, api_version: "2023-06-01", max_tokens: 8192, models: [claude-3-5-sonnet], credentials: [{key: sk-ant}]}
+  - {type: gemini, base_url: "https://generativelanguage.googleapis.com/v1", models: [gemini-2.0-flash], credentials: [{key: AIza}]}
+  - {type: xinghuo, models: [lite], credentials: [{key: api-password}]}
+  - type: xinghuo
+    base_url: wss://spark-api.xf-yun.com/v3.5/chat
+    models: [generalv3.5]
+    credentials: [{app_id: app, key: api-key, api_secret: secret}]
+  - type: xinghuo
+    models: [spark-lite, 4.0Ultra]
+    credentials:
+      - {app_id: app, key: api-key, api_secret: secret}
+      - {key: api-password}
+      - {app_id: app2, key: api-key2, api_secret: secret2, base_url: "ws://127.0.0.1:9"}
+`)
+	want := []struct{ base string }{
+		{"https://api.anthropic.com"}, {"https://generativelanguage.googleapis.com/v1"},
+		{"https://spark-api-open.xf-yun.com/v1"}, {"wss://spark-api.xf-yun.com/v3.5/chat"}, {"https://spark-api-open.xf-yun.com/v1"},
+	}
+	for i, ch := range cfg.Channels {
+		if ch.BaseURL != want[i].base {
+			t.Errorf("channels[%d].base_url %q, want %q", i, ch.BaseURL, want[i].base)
+		}
+	}
+	if c := cfg.Channels[0]; c.MaxTokens != 8192 || c.APIVersion != "2023-06-01" {
+		t.Errorf("claude channel %+v", c)
+	}
+	if cr := cfg.Channels[3].Credentials[0]; cr.AppID != "app" || cr.Key != "api-key" || cr.APISecret != "secret" {
+		t.Errorf("spark credential %+v", cr)
 	}
 }
 

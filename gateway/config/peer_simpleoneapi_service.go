@@ -77,6 +77,11 @@ type soaEntry struct {
 	timeout             Duration
 	creds               []soaCred
 	modelLimits         []string // paths of model_limits, which Sluice cannot express
+	// domain is the Spark domain the xinghuo credentials name, sent
+	// upstream for every model; sparkHTTP is set when some xinghuo
+	// credential uses Spark's HTTP API. Both are set by soaXinghuo.
+	domain    string
+	sparkHTTP bool
 }
 
 // soaCred is one set of credentials of an entry.
@@ -87,6 +92,9 @@ type soaCred struct {
 	id      string
 	enabled *bool
 	limits  Limits
+	// xinghuo only: appid and api_secret (with key as the API key) sign
+	// Spark's WebSocket API; domain overrides the Spark domain.
+	appID, apiSecret, domain string
 }
 
 // at returns the path of a key of the entry.
@@ -220,8 +228,12 @@ func soaReadCreds(r *peerReader, o peerObject, e *soaEntry) []soaCred {
 		c := soaCred{path: paths[i], obj: r.object(item, paths[i], nil)}
 		c.id = strings.TrimSpace(r.str(c.obj.get("id"), c.obj.at("id")))
 		// Every type Sluice serves from simple-one-api authenticates with
-		// api_key (minimax's group_id only served its older protocol).
+		// api_key (minimax's group_id only served its older protocol),
+		// xinghuo's WebSocket API with appid and api_secret besides.
 		c.key = r.str(c.obj.get("api_key"), c.obj.at("api_key"))
+		if e.svc == "xinghuo" {
+			soaReadSpark(r, &c)
+		}
 		if on, ok := r.boolean(c.obj.get("enabled"), c.obj.at("enabled")); ok {
 			c.enabled = &on
 		}
@@ -232,6 +244,19 @@ func soaReadCreds(r *peerReader, o peerObject, e *soaEntry) []soaCred {
 		creds = append(creds, c)
 	}
 	return creds
+}
+
+// soaReadSpark reads the fields of a xinghuo credential. One without
+// appid and api_secret is an API password of Spark's HTTP API, given as
+// api_password or api_key.
+func soaReadSpark(r *peerReader, c *soaCred) {
+	c.appID = strings.TrimSpace(r.str(c.obj.get("appid"), c.obj.at("appid")))
+	c.apiSecret = r.str(c.obj.get("api_secret"), c.obj.at("api_secret"))
+	c.domain = strings.TrimSpace(r.str(c.obj.get("domain"), c.obj.at("domain")))
+	password := r.str(c.obj.get("api_password"), c.obj.at("api_password"))
+	if c.appID == "" && c.apiSecret == "" {
+		c.key = or(password, c.key)
+	}
 }
 
 // soaLimit maps a limit object. simple-one-api applies every limit given
@@ -266,12 +291,21 @@ func minSet[T int64 | float64](a, b T) T {
 }
 
 // soaModelMap computes the upstream name of each client-facing model:
-// the entry's model_redirect applies first, then its model_map.
+// the entry's model_redirect applies first, then its model_map. For
+// xinghuo, a credential's domain then replaces every name, as
+// simple-one-api sends it instead of the model's own domain; without one,
+// the HTTP API gets the domain of simple-one-api's model names.
 func soaModelMap(e *soaEntry, models []string) map[string]string {
 	var m map[string]string
 	for _, name := range models {
 		up := or(e.redirect[name], name)
 		up = or(e.modelMap[up], up)
+		switch {
+		case e.domain != "":
+			up = e.domain
+		case e.sparkHTTP:
+			up = or(soaSparkDomains[strings.ToLower(up)], up)
+		}
 		if up != name {
 			if m == nil {
 				m = make(map[string]string)
@@ -286,7 +320,7 @@ func soaModelMap(e *soaEntry, models []string) map[string]string {
 func soaCredentials(e *soaEntry, ch *Channel) []Credential {
 	var out []Credential
 	for _, c := range e.creds {
-		cr := Credential{Key: c.key, Enabled: c.enabled, Limits: c.limits}
+		cr := Credential{Key: c.key, AppID: c.appID, APISecret: c.apiSecret, Enabled: c.enabled, Limits: c.limits}
 		if c.id != "" {
 			cr.ID = ch.Name + "#" + c.id
 		}

@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"path"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -13,20 +15,39 @@ import (
 // why Sluice cannot serve it. The result mirrors what each simple-one-api
 // handler (pkg/handler/openai_*_handler.go) calls.
 func soaUpstream(e *soaEntry) (typ, base string, prob *FieldError) {
+	native := false
 	switch e.protocol {
 	case "", "auto":
-		typ, base, prob = soaNativeUpstream(e)
+		native = true
 	case "chat_completions":
-		typ, base, prob = soaCompatUpstream(e)
-	case "responses", "anthropic_messages":
-		prob = &FieldError{Path: e.at("upstream_protocol"), Msg: fmt.Sprintf("%q upstreams are not supported: Sluice calls upstreams with the OpenAI Chat Completions API", e.protocol)}
+	case "responses":
+		return "", "", &FieldError{Path: e.at("upstream_protocol"), Msg: `"responses" upstreams are not supported: Sluice calls OpenAI-compatible upstreams with the Chat Completions API; use chat_completions`}
+	case "anthropic_messages":
+		return "", "", &FieldError{Path: e.at("upstream_protocol"), Msg: `"anthropic_messages" upstreams are served by the claude service type: move the entry to services.claude`}
 	default:
-		prob = &FieldError{Path: e.at("upstream_protocol"), Msg: fmt.Sprintf("unknown protocol %q (want auto, chat_completions, responses or anthropic_messages)", e.protocol)}
+		return "", "", &FieldError{Path: e.at("upstream_protocol"), Msg: fmt.Sprintf("unknown protocol %q (want auto, chat_completions, responses or anthropic_messages)", e.protocol)}
 	}
-	if _, ok := httpURL(e.serverURL); prob == nil && e.serverURL != "" && !ok {
-		prob = &FieldError{Path: e.at("server_url"), Msg: fmt.Sprintf("want an http:// or https:// URL, got %q", e.serverURL)}
+	if e.serverURL != "" {
+		// Only simple-one-api's xinghuo handler takes a WebSocket URL.
+		spark := native && e.svc == "xinghuo"
+		if _, ok := httpURL(e.serverURL); !ok && !(spark && wsURL(e.serverURL)) {
+			want := "an http:// or https:// URL"
+			if spark {
+				want = "a ws://, wss://, http:// or https:// URL"
+			}
+			return "", "", &FieldError{Path: e.at("server_url"), Msg: fmt.Sprintf("want %s, got %q", want, e.serverURL)}
+		}
 	}
-	return typ, base, prob
+	if native {
+		return soaNativeUpstream(e)
+	}
+	return soaCompatUpstream(e)
+}
+
+// wsURL reports whether raw is an absolute ws:// or wss:// URL.
+func wsURL(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && u.Host != "" && isWebSocket(u.Scheme)
 }
 
 // soaCompatUpstream handles upstream_protocol chat_completions: the entry
@@ -75,8 +96,12 @@ func soaNativeUpstream(e *soaEntry) (string, string, *FieldError) {
 		return soaSigned(e)
 	case "qianfan":
 		return "", "", soaSpecProblem(e, "ernie")
-	case "claude", "gemini", "xinghuo":
-		return "", "", soaSpecProblem(e, e.svc)
+	case "claude":
+		return soaClaude(e)
+	case "gemini":
+		return soaGemini(e)
+	case "xinghuo":
+		return soaXinghuo(e)
 	}
 	if why, ok := soaNoCompat[e.svc]; ok {
 		return "", "", &FieldError{Path: e.path, Msg: fmt.Sprintf("service type %q: %s", e.svc, why)}
@@ -89,6 +114,109 @@ func soaNativeUpstream(e *soaEntry) (string, string, *FieldError) {
 func soaSpecProblem(e *soaEntry, typ string) *FieldError {
 	spec, _ := provider.Lookup(typ)
 	return &FieldError{Path: e.path, Msg: fmt.Sprintf("provider type %q: %s", e.svc, spec.Unsupported)}
+}
+
+// soaClaude handles claude. simple-one-api posts to server_url as it is
+// (default https://api.anthropic.com/v1/messages), with the api_key in
+// x-api-key; the claude type takes that Messages endpoint as its base.
+func soaClaude(e *soaEntry) (string, string, *FieldError) {
+	if e.serverURL == "" {
+		return "claude", "", nil
+	}
+	u, _ := httpURL(e.serverURL)
+	p := strings.TrimRight(u.Path, "/")
+	if !strings.HasSuffix(p, "/messages") {
+		return "", "", &FieldError{Path: e.at("server_url"), Msg: fmt.Sprintf(
+			"want Anthropic's Messages endpoint, ending in /messages (simple-one-api posts to server_url as it is), got %q", e.serverURL)}
+	}
+	if spec, _ := lookupServed("claude"); u.RawQuery == "" && u.Scheme+"://"+u.Host+p == spec.BaseURL+"/v1/messages" {
+		return "claude", "", nil
+	}
+	return "claude", e.serverURL, nil
+}
+
+// geminiVersion matches a Gemini API version path segment (v1, v1beta).
+var geminiVersion = regexp.MustCompile(`^v\d+((alpha|beta)\d*)?$`)
+
+// soaGemini handles gemini. simple-one-api calls
+// {server_url}/{model}:generateContent (default server_url
+// https://generativelanguage.googleapis.com/v1beta/models), with the
+// api_key in the query; the gemini type takes the part before /models as
+// its base, keeping the API version, and sends the key in x-goog-api-key.
+func soaGemini(e *soaEntry) (string, string, *FieldError) {
+	if e.serverURL == "" {
+		return "gemini", "", nil
+	}
+	u, _ := httpURL(e.serverURL)
+	p := strings.TrimRight(u.Path, "/")
+	dir, last := path.Split(p)
+	if last != "models" || !geminiVersion.MatchString(path.Base(dir)) || u.RawQuery != "" || u.Fragment != "" {
+		return "", "", &FieldError{Path: e.at("server_url"), Msg: fmt.Sprintf(
+			"want the models URL of a Gemini API version, such as https://generativelanguage.googleapis.com/v1beta/models (simple-one-api appends /<model>:generateContent), got %q", e.serverURL)}
+	}
+	u.Path, u.RawPath = strings.TrimSuffix(p, "/models"), ""
+	base := u.String()
+	if spec, _ := lookupServed("gemini"); base == spec.BaseURL+"/"+provider.DefaultGeminiAPIVersion {
+		return "gemini", "", nil
+	}
+	return "gemini", base, nil
+}
+
+// soaSparkWS is the default base of Spark's WebSocket API.
+const soaSparkWS = "wss://spark-api.xf-yun.com"
+
+// soaSparkDomains maps simple-one-api's xinghuo model names to the Spark
+// domains it sends for them (getURLAndDomain in
+// pkg/handler/openai_xinghuo_handler.go), which are also the model names
+// of Spark's HTTP API.
+var soaSparkDomains = map[string]string{
+	"spark-lite":     "lite",
+	"general":        "lite",
+	"spark-v2.0":     "generalv2",
+	"spark-pro":      "generalv3",
+	"spark-pro-128k": "pro-128k",
+	"spark-max":      "generalv3.5",
+	"spark3.5-max":   "generalv3.5",
+	"spark-max32k":   "max-32k",
+	"4.0ultra":       "4.0Ultra",
+}
+
+// soaXinghuo handles xinghuo. simple-one-api calls Spark's WebSocket API,
+// signing with the credentials' appid, api_key and api_secret; server_url
+// replaces the endpoint it picks by model name, and a credential's domain
+// the Spark domain. Such credentials become native WebSocket credentials.
+// A credential without appid and api_secret is served by Spark's HTTP API
+// instead, its api_password (or api_key) as the key.
+func soaXinghuo(e *soaEntry) (string, string, *FieldError) {
+	const signs = "Spark's WebSocket API signs with appid, api_key and api_secret"
+	ws := wsURL(e.serverURL)
+	if len(e.creds) > 0 {
+		e.domain = e.creds[0].domain
+	}
+	for _, c := range e.creds {
+		switch {
+		case c.appID != "" && c.apiSecret == "":
+			return "", "", &FieldError{Path: c.path, Msg: "api_secret is required with appid (" + signs + ")"}
+		case c.appID == "" && c.apiSecret != "":
+			return "", "", &FieldError{Path: c.path, Msg: "appid is required with api_secret (" + signs + ")"}
+		case c.appID != "" && c.key == "":
+			return "", "", &FieldError{Path: c.path, Msg: "api_key is required with appid and api_secret (" + signs + ")"}
+		case c.appID == "" && ws:
+			return "", "", &FieldError{Path: c.path, Msg: "appid, api_key and api_secret are required: server_url is Spark's WebSocket API (" + signs + ")"}
+		case c.appID == "":
+			e.sparkHTTP = true
+		}
+		if c.domain != e.domain {
+			return "", "", &FieldError{Path: c.obj.at("domain"), Msg: fmt.Sprintf(
+				"%q, but %s has domain %q: a channel sends one domain per model; give credentials with another domain an entry of their own",
+				c.domain, e.creds[0].path, e.domain)}
+		}
+	}
+	base := e.serverURL
+	if ws && strings.TrimRight(base, "/") == soaSparkWS {
+		base = "" // the WebSocket credentials' default
+	}
+	return "xinghuo", orDefault("xinghuo", base), nil
 }
 
 // soaSigned handles hunyuan and huoshan: their simple-one-api handlers

@@ -80,6 +80,11 @@ var peerFixtures = []struct {
 					Models:      []string{"llama3-70b-8192", "llama3-8b-8192", "gemma-7b-it", "mixtral-8x7b-32768"},
 					Credentials: []Credential{{Key: "gsk-groq"}},
 				},
+				{
+					// Disabled, but Sluice serves it, so it is kept.
+					Name: "xinghuo-1", Type: "xinghuo", Enabled: Bool(false), Models: []string{"spark-lite"},
+					Credentials: []Credential{{Key: "xxx", AppID: "xxx", APISecret: "xxx"}},
+				},
 			},
 		},
 	},
@@ -99,6 +104,69 @@ var peerFixtures = []struct {
 					Models: []string{"gpt-4o"}, Proxy: "socks5://127.0.0.1:1080", Credentials: []Credential{{Key: "azure-key"}},
 				},
 				{Name: "hunyuan-1", Type: "hunyuan", Models: []string{"hunyuan-turbo"}, Proxy: "socks5://127.0.0.1:1080", Credentials: []Credential{{Key: "sk-hunyuan"}}},
+			},
+		},
+	},
+	{
+		file:   "simple-one-api-native.json", // claude, gemini and xinghuo served natively
+		format: FormatSimpleOneAPI,
+		want: &Config{
+			Server:  Server{Listen: soaDefaultPort},
+			Clients: []Client{{Key: "sk-client"}},
+			Routing: Routing{Strategy: "round_robin"},
+			Channels: []Channel{
+				{
+					// The default Messages URL is the claude type's default.
+					Name: "anthropic", Type: "claude",
+					Models:      []string{"claude-3-5-sonnet-20241022", "claude-3-5-haiku-20241022"},
+					Credentials: []Credential{{Key: "sk-ant-1"}},
+				},
+				{
+					Name: "claude-2", Type: "claude", BaseURL: "https://relay.example.com/anthropic/v1/messages",
+					Models:   []string{"claude-relay"},
+					ModelMap: map[string]string{"claude-relay": "claude-3-5-sonnet-20241022"},
+					Credentials: []Credential{
+						{ID: "claude-2#a", Key: "sk-relay-a"},
+						{ID: "claude-2#b", Key: "sk-relay-b", Limits: Limits{RPM: 10, WaitTimeout: soaDefaultWait}},
+					},
+				},
+				{
+					Name: "gemini-1", Type: "gemini", Models: soaDefaultModels["gemini"],
+					Credentials: []Credential{{Key: "AIza-gemini-1"}},
+				},
+				{
+					// .../v1/models: the base keeps the API version.
+					Name: "gemini-2", Type: "gemini", BaseURL: "https://generativelanguage.googleapis.com/v1",
+					Models:      []string{"gemini-1.5-flash"},
+					Credentials: []Credential{{Key: "AIza-gemini-2"}},
+				},
+				{
+					Name: "spark-ws", Type: "xinghuo", Models: []string{"spark-lite", "spark3.5-max"},
+					Credentials: []Credential{{Key: "key-1", AppID: "app-1", APISecret: "secret-1"}},
+				},
+				{
+					// The credentials' domain replaces every model's.
+					Name: "spark-ultra", Type: "xinghuo", Models: []string{"ultra"},
+					ModelMap: map[string]string{"ultra": "4.0Ultra"},
+					Credentials: []Credential{
+						{Key: "key-2", AppID: "app-2", APISecret: "secret-2"},
+						{Key: "key-3", AppID: "app-3", APISecret: "secret-3", Enabled: Bool(false)},
+					},
+				},
+				{
+					Name: "spark-max", Type: "xinghuo", BaseURL: "wss://spark-api.xf-yun.com/v3.5/chat",
+					Models:      []string{"spark3.5-max"},
+					Credentials: []Credential{{Key: "key-4", AppID: "app-4", APISecret: "secret-4"}},
+				},
+				{
+					// An API password: Spark's HTTP API, whose model names
+					// are the domains of simple-one-api's names.
+					Name: "spark-http", Type: "xinghuo", Models: soaDefaultModels["xinghuo"],
+					ModelMap: map[string]string{
+						"spark-lite": "lite", "spark-v2.0": "generalv2", "spark-pro": "generalv3", "spark-max": "generalv3.5",
+					},
+					Credentials: []Credential{{Key: "pw-1"}},
+				},
 			},
 		},
 	},
@@ -251,9 +319,8 @@ func errorLines(err error) []string {
 }
 
 func TestPeerErrors(t *testing.T) {
-	xinghuo, _ := provider.Lookup("xinghuo")
 	ernie, _ := provider.Lookup("ernie")
-	claude, _ := provider.Lookup("claude")
+	const signs = "(Spark's WebSocket API signs with appid, api_key and api_secret)"
 	tests := []struct {
 		name string
 		doc  string
@@ -265,7 +332,7 @@ func TestPeerErrors(t *testing.T) {
 			want: []string{
 				`services.hunyuan[0].credentials: Tencent Cloud API signing (secret_id/secret_key) is not supported; set api_key to an API key of the OpenAI-compatible endpoint (type hunyuan)`,
 				`services.qianfan[0]: provider type "qianfan": ` + ernie.Unsupported,
-				`services.xinghuo[0]: provider type "xinghuo": ` + xinghuo.Unsupported,
+				`services.xinghuo[0].credentials: api_secret is required with appid ` + signs,
 			},
 		},
 		{
@@ -278,7 +345,18 @@ func TestPeerErrors(t *testing.T) {
 			    "azure": [{"enabled": true, "models": ["gpt-4o"], "credentials": {"api_key": "k"}}],
 			    "deepseek": [{"enabled": true, "model_limits": {"deepseek-chat": {"tpm": 1000}}, "limit": {"qps": "fast"}, "modle": 1}],
 			    "huoshan": [{"enabled": true, "models": ["doubao-pro-32k"], "credential_list": [{"access_key": "ak", "secret_key": "sk"}]}],
-			    "claude": [{"enabled": true, "models": ["claude-3-5-sonnet"], "credentials": {"api_key": "k"}}],
+			    "claude": [{"enabled": true, "models": ["claude-3-5-sonnet"], "server_url": "https://relay.example/v1/chat", "credentials": {"api_key": "k"}}],
+			    "gemini": [{"enabled": true, "server_url": "https://relay.example/gemini", "credentials": {"api_key": "k"}},
+			               {"enabled": true, "server_url": "https://relay.example/models", "credentials": {"api_key": "k"}},
+			               {"enabled": true, "server_url": "wss://relay.example/v1beta/models", "credentials": {"api_key": "k"}}],
+			    "xinghuo": [{"enabled": true, "credentials": {"api_secret": "s3cret-value"}},
+			                {"enabled": true, "credentials": {"appid": "a", "api_secret": "s3cret-value"}},
+			                {"enabled": true, "server_url": "wss://spark-api.xf-yun.com/v3.5/chat", "credentials": {"api_key": "s3cret-value"}},
+			                {"enabled": true, "credential_list": [{"appid": "a", "api_key": "k", "api_secret": "s", "domain": "generalv3.5"},
+			                                                      {"appid": "b", "api_key": "k", "api_secret": "s"}]},
+			                {"enabled": true, "server_url": "ftp://spark", "credentials": {"api_key": "k"}},
+			                {"enabled": true, "upstream_protocol": "chat_completions", "server_url": "wss://spark-api.xf-yun.com/v3.5/chat"}],
+			    "qianfan": [{"enabled": true, "credentials": {"api_key": "k", "secret_key": "s"}}],
 			    "dify": [{"enabled": true, "models": ["app"], "credentials": {"api_key": "k"}}],
 			    "nosuch": [{"enabled": true}]
 			  }}`,
@@ -288,17 +366,27 @@ func TestPeerErrors(t *testing.T) {
 				`log_level: unsupported log level "loud" (want debug, info, warn or error)`,
 				`server_port: want a port (1-65535) or host:port, got ":99999"`,
 				`services.azure[0].server_url: required for azure: the resource endpoint`,
-				`services.claude[0]: provider type "claude": ` + claude.Unsupported,
+				`services.claude[0].server_url: want Anthropic's Messages endpoint, ending in /messages (simple-one-api posts to server_url as it is), got "https://relay.example/v1/chat"`,
 				`services.deepseek[0].limit.qps: want a number, got "fast" (line 7)`,
 				`services.deepseek[0].model_limits: per-model limits are not supported by Sluice yet; move them to limit or remove them`,
 				`services.deepseek[0].modle: unknown field (line 7)`,
 				`services.dify[0]: service type "dify": Dify apps do not speak the OpenAI API`,
+				`services.gemini[0].server_url: want the models URL of a Gemini API version, such as https://generativelanguage.googleapis.com/v1beta/models (simple-one-api appends /<model>:generateContent), got "https://relay.example/gemini"`,
+				`services.gemini[1].server_url: want the models URL of a Gemini API version, such as https://generativelanguage.googleapis.com/v1beta/models (simple-one-api appends /<model>:generateContent), got "https://relay.example/models"`,
+				`services.gemini[2].server_url: want an http:// or https:// URL, got "wss://relay.example/v1beta/models"`,
 				`services.huoshan[0].credential_list[0]: Volcengine AK/SK signing (access_key/secret_key) is not supported; set api_key to an API key of the OpenAI-compatible endpoint (type doubao)`,
 				`services.nosuch: unknown service type "nosuch"`,
 				`services.openai[0].server_url: required: simple-one-api infers it only for gpt-, glm-, deepseek- and yi- models, not "llama3"`,
-				`services.openai[1].upstream_protocol: "responses" upstreams are not supported: Sluice calls upstreams with the OpenAI Chat Completions API`,
+				`services.openai[1].upstream_protocol: "responses" upstreams are not supported: Sluice calls OpenAI-compatible upstreams with the Chat Completions API; use chat_completions`,
 				`services.openai[2].server_url: want an http:// or https:// URL, got "wss://x.example/v1"`,
 				`services.openai[2].timeout: want a number >= 0, got -1`,
+				`services.qianfan[0]: provider type "qianfan": ` + ernie.Unsupported,
+				`services.xinghuo[0].credentials: appid is required with api_secret ` + signs,
+				`services.xinghuo[1].credentials: api_key is required with appid and api_secret ` + signs,
+				`services.xinghuo[2].credentials: appid, api_key and api_secret are required: server_url is Spark's WebSocket API ` + signs,
+				`services.xinghuo[3].credential_list[1].domain: "", but services.xinghuo[3].credential_list[0] has domain "generalv3.5": a channel sends one domain per model; give credentials with another domain an entry of their own`,
+				`services.xinghuo[4].server_url: want a ws://, wss://, http:// or https:// URL, got "ftp://spark"`,
+				`services.xinghuo[5].server_url: want an http:// or https:// URL, got "wss://spark-api.xf-yun.com/v3.5/chat"`,
 			},
 		},
 		{
@@ -323,7 +411,7 @@ func TestPeerErrors(t *testing.T) {
 		},
 		{
 			name: "simple-one-api with only a disabled unsupported service",
-			doc:  `{"services": {"xinghuo": [{"models": ["spark-lite"], "credentials": {"appid": "a"}}]}}`,
+			doc:  `{"services": {"qianfan": [{"models": ["ERNIE-Speed-8K"], "credentials": {"api_key": "a", "secret_key": "b"}}]}}`,
 			want: []string{`services: no service that Sluice can serve`},
 		},
 		{
@@ -359,9 +447,9 @@ channels:
     apiKey: k
     model: gpt-4o
   - name: b
-    type: claude
+    type: ernie
     apiKey: k
-    model: claude-3-5-sonnet
+    model: ernie-4.0
     foo: bar
   - name: c
     baseUrl: ftp://example.com
@@ -373,7 +461,7 @@ channels:
 `,
 			want: []string{
 				`channels[1].foo: unknown field (line 12)`,
-				`channels[1].type: provider type "claude": ` + claude.Unsupported,
+				`channels[1].type: provider type "ernie": ` + ernie.Unsupported,
 				`channels[2].baseUrl: want an http:// or https:// URL, got "ftp://example.com"`,
 				`channels[2].models[0]: "*" (any model) cannot be expressed in Sluice; list the models`,
 				`channels[2].timeout: want a number >= 0, got -5`,
@@ -409,6 +497,9 @@ channels: [{apiKey: k, model: gpt-4o}]
 			_, _, err := Parse([]byte(tt.doc))
 			if got := errorLines(err); !slices.Equal(got, tt.want) {
 				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+			if err != nil && strings.Contains(err.Error(), "s3cret-value") {
+				t.Errorf("an error shows a secret:\n%v", err)
 			}
 		})
 	}
@@ -478,10 +569,88 @@ func TestPeerDetails(t *testing.T) {
 		},
 		{
 			name: "simple-one-api ollama default and disabled unsupported entries",
-			doc:  `{"services": {"ollama": [{"enabled": true, "models": ["llama3"]}], "gemini": [{"models": ["gemini-pro"]}]}}`,
+			doc:  `{"services": {"ollama": [{"enabled": true, "models": ["llama3"]}], "dify": [{"models": ["app"]}]}}`,
 			check: func(t *testing.T, cfg *Config) {
 				if len(cfg.Channels) != 1 || cfg.Channels[0].BaseURL != "" {
 					t.Errorf("channels %+v", cfg.Channels)
+				}
+			},
+		},
+		{
+			name: "simple-one-api gemini and xinghuo default URLs are dropped",
+			doc: `{"services": {
+			  "gemini": [{"enabled": true, "server_url": "https://generativelanguage.googleapis.com/v1beta/models/", "credentials": {"api_key": "k"}}],
+			  "xinghuo": [{"enabled": true, "server_url": "wss://spark-api.xf-yun.com/", "credentials": {"appid": "a", "api_key": "k", "api_secret": "s"}},
+			              {"enabled": true, "server_url": "https://spark-api-open.xf-yun.com/v1", "credentials": {"api_key": "pw"}}]}}`,
+			check: func(t *testing.T, cfg *Config) {
+				for _, ch := range cfg.Channels {
+					if ch.BaseURL != "" {
+						t.Errorf("channel %s: base_url %q, want the default", ch.Name, ch.BaseURL)
+					}
+				}
+				if cr := cfg.Channels[2].Credentials[0]; cr.Key != "pw" || cr.AppID != "" {
+					t.Errorf("HTTP API credential %+v", cr)
+				}
+			},
+		},
+		{
+			name: "simple-one-api xinghuo with WebSocket and HTTP API credentials",
+			doc: `{"services": {"xinghuo": [{"enabled": true, "models": ["spark-lite", "4.0Ultra", "x1"], "model_redirect": {"spark": "spark-pro"},
+			  "credential_list": [{"appid": "a", "api_key": "k", "api_secret": "s"}, {"api_key": "pw", "limit": {"qps": 2}}, {"api_password": "pw2", "api_key": "ignored"}]}]}}`,
+			check: func(t *testing.T, cfg *Config) {
+				ch := cfg.Channels[0]
+				wantMap := map[string]string{"spark-lite": "lite", "spark": "generalv3"}
+				wantCreds := []Credential{
+					{Key: "k", AppID: "a", APISecret: "s"},
+					{Key: "pw", Limits: Limits{QPS: 2, WaitTimeout: soaDefaultWait}},
+					{Key: "pw2"},
+				}
+				if ch.Type != "xinghuo" || ch.BaseURL != "" || !reflect.DeepEqual(ch.ModelMap, wantMap) || !reflect.DeepEqual(ch.Credentials, wantCreds) {
+					t.Errorf("channel %+v", ch)
+				}
+			},
+		},
+		{
+			name: "simple-one-api claude and gemini with chat_completions stay OpenAI-compatible",
+			doc: `{"services": {
+			  "claude": [{"enabled": true, "models": ["claude-3-5-haiku"], "upstream_protocol": "chat_completions", "server_url": "https://api.anthropic.com/v1/", "credentials": {"api_key": "k"}}],
+			  "gemini": [{"enabled": true, "models": ["gemini-2.0-flash"], "upstream_protocol": "chat_completions", "server_url": "https://generativelanguage.googleapis.com/v1beta/openai/", "credentials": {"api_key": "k"}}]}}`,
+			check: func(t *testing.T, cfg *Config) {
+				for _, ch := range cfg.Channels {
+					if ch.Type != "openai" || ch.BaseURL == "" {
+						t.Errorf("channel %+v", ch)
+					}
+				}
+			},
+		},
+		{
+			name: "channels: claude and gemini adapters are native",
+			doc: `
+channels:
+  - name: anthropic
+    adapterType: claude
+    baseUrl: https://api.anthropic.com
+    apiKey: sk-ant
+    models: [claude-3-5-sonnet]
+  - name: relay
+    type: claude
+    baseUrl: https://relay.example.com/v1/
+    apiKeys: [k1, k2]
+    models: [claude-3-5-haiku]
+  - name: google
+    adapterType: gemini
+    baseUrl: https://generativelanguage.googleapis.com/v1beta
+    apiKey: AIza
+    models: [gemini-2.0-flash]
+`,
+			check: func(t *testing.T, cfg *Config) {
+				want := []Channel{
+					{Name: "anthropic", Type: "claude", Models: []string{"claude-3-5-sonnet"}, Credentials: []Credential{{Key: "sk-ant"}}},
+					{Name: "relay", Type: "claude", BaseURL: "https://relay.example.com/v1", Models: []string{"claude-3-5-haiku"}, Credentials: []Credential{{Key: "k1"}, {Key: "k2"}}},
+					{Name: "google", Type: "gemini", BaseURL: "https://generativelanguage.googleapis.com/v1beta", Models: []string{"gemini-2.0-flash"}, Credentials: []Credential{{Key: "AIza"}}},
+				}
+				if !reflect.DeepEqual(cfg.Channels, want) {
+					t.Errorf("channels %+v\nwant %+v", cfg.Channels, want)
 				}
 			},
 		},
@@ -530,5 +699,46 @@ channels:
 				t.Errorf("Validate: %v", err)
 			}
 		})
+	}
+}
+
+// TestPeerImportKeepsSparkSecrets checks that `sluice import` (ParseKeepEnv,
+// then Marshal) keeps ${ENV} references of Spark credentials as written,
+// and that its output reads back as the same config.
+func TestPeerImportKeepsSparkSecrets(t *testing.T) {
+	doc := `{"services": {"xinghuo": [{"id": "spark", "enabled": true, "models": ["spark-lite"],
+	  "credentials": {"appid": "${XH_APPID}", "api_key": "${XH_API_KEY}", "api_secret": "${XH_API_SECRET}", "domain": "lite"}}]}}`
+	cfg, format, err := ParseKeepEnv([]byte(doc))
+	if err != nil || format != FormatSimpleOneAPI {
+		t.Fatalf("ParseKeepEnv: %v (%s)", err, format)
+	}
+	out, err := Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range []string{"app_id: ${XH_APPID}", "key: ${XH_API_KEY}", "api_secret: ${XH_API_SECRET}", "spark-lite: lite"} {
+		if !strings.Contains(string(out), ref) {
+			t.Errorf("output lacks %q:\n%s", ref, out)
+		}
+	}
+	back, _, err := ParseKeepEnv(out)
+	if err != nil {
+		t.Fatalf("re-parse: %v\n%s", err, out)
+	}
+	diffConfigs(t, back, cfg)
+
+	t.Setenv("XH_APPID", "app")
+	t.Setenv("XH_API_KEY", "key")
+	t.Setenv("XH_API_SECRET", "secret")
+	expanded, _, err := Parse(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expanded.Provision()
+	if err := expanded.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if cr := expanded.Channels[0].Credentials[0]; cr.AppID != "app" || cr.Key != "key" || cr.APISecret != "secret" {
+		t.Errorf("credential %+v", cr)
 	}
 }

@@ -318,7 +318,7 @@ func (c *Config) validateChannels(v *validator) map[string]bool {
 		if ch.BaseURL == "" && ok && spec.Unsupported == "" {
 			v.add(p+".base_url", "required for type %s", ch.Type)
 		} else if ch.BaseURL != "" {
-			validateURL(v, p+".base_url", ch.BaseURL)
+			validateURL(v, p+".base_url", ch.BaseURL, ch.Type)
 		}
 		if ch.Proxy != "" {
 			if u, err := url.Parse(ch.Proxy); err != nil || u.Host == "" || !slices.Contains([]string{"http", "https", "socks5", "socks5h"}, u.Scheme) {
@@ -350,6 +350,9 @@ func (c *Config) validateChannels(v *validator) map[string]bool {
 		}
 		if ch.Weight < 0 {
 			v.add(p+".weight", "must be >= 0")
+		}
+		if ch.MaxTokens < 0 {
+			v.add(p+".max_tokens", "must be >= 0")
 		}
 		if ch.Timeout < 0 {
 			v.add(p+".timeout", "must be > 0")
@@ -384,21 +387,68 @@ func (c *Config) validateChannels(v *validator) map[string]bool {
 			}
 			ids[cr.ID] = cp
 			if cr.BaseURL != "" {
-				validateURL(v, cp+".base_url", cr.BaseURL)
+				validateURL(v, cp+".base_url", cr.BaseURL, ch.Type)
 			}
 			if cr.Weight < 0 {
 				v.add(cp+".weight", "must be >= 0")
 			}
+			validateSpark(v, cp, ch, cr)
 			validateLimits(v, cp+".limits", cr.Limits)
 		}
 	}
 	return served
 }
 
-func validateURL(v *validator, path, raw string) {
+// validateURL checks a base URL of a channel of type typ: http:// or
+// https://, or also ws:// or wss:// for xinghuo (Spark's WebSocket API).
+func validateURL(v *validator, path, raw, typ string) {
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+	ok := err == nil && u.Host != ""
+	switch {
+	case ok && (u.Scheme == "http" || u.Scheme == "https"):
+	case ok && isWebSocket(u.Scheme) && typ == "xinghuo":
+	case typ == "xinghuo":
+		v.add(path, "want an http://, https://, ws:// or wss:// URL, got %q", raw)
+	case ok && isWebSocket(u.Scheme):
+		v.add(path, "want an http:// or https:// URL, got %q (ws:// and wss:// are for type xinghuo only)", raw)
+	default:
 		v.add(path, "want an http:// or https:// URL, got %q", raw)
+	}
+}
+
+// isWebSocket reports whether a URL scheme is ws or wss.
+func isWebSocket(scheme string) bool { return scheme == "ws" || scheme == "wss" }
+
+// validateSpark checks a credential's app_id and api_secret, which with
+// key sign iFlytek Spark's WebSocket API (type xinghuo only). A xinghuo
+// credential without them uses Spark's HTTP API, so it cannot be sent to
+// a ws:// or wss:// URL.
+func validateSpark(v *validator, cp string, ch Channel, cr Credential) {
+	const signs = "Spark's WebSocket API signs with app_id, key (its API key) and api_secret"
+	if ch.Type != "xinghuo" {
+		if cr.AppID != "" {
+			v.add(cp+".app_id", "only for type xinghuo")
+		}
+		if cr.APISecret != "" {
+			v.add(cp+".api_secret", "only for type xinghuo")
+		}
+		return
+	}
+	switch {
+	case cr.AppID != "" && cr.APISecret == "":
+		v.add(cp+".api_secret", "required with app_id (%s)", signs)
+	case cr.AppID == "" && cr.APISecret != "":
+		v.add(cp+".app_id", "required with api_secret (%s)", signs)
+	case cr.AppID != "" && cr.Key == "":
+		v.add(cp+".key", "required with app_id and api_secret (%s)", signs)
+	case cr.AppID == "":
+		path, base := cp+".base_url", cr.BaseURL
+		if base == "" {
+			path, base = cp, ch.BaseURL
+		}
+		if u, err := url.Parse(base); err == nil && isWebSocket(u.Scheme) {
+			v.add(path, "a ws:// or wss:// base_url is Spark's WebSocket API, which needs app_id and api_secret; without them the key is the API password of Spark's HTTP API (https://)")
+		}
 	}
 }
 
