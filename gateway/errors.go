@@ -91,6 +91,7 @@ type upstreamError struct {
 	status int
 	header http.Header
 	body   []byte
+	native bool // body is in the client's own API, not OpenAI's
 }
 
 func (e *upstreamError) Error() string { return "upstream answered " + strconv.Itoa(e.status) }
@@ -113,12 +114,17 @@ func (g *Gateway) httpError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
+	codec := callOf(c).codec
 	var up *upstreamError
 	if errors.As(err, &up) {
 		if v := up.header.Get("Retry-After"); v != "" {
 			c.Response().Header().Set("Retry-After", v)
 		}
-		_ = c.Blob(up.status, "application/json", up.body)
+		body := up.body
+		if e, ok := openAIErrorOf(body); ok && codec != nil && !up.native {
+			body = clientErrorBody(codec, up.status, e)
+		}
+		_ = c.Blob(up.status, "application/json", body)
 		return
 	}
 
@@ -158,6 +164,10 @@ func (g *Gateway) httpError(err error, c echo.Context) {
 	}
 	if kind.status == http.StatusUnauthorized {
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
+	}
+	if codec != nil {
+		_ = c.Blob(kind.status, "application/json", clientErrorBody(codec, kind.status, body))
+		return
 	}
 	_ = c.JSON(kind.status, openAIError{Error: body})
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-gateway/sluice/affinity"
 	"github.com/sluice-gateway/sluice/breaker"
 	"github.com/sluice-gateway/sluice/gateway/config"
+	"github.com/sluice-gateway/sluice/gateway/ingress"
 	"github.com/sluice-gateway/sluice/gateway/provider"
 	"github.com/sluice-gateway/sluice/gateway/provider/mock"
 	"github.com/sluice-gateway/sluice/quota"
@@ -159,15 +160,25 @@ func newChannel(c config.Channel, shared http.RoundTripper) (*channel, error) {
 		name: c.Name, spec: spec, adapter: adapter, client: client,
 		models: c.Models, modelMap: c.ModelMap, priority: c.Priority,
 		timeout: c.Timeout.D(), idleTimeout: c.StreamIdleTimeout.D(),
-		params: p, headers: c.Headers, apiVersion: c.APIVersion,
+		params: p, headers: c.Headers, apiVersion: c.APIVersion, maxTokens: c.MaxTokens,
 	}, nil
 }
 
 func newCredential(ch *channel, chc config.Channel, c config.Credential) *credential {
 	l := credentialLimits(chc, c)
 	cr := &credential{
-		id: c.ID, ch: ch, key: c.Key, baseURL: or(c.BaseURL, chc.BaseURL),
+		id: c.ID, ch: ch, spec: ch.spec, adapter: ch.adapter, key: c.Key, baseURL: or(c.BaseURL, chc.BaseURL),
 		weight: chc.Weight * c.Weight, limit: quotaLimit(l), wait: l.WaitTimeout.D(),
+	}
+	if c.AppID != "" {
+		// iFlytek Spark credentials with an app_id and api_secret speak
+		// its native WebSocket API; the others its OpenAI-compatible one.
+		cr.spec = provider.SparkSpec()
+		cr.adapter, _ = provider.For(cr.spec.API)
+		cr.appID, cr.secret = c.AppID, c.APISecret
+		if cr.baseURL == ch.spec.BaseURL { // the HTTP API's default
+			cr.baseURL = cr.spec.BaseURL
+		}
 	}
 	if shared := quotaLimit(chc.SharedLimits); !shared.IsZero() {
 		cr.pool, cr.shared = poolName(chc.Name), shared
@@ -267,6 +278,8 @@ func (g *Gateway) routes() *echo.Echo {
 	// middleware answers 404 where 405 is right.
 	e.POST("/v1/chat/completions", g.chatCompletions, g.authenticate)
 	e.POST("/v1/embeddings", g.embeddings, g.authenticate)
+	e.POST("/v1/messages", g.messages, speaks(ingress.Anthropic), g.authenticate)
+	e.POST("/v1/responses", g.responses, speaks(ingress.Responses), g.authenticate)
 	e.GET("/v1/models", g.listModels, g.authenticate)
 	e.GET("/v1/models/:model", g.getModel, g.authenticate)
 	return e
@@ -350,6 +363,7 @@ type callInfo struct {
 	stream     bool
 	tokens     int64
 	ttfb       time.Duration
+	codec      ingress.Codec // the client's API, when not OpenAI's
 }
 
 func callOf(c echo.Context) *callInfo {

@@ -14,10 +14,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluice-gateway/sluice/affinity"
@@ -34,8 +32,7 @@ var ErrClientClosed = errors.New("client closed the request")
 func (g *Gateway) chatCompletions(c echo.Context) error { return g.relay(c, provider.Chat) }
 func (g *Gateway) embeddings(c echo.Context) error      { return g.relay(c, provider.Embeddings) }
 
-// relay serves one OpenAI call: parse, authorize the model, pick the
-// candidates, then fail over across them until one answers.
+// relay serves one OpenAI call: parse, then serve.
 func (g *Gateway) relay(c echo.Context, ep provider.Endpoint) error {
 	body, err := g.readBody(c)
 	if err != nil {
@@ -45,10 +42,22 @@ func (g *Gateway) relay(c echo.Context, ep provider.Endpoint) error {
 	if err != nil {
 		return err
 	}
+	return g.serve(c, req)
+}
+
+// serve relays a parsed call, whichever API its client speaks: authorize
+// the model, pick the candidates, then fail over across them until one
+// answers.
+func (g *Gateway) serve(c echo.Context, req *request) error {
 	cl := clientOf(c)
 	ci := callOf(c)
 	ci.model, ci.stream = req.model, req.stream
 	ctx := c.Request().Context()
+	api := "openai"
+	if req.codec != nil {
+		api = req.codec.Name()
+	}
+	trace.SpanFromContext(ctx).SetAttributes(telemetry.Ingress.String(api))
 	g.metrics.inFlight.Add(ctx, 1)
 	defer g.metrics.inFlight.Add(ctx, -1)
 	if !cl.allows(req.model) {
@@ -362,7 +371,14 @@ func (g *Gateway) attempt(c echo.Context, req *request, adm *admitted, h *holder
 	}()
 
 	model := adm.cand.upstreamModel()
-	body, err := req.upstreamBody(model, cred.ch.params)
+	native, isNative := req.nativeFor(cred.adapter)
+	var body []byte
+	var err error
+	if isNative {
+		body, err = req.nativeBody(model, cred.ch.params)
+	} else {
+		body, err = req.upstreamBody(model, cred.ch.params)
+	}
 	if err != nil {
 		r.breakerErr, r.used = breaker.ErrNotCounted, 0
 		return outcome{err: fmt.Errorf("build upstream body: %w", err)}
@@ -372,26 +388,30 @@ func (g *Gateway) attempt(c echo.Context, req *request, adm *admitted, h *holder
 	timer := time.AfterFunc(cred.ch.timeout, func() { cancel(errAttemptTimeout) })
 	defer timer.Stop()
 
-	hreq, err := cred.ch.adapter.NewRequest(actx, cred.target(model), req.ep, body)
-	if err != nil {
+	ans, err := g.exchange(actx, c, req, cred, model, body, native)
+	var refused *provider.Error
+	var te *transportError
+	switch {
+	case errors.As(err, &refused):
+		// The adapter cannot express the request for its upstream: the
+		// client's error, unless another candidate can serve it.
+		r.breakerErr, r.used = breaker.ErrNotCounted, 0
+		return outcome{retry: true, err: translationRefusal(refused)}
+	case errors.As(err, &te):
+		return g.transportFailure(ctx, actx, te.err, r, te.midBody)
+	case err != nil:
 		r.breakerErr, r.used = err, 0
 		return outcome{retry: true, err: fmt.Errorf("%w: %v", ErrUpstream, err)}
 	}
-	hreq.Header.Set("X-Request-Id", callOf(c).id)
-	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(hreq.Header))
-	resp, err := cred.ch.client.Do(hreq)
-	if err != nil {
-		return g.transportFailure(ctx, actx, err, r, false)
+	defer ans.close()
+	r.status = ans.status
+	if ans.status < 200 || ans.status > 299 {
+		return g.upstreamRefused(ctx, ans, adm, r)
 	}
-	defer resp.Body.Close()
-	r.status = resp.StatusCode
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return g.upstreamRefused(ctx, resp, adm, r)
+	if ans.events != nil {
+		return g.relayStream(c, req, ans, actx, timer, cancel, adm, r)
 	}
-	if req.stream {
-		return g.relayStream(c, req, resp, actx, timer, cancel, adm, r)
-	}
-	return g.relayBody(c, req, resp, actx, adm, r)
+	return g.relayBody(c, req, ans, adm, r)
 }
 
 // commit writes the response headers that describe the attempt that
@@ -450,29 +470,34 @@ func transportMessage(err error) string {
 	return "upstream connection failed: " + err.Error()
 }
 
-// relayBody relays a complete (non-streaming) answer.
-func (g *Gateway) relayBody(c echo.Context, req *request, resp *http.Response, actx context.Context, adm *admitted, r *attemptResult) outcome {
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamBody))
-	if err != nil {
-		return g.transportFailure(c.Request().Context(), actx, err, r, true)
-	}
+// relayBody relays a complete (non-streaming) answer, in the client's API.
+func (g *Gateway) relayBody(c echo.Context, req *request, ans *answer, adm *admitted, r *attemptResult) outcome {
+	data := ans.body
 	if !validJSON(data) {
 		r.breakerErr, r.used = errors.New("upstream answered with invalid JSON"), 0
 		return outcome{retry: true, err: fmt.Errorf("%w: the upstream answered with invalid JSON", ErrUpstream)}
 	}
-	r.info, r.usage = parseAnswer(data, g.captureContent)
+	if ans.native {
+		r.info, r.usage = parseAnthropicAnswer(data, g.captureContent)
+	} else {
+		r.info, r.usage = parseAnswer(data, g.captureContent)
+	}
+	if req.codec != nil && !ans.native {
+		out, err := req.codec.Response(data)
+		if err != nil {
+			r.breakerErr, r.used = err, 0
+			return outcome{retry: true, err: fmt.Errorf("%w: the upstream's answer could not be read: %v", ErrUpstream, err)}
+		}
+		data = out
+	}
 	r.breakerErr, r.used = nil, r.usage.total(req.estimate)
 	ci := callOf(c)
 	ci.ttfb = time.Since(ci.start)
-	ct := resp.Header.Get("Content-Type")
-	if ct == "" {
-		ct = "application/json"
-	}
 	g.commit(c, adm)
 	w := c.Response()
 	deadline(w, g.writeTimeout(adm))
 	defer deadline(w, 0)
-	if err := c.Blob(http.StatusOK, ct, data); err != nil {
+	if err := c.Blob(http.StatusOK, "application/json", data); err != nil {
 		return outcome{committed: true, err: fmt.Errorf("%w: %v", ErrClientClosed, err)}
 	}
 	return outcome{committed: true}

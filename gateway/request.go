@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 
+	"github.com/sluice-gateway/sluice/gateway/ingress"
 	"github.com/sluice-gateway/sluice/gateway/provider"
 )
 
@@ -21,6 +22,13 @@ type request struct {
 	estimate     int64 // tokens reserved against TPM before the call
 	prompt       int64 // estimated prompt tokens
 	maxTokens    int64 // the completion cap the client asked for (0: none)
+
+	// Clients of another API than OpenAI Chat Completions: the codec of
+	// their API, and (Anthropic Messages) their own body and beta
+	// headers, relayed natively to upstreams that speak it.
+	codec      ingress.Codec
+	native     map[string]json.RawMessage
+	nativeBeta []string
 }
 
 // defaultCompletionEstimate is the completion size reserved when a chat
@@ -176,28 +184,10 @@ func jsonTypeError(err error) string {
 }
 
 // upstreamBody builds the body sent to one upstream: the client's fields
-// with the upstream's model name, the channel's parameters applied
-// (defaults where the client sent nothing, overrides always; a null
-// override removes the field), and, on streams, usage requested so that
-// token quotas settle on real numbers.
+// with the upstream's model name and the channel's parameters, and, on
+// streams, usage requested so that token quotas settle on real numbers.
 func (r *request) upstreamBody(model string, p *params) ([]byte, error) {
-	fields := maps.Clone(r.fields)
-	m, _ := json.Marshal(model)
-	fields["model"] = m
-	if p != nil {
-		for k, v := range p.defaults {
-			if _, set := fields[k]; !set {
-				fields[k] = v
-			}
-		}
-		for k, v := range p.overrides {
-			if bytes.Equal(v, []byte("null")) {
-				delete(fields, k)
-			} else {
-				fields[k] = v
-			}
-		}
-	}
+	fields := withParams(r.fields, model, p)
 	if r.stream && !r.includeUsage {
 		opts := map[string]json.RawMessage{}
 		if raw, ok := fields["stream_options"]; ok {
@@ -207,6 +197,37 @@ func (r *request) upstreamBody(model string, p *params) ([]byte, error) {
 		fields["stream_options"], _ = json.Marshal(opts)
 	}
 	return json.Marshal(fields)
+}
+
+// nativeBody builds the body relayed in the client's own API: its fields
+// with the upstream's model name and the channel's parameters.
+func (r *request) nativeBody(model string, p *params) ([]byte, error) {
+	return json.Marshal(withParams(r.native, model, p))
+}
+
+// withParams returns a copy of a body's fields with the model name and a
+// channel's parameters applied: defaults where the client sent nothing,
+// overrides always (a null override removes the field).
+func withParams(body map[string]json.RawMessage, model string, p *params) map[string]json.RawMessage {
+	fields := maps.Clone(body)
+	m, _ := json.Marshal(model)
+	fields["model"] = m
+	if p == nil {
+		return fields
+	}
+	for k, v := range p.defaults {
+		if _, set := fields[k]; !set {
+			fields[k] = v
+		}
+	}
+	for k, v := range p.overrides {
+		if bytes.Equal(v, []byte("null")) {
+			delete(fields, k)
+		} else {
+			fields[k] = v
+		}
+	}
+	return fields
 }
 
 // params are a channel's parameters, encoded once at startup.

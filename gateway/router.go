@@ -27,14 +27,19 @@ type channel struct {
 	params      *params
 	headers     map[string]string
 	apiVersion  string
+	maxTokens   int64
 }
 
 // credential is one upstream key, ready for routing.
 type credential struct {
 	id      string
 	ch      *channel
-	key     string // the upstream secret: only ever put in upstream requests
+	spec    provider.Spec    // the channel's, or the native API a credential's fields select
+	adapter provider.Adapter // speaks spec's API
+	key     string           // the upstream secret: only ever put in upstream requests
 	baseURL string
+	appID   string // iFlytek Spark's WebSocket API
+	secret  string // iFlytek Spark's api_secret: only ever used to sign upstream requests
 	weight  int
 	limit   quota.Limit
 	pool    string      // the channel, when it has shared limits
@@ -47,8 +52,9 @@ type credential struct {
 // target resolves the credential for one attempt at a model.
 func (c *credential) target(upstreamModel string) provider.Target {
 	return provider.Target{
-		Spec: c.ch.spec, BaseURL: c.baseURL, Key: c.key, APIVersion: c.ch.apiVersion,
-		Model: upstreamModel, Headers: c.ch.headers,
+		Spec: c.spec, BaseURL: c.baseURL, Key: c.key, APIVersion: c.ch.apiVersion,
+		Model: upstreamModel, Headers: c.ch.headers, MaxTokens: c.ch.maxTokens,
+		AppID: c.appID, APISecret: c.secret,
 	}
 }
 
@@ -170,7 +176,7 @@ func promote(cands []candidate, id string) bool {
 func ownedBy(creds []*credential, model string) string {
 	for _, c := range creds {
 		if slices.Contains(c.ch.models, model) {
-			return c.ch.spec.Type
+			return c.spec.Type
 		}
 	}
 	return "sluice"

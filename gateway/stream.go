@@ -17,6 +17,7 @@ import (
 	sse "github.com/tmaxmax/go-sse"
 
 	"github.com/sluice-gateway/sluice/breaker"
+	"github.com/sluice-gateway/sluice/gateway/ingress"
 	"github.com/sluice-gateway/sluice/quota"
 )
 
@@ -24,58 +25,44 @@ import (
 // call argument or an image can be big, but not unbounded).
 const maxEventSize = 8 << 20
 
-// idleReader restarts the stream's idle timer whenever the upstream sends
-// anything, keep-alive comments included.
-type idleReader struct {
-	r     io.Reader
-	timer *time.Timer // nil until the stream is committed
-	idle  time.Duration
-}
-
-func (i *idleReader) Read(p []byte) (int, error) {
-	n, err := i.r.Read(p)
-	if n > 0 && i.timer != nil {
-		i.timer.Reset(i.idle)
-	}
-	return n, err
-}
-
-// relayStream relays a streamed answer event by event, flushing each to
-// the client as it comes. Until the first event has been written the
-// attempt can still fail over; after it, an upstream failure ends the
-// stream with an error event, never with a silent truncation.
-func (g *Gateway) relayStream(c echo.Context, req *request, resp *http.Response, actx context.Context,
+// relayStream relays a streamed answer event by event, in the client's
+// API, flushing each to the client as it comes. Until the first event
+// has been written the attempt can still fail over; after it, an upstream
+// failure ends the stream with an error event, never with a silent
+// truncation.
+func (g *Gateway) relayStream(c echo.Context, req *request, ans *answer, actx context.Context,
 	attemptTimer *time.Timer, cancel context.CancelCauseFunc, adm *admitted, r *attemptResult) outcome {
 	ctx := c.Request().Context()
 	w := c.Response()
 	cred := adm.cand.cred
-	body := &idleReader{r: resp.Body, idle: cred.ch.idleTimeout}
+	sink := newSink(req, ans)
+	seen := &streamUsage{native: ans.native, content: g.captureContent}
 	var (
-		committed, done, finished bool
-		chunks                    int64
-		usage                     *usage
-		readErr, writeErr         error
-		errEvent                  string // an error the upstream sent as an event
+		committed, done   bool
+		idle              *time.Timer
+		readErr, writeErr error
+		fault             *streamFault
 	)
 	defer func() {
-		if body.timer != nil {
-			body.timer.Stop()
+		if idle != nil {
+			idle.Stop()
 		}
 		if committed {
 			deadline(w, 0)
 		}
 	}()
 
-	for ev, err := range sse.Read(body, &sse.ReadConfig{MaxEventSize: maxEventSize}) {
-		if err != nil {
-			readErr = err
+	for {
+		ev, err := ans.events.next()
+		if err == io.EOF {
+			done = true
 			break
 		}
-		if ev.Data == "" {
-			continue
+		if errors.As(err, &fault) {
+			break
 		}
-		if ev.Type == "error" || isErrorPayload(ev.Data) {
-			errEvent = ev.Data
+		if err != nil {
+			readErr = err
 			break
 		}
 		if !committed {
@@ -85,7 +72,10 @@ func (g *Gateway) relayStream(c echo.Context, req *request, resp *http.Response,
 				readErr = context.Cause(actx)
 				break
 			}
-			body.timer = time.AfterFunc(cred.ch.idleTimeout, func() { cancel(errStreamIdle) })
+			idle = time.AfterFunc(cred.ch.idleTimeout, func() { cancel(errStreamIdle) })
+			if ans.idle != nil {
+				ans.idle.timer, ans.idle.idle = idle, cred.ch.idleTimeout
+			}
 			h := w.Header()
 			h.Set("Content-Type", "text/event-stream")
 			h.Set("Cache-Control", "no-cache")
@@ -96,54 +86,52 @@ func (g *Gateway) relayStream(c echo.Context, req *request, resp *http.Response,
 			g.metrics.streams.Add(ctx, 1)
 			defer g.metrics.streams.Add(ctx, -1)
 			callOf(c).ttfb = time.Since(callOf(c).start)
+		} else {
+			idle.Reset(cred.ch.idleTimeout)
 		}
-		if ev.Data == "[DONE]" {
-			done = true
+		seen.observe(ev, &r.info)
+		out, err := sink.event(ev)
+		if err != nil {
+			fault = &streamFault{msg: "the upstream's stream could not be read: " + err.Error()}
 			break
 		}
-		r.info.chunk(ev.Data, g.captureContent)
-		if u, usageOnly := scanUsage(ev.Data); u != nil {
-			usage = u
-			if usageOnly && !req.includeUsage {
-				continue // Sluice asked for it to settle quotas; the client did not
-			}
+		if len(out) == 0 {
+			continue
 		}
-		finished = finished || hasFinishReason(ev.Data)
-		chunks++
 		deadline(w, g.writeTimeout(adm))
-		if writeErr = writeEvent(w, ev); writeErr != nil {
+		if _, writeErr = w.Write(out); writeErr != nil {
 			break
 		}
 		w.Flush()
 	}
 
-	used := req.prompt + chunks // about one token per chunk, when the upstream reports no usage
-	if usage != nil {
-		used = usage.total(used)
-		r.usage = usage
+	used := req.prompt + seen.chunks // about one token per chunk, when the upstream reports no usage
+	if seen.usage != nil {
+		used = seen.usage.total(used)
+		r.usage = seen.usage
 	}
 	if !committed {
 		switch {
-		case ctx.Err() != nil || readErr != nil:
+		case ctx.Err() != nil || readErr != nil && !errors.Is(readErr, errEndedEarly):
 			return g.transportFailure(ctx, actx, orEOF(readErr), r, false)
-		case errEvent != "":
+		case fault != nil:
 			r.breakerErr, r.used = errors.New("upstream stream began with an error event"), 0
-			return outcome{retry: true, err: fmt.Errorf("%w: the upstream stream began with an error: %s", ErrUpstream, upstreamMessage(redact([]byte(errEvent), cred.key)))}
+			return outcome{retry: true, err: fmt.Errorf("%w: the upstream stream began with an error: %s", ErrUpstream, fault.message(cred.key))}
 		}
 		r.breakerErr, r.used = io.ErrUnexpectedEOF, 0
 		return outcome{retry: true, err: fmt.Errorf("%w: the upstream stream ended before its first event", ErrUpstream)}
 	}
 
 	r.used = used
-	// An upstream that ends cleanly after its last chunk without [DONE]
-	// finished its answer all the same.
-	if done || (readErr == nil && errEvent == "" && writeErr == nil && ctx.Err() == nil && actx.Err() == nil && finished) {
+	if done {
 		r.breakerErr = nil
-		deadline(w, g.writeTimeout(adm))
-		if _, err := io.WriteString(w, "data: [DONE]\n\n"); err != nil {
-			return outcome{committed: true, err: fmt.Errorf("%w: %v", ErrClientClosed, err)}
+		if end := sink.end(); len(end) > 0 {
+			deadline(w, g.writeTimeout(adm))
+			if _, err := w.Write(end); err != nil {
+				return outcome{committed: true, err: fmt.Errorf("%w: %v", ErrClientClosed, err)}
+			}
+			w.Flush()
 		}
-		w.Flush()
 		return outcome{committed: true}
 	}
 
@@ -152,7 +140,7 @@ func (g *Gateway) relayStream(c echo.Context, req *request, resp *http.Response,
 		if errors.Is(context.Cause(ctx), ErrDraining) {
 			r.breakerErr = breaker.ErrNotCounted
 			deadline(w, time.Second)
-			_, _ = w.Write(errorEvent("the server is shutting down and could not finish this stream", "shutting_down"))
+			_, _ = w.Write(sink.fail("the server is shutting down and could not finish this stream", "shutting_down"))
 			w.Flush()
 			return outcome{committed: true, err: ErrDraining}
 		}
@@ -161,20 +149,105 @@ func (g *Gateway) relayStream(c echo.Context, req *request, resp *http.Response,
 	}
 	var msg string
 	switch {
-	case errEvent != "":
-		msg = "the upstream sent an error: " + upstreamMessage(redact([]byte(errEvent), cred.key))
+	case fault != nil:
+		msg = "the upstream sent an error: " + fault.message(cred.key)
 	case errors.Is(context.Cause(actx), errStreamIdle):
 		msg = errStreamIdle.Error()
-	case readErr != nil:
-		msg = transportMessage(readErr)
+	case errors.Is(readErr, errEndedEarly):
+		msg = errEndedEarly.Error()
 	default:
-		msg = "the upstream closed the stream before it finished"
+		msg = transportMessage(readErr)
 	}
 	r.breakerErr = errors.New(msg)
 	deadline(w, g.writeTimeout(adm))
-	_, _ = w.Write(errorEvent("stream interrupted: "+msg, "upstream_stream_error"))
+	_, _ = w.Write(sink.fail("stream interrupted: "+msg, "upstream_stream_error"))
 	w.Flush()
 	return outcome{committed: true, err: fmt.Errorf("%w: stream interrupted: %s", ErrUpstream, msg)}
+}
+
+// message is what a client may be told of a fault: never the secret.
+func (f *streamFault) message(key string) string {
+	if f.msg != "" {
+		return excerpt(string(redact([]byte(f.msg), key)))
+	}
+	return upstreamMessage(redact([]byte(f.data), key))
+}
+
+// streamSink writes a stream's events in the client's API.
+type streamSink interface {
+	event(ev sse.Event) ([]byte, error) // what to write for one upstream event (nothing: nil)
+	end() []byte                        // after the last event of a complete answer
+	fail(msg, code string) []byte       // the end of a stream broken after its first event
+}
+
+func newSink(req *request, ans *answer) streamSink {
+	switch {
+	case req.codec == nil:
+		return openAISink{includeUsage: req.includeUsage}
+	case ans.native:
+		return nativeSink{req}
+	}
+	return &codecSink{enc: req.codec.NewStream(req.model)}
+}
+
+// openAISink writes chunks as they came.
+type openAISink struct{ includeUsage bool }
+
+func (s openAISink) event(ev sse.Event) ([]byte, error) {
+	if _, usageOnly := scanUsage(ev.Data); usageOnly && !s.includeUsage {
+		return nil, nil // Sluice asked for it to settle quotas; the client did not
+	}
+	return eventBytes(ev), nil
+}
+
+func (openAISink) end() []byte                  { return []byte("data: [DONE]\n\n") }
+func (openAISink) fail(msg, code string) []byte { return errorEvent(msg, code) }
+
+// nativeSink relays events in the client's own API as they came.
+type nativeSink struct{ req *request }
+
+func (nativeSink) event(ev sse.Event) ([]byte, error) { return eventBytes(ev), nil }
+func (nativeSink) end() []byte                        { return nil }
+func (s nativeSink) fail(msg, code string) []byte {
+	return eventBytes(sse.Event{Type: "error", Data: string(s.req.codec.Error(http.StatusBadGateway, "server_error", code, msg))})
+}
+
+// codecSink encodes canonical chunks in the client's API.
+type codecSink struct{ enc ingress.StreamEncoder }
+
+func (s *codecSink) event(ev sse.Event) ([]byte, error) {
+	evs, err := s.enc.Chunk([]byte(ev.Data))
+	return ingressEvents(evs), err
+}
+func (s *codecSink) end() []byte               { return ingressEvents(s.enc.End()) }
+func (s *codecSink) fail(msg, _ string) []byte { return ingressEvents(s.enc.Fail(msg)) }
+
+func ingressEvents(evs []ingress.Event) []byte {
+	var b []byte
+	for _, ev := range evs {
+		b = append(b, eventBytes(sse.Event{Type: ev.Type, Data: ev.Data})...)
+	}
+	return b
+}
+
+// streamUsage is what a stream's events say of its usage and answer.
+type streamUsage struct {
+	native, content bool
+	usage           *usage
+	chunks          int64
+	input           float64 // Anthropic: from message_start
+}
+
+func (s *streamUsage) observe(ev sse.Event, info *answerInfo) {
+	s.chunks++
+	if s.native {
+		s.anthropic(ev, info)
+		return
+	}
+	info.chunk(ev.Data, s.content)
+	if u, _ := scanUsage(ev.Data); u != nil {
+		s.usage = u
+	}
 }
 
 func orEOF(err error) error {
@@ -184,8 +257,8 @@ func orEOF(err error) error {
 	return err
 }
 
-// writeEvent writes one SSE event.
-func writeEvent(w io.Writer, ev sse.Event) error {
+// eventBytes encodes one SSE event.
+func eventBytes(ev sse.Event) []byte {
 	var b strings.Builder
 	b.Grow(len(ev.Data) + 16)
 	if ev.Type != "" {
@@ -196,8 +269,7 @@ func writeEvent(w io.Writer, ev sse.Event) error {
 	b.WriteString("data: ")
 	b.WriteString(strings.ReplaceAll(ev.Data, "\n", "\ndata: "))
 	b.WriteString("\n\n")
-	_, err := io.WriteString(w, b.String())
-	return err
+	return []byte(b.String())
 }
 
 // isErrorPayload reports whether an event carries an error object instead
@@ -340,15 +412,16 @@ func (i *answerInfo) chunk(data string, content bool) {
 // reached the client: 429 cools the credential down; 401/403 (a bad
 // credential), 404, 408, 3xx and 5xx count against its breaker and fail
 // over; other 4xx are the client's own error and are passed on.
-func (g *Gateway) upstreamRefused(ctx context.Context, resp *http.Response, adm *admitted, r *attemptResult) outcome {
+func (g *Gateway) upstreamRefused(ctx context.Context, ans *answer, adm *admitted, r *attemptResult) outcome {
 	cred := adm.cand.cred
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	body = redact(body, cred.key)
-	status := resp.StatusCode
+	body, status := ans.errBody, ans.status
+	if status == http.StatusBadRequest && !ans.native && rejectsCredential(body) {
+		status = http.StatusUnauthorized // Gemini's API_KEY_INVALID is a 400
+	}
 	r.used = 0
 	switch {
 	case status == http.StatusTooManyRequests:
-		cool := g.cooldownFor(resp.Header)
+		cool := g.cooldownFor(ans.header)
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
 		if err := g.limiter.Cooldown(cctx, cred.id, cool); err != nil {
@@ -367,10 +440,17 @@ func (g *Gateway) upstreamRefused(ctx context.Context, resp *http.Response, adm 
 	// The upstream is healthy; the request was wrong: neither a success
 	// nor a failure for the breaker.
 	r.breakerErr = breaker.ErrNotCounted
-	if !isOpenAIError(body) {
+	if !ans.native && !isOpenAIError(body) {
 		body, _ = json.Marshal(openAIError{Error: openAIErrorBody{Message: "upstream answered " + strconv.Itoa(status) + ": " + upstreamMessage(body), Type: "invalid_request_error"}})
 	}
-	return outcome{err: &upstreamError{status: status, header: resp.Header, body: body}}
+	return outcome{err: &upstreamError{status: status, header: ans.header, body: body, native: ans.native}}
+}
+
+// rejectsCredential reports whether an OpenAI error body says the
+// upstream rejected the credential, whatever its status.
+func rejectsCredential(body []byte) bool {
+	e, ok := openAIErrorOf(body)
+	return ok && (e.Type == "authentication_error" || e.Code != nil && *e.Code == "invalid_api_key")
 }
 
 // isOpenAIError reports whether a body is an OpenAI error object.
@@ -439,4 +519,103 @@ func redact(body []byte, key string) []byte {
 		return body
 	}
 	return bytes.ReplaceAll(body, []byte(key), []byte("[redacted]"))
+}
+
+// anthropic reads an Anthropic Messages event relayed natively.
+func (s *streamUsage) anthropic(ev sse.Event, info *answerInfo) {
+	switch ev.Type {
+	case "message_start":
+		var e struct {
+			Message struct {
+				ID    string         `json:"id"`
+				Model string         `json:"model"`
+				Usage anthropicUsage `json:"usage"`
+			} `json:"message"`
+		}
+		if json.Unmarshal([]byte(ev.Data), &e) == nil {
+			info.id, info.model = e.Message.ID, e.Message.Model
+			s.usage = e.Message.Usage.canonical()
+		}
+	case "message_delta":
+		var e struct {
+			Delta struct {
+				StopReason string `json:"stop_reason"`
+			} `json:"delta"`
+			Usage *anthropicUsage `json:"usage"`
+		}
+		if json.Unmarshal([]byte(ev.Data), &e) != nil {
+			return
+		}
+		if e.Delta.StopReason != "" {
+			info.finish = append(info.finish, e.Delta.StopReason)
+		}
+		if e.Usage != nil {
+			// Counts in message_delta are cumulative; input counts are
+			// only there in newer API versions.
+			u := e.Usage.canonical()
+			if s.usage != nil && u.PromptTokens == 0 {
+				u.PromptTokens = s.usage.PromptTokens
+			}
+			s.usage = u
+		}
+	case "content_block_delta":
+		if !s.content {
+			return
+		}
+		var e struct {
+			Delta struct {
+				Text string `json:"text"`
+			} `json:"delta"`
+		}
+		if json.Unmarshal([]byte(ev.Data), &e) == nil {
+			info.completion += e.Delta.Text
+		}
+	}
+}
+
+// anthropicUsage is an Anthropic Messages usage object.
+type anthropicUsage struct {
+	InputTokens              float64 `json:"input_tokens"`
+	CacheCreationInputTokens float64 `json:"cache_creation_input_tokens"`
+	CacheReadInputTokens     float64 `json:"cache_read_input_tokens"`
+	OutputTokens             float64 `json:"output_tokens"`
+}
+
+// canonical counts every input token, cached or not, as prompt tokens.
+func (u anthropicUsage) canonical() *usage {
+	in := u.InputTokens + u.CacheCreationInputTokens + u.CacheReadInputTokens
+	return &usage{PromptTokens: in, CompletionTokens: u.OutputTokens, TotalTokens: in + u.OutputTokens}
+}
+
+// parseAnthropicAnswer reads a native Anthropic Messages answer's usage
+// and telemetry, best effort.
+func parseAnthropicAnswer(data []byte, content bool) (answerInfo, *usage) {
+	var a struct {
+		ID         string          `json:"id"`
+		Model      string          `json:"model"`
+		StopReason string          `json:"stop_reason"`
+		Usage      *anthropicUsage `json:"usage"`
+		Content    []struct {
+			Type string `json:"type"`
+			Text string `json:"text"`
+		} `json:"content"`
+	}
+	if json.Unmarshal(data, &a) != nil {
+		return answerInfo{}, nil
+	}
+	info := answerInfo{id: a.ID, model: a.Model}
+	if a.StopReason != "" {
+		info.finish = []string{a.StopReason}
+	}
+	if content {
+		for _, b := range a.Content {
+			if b.Type == "text" {
+				info.completion += b.Text
+			}
+		}
+	}
+	if a.Usage == nil {
+		return info, nil
+	}
+	return info, a.Usage.canonical()
 }

@@ -176,6 +176,10 @@ func genAISystem(spec provider.Spec) string {
 		return "azure.ai.openai"
 	case provider.APIMock:
 		return "sluice.mock"
+	case provider.APIClaude:
+		return "anthropic"
+	case provider.APIGemini:
+		return "gcp.gemini"
 	}
 	if spec.Type == "openai" || spec.Type == "" {
 		return "openai"
@@ -195,8 +199,8 @@ func (g *Gateway) startAttempt(ctx context.Context, req *request, adm *admitted,
 	cred := adm.cand.cred
 	attrs := []attribute.KeyValue{
 		telemetry.GenAIOperation.String(operation(req.ep)),
-		telemetry.GenAISystem.String(genAISystem(cred.ch.spec)),
-		telemetry.GenAIProvider.String(genAISystem(cred.ch.spec)),
+		telemetry.GenAISystem.String(genAISystem(cred.spec)),
+		telemetry.GenAIProvider.String(genAISystem(cred.spec)),
 		telemetry.GenAIRequestModel.String(req.model),
 		telemetry.Credential.String(cred.id),
 		telemetry.Channel.String(cred.ch.name),
@@ -261,7 +265,7 @@ func (g *Gateway) endAttempt(ctx context.Context, span trace.Span, req *request,
 		m.failovers.Add(ctx, 1, metric.WithAttributes(telemetry.Channel.String(cred.ch.name), telemetry.Credential.String(cred.id)))
 	}
 	if in+outTok > 0 && (out.err == nil || out.committed) {
-		system := telemetry.GenAISystem.String(genAISystem(cred.ch.spec))
+		system := telemetry.GenAISystem.String(genAISystem(cred.spec))
 		model := telemetry.GenAIRequestModel.String(req.model)
 		op := telemetry.GenAIOperation.String(operation(req.ep))
 		for _, t := range []struct {

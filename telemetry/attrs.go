@@ -38,6 +38,7 @@ const (
 	Stream             = attribute.Key("sluice.stream")
 	Outcome            = attribute.Key("sluice.outcome") // ok, failover, client_error, ...
 	Endpoint           = attribute.Key("sluice.endpoint")
+	Ingress            = attribute.Key("sluice.ingress") // the client's API: openai, anthropic, responses
 	RetryReason        = attribute.Key("sluice.retry.reason")
 	QuotaPolicy        = attribute.Key("sluice.quota.policy")
 )

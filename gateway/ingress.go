@@ -1,0 +1,118 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/sluice-gateway/sluice/gateway/ingress"
+	"github.com/sluice-gateway/sluice/gateway/provider"
+)
+
+// Clients that speak another API than OpenAI Chat Completions (Anthropic
+// Messages, OpenAI Responses) are served by the same relay: their request
+// is decoded to a canonical chat.completions body, routed, limited and
+// failed over like any other, and the canonical answer is encoded back in
+// their format. Errors reach them in their own shape too.
+
+// messages serves POST /v1/messages (Anthropic Messages).
+func (g *Gateway) messages(c echo.Context) error { return g.relayVia(c, ingress.Anthropic) }
+
+// responses serves POST /v1/responses (OpenAI Responses, stateless).
+func (g *Gateway) responses(c echo.Context) error { return g.relayVia(c, ingress.Responses) }
+
+// speaks is the route middleware that records which API a route's client
+// speaks, so that every error, authentication's included, is in its shape.
+func speaks(codec ingress.Codec) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			callOf(c).codec = codec
+			return next(c)
+		}
+	}
+}
+
+// relayVia decodes a request of another API into the canonical form and
+// relays it.
+func (g *Gateway) relayVia(c echo.Context, codec ingress.Codec) error {
+	body, err := g.readBody(c)
+	if err != nil {
+		return err
+	}
+	dec, err := codec.Decode(body)
+	var re *ingress.RequestError
+	if errors.As(err, &re) {
+		return badParam(re.Param, "%s", re.Message)
+	}
+	if err != nil {
+		return badParam("", "%v", err)
+	}
+	req, err := parseRequest(provider.Chat, dec.Canonical)
+	if err != nil {
+		return err
+	}
+	req.codec = codec
+	if codec == ingress.Anthropic {
+		// Kept for Claude channels, which take the client's own body.
+		if err := json.Unmarshal(body, &req.native); err != nil {
+			return badParam("", "invalid JSON body: %v", err)
+		}
+		req.nativeBeta = c.Request().Header.Values("anthropic-beta")
+	}
+	return g.serve(c, req)
+}
+
+// nativeFor returns the native side of an adapter whose upstream speaks
+// the client's own API (Anthropic Messages to Claude): the attempt relays
+// the client's body untranslated. ok is false otherwise.
+func (req *request) nativeFor(a provider.Adapter) (provider.Native, bool) {
+	if req.codec != ingress.Anthropic || req.native == nil {
+		return nil, false
+	}
+	tr, ok := a.(provider.Translator)
+	if !ok || tr.Format() != provider.FormatAnthropic {
+		return nil, false
+	}
+	n, ok := a.(provider.Native)
+	return n, ok
+}
+
+// clientErrorBody is the body of an error response in the shape of the
+// client's API.
+func clientErrorBody(codec ingress.Codec, status int, e openAIErrorBody) []byte {
+	code, param := "", ""
+	if e.Code != nil {
+		code = *e.Code
+	}
+	if e.Param != nil {
+		param = *e.Param
+	}
+	if param != "" && status == http.StatusBadRequest {
+		return ingress.RequestErrorBody(codec, &ingress.RequestError{Param: param, Message: e.Message})
+	}
+	return codec.Error(status, e.Type, code, e.Message)
+}
+
+// openAIErrorOf reads an OpenAI error body; ok is false for another shape.
+func openAIErrorOf(body []byte) (e openAIErrorBody, ok bool) {
+	var wrapper struct {
+		Error *struct {
+			Message string          `json:"message"`
+			Type    string          `json:"type"`
+			Param   *string         `json:"param"`
+			Code    json.RawMessage `json:"code"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &wrapper) != nil || wrapper.Error == nil || wrapper.Error.Message == "" {
+		return e, false
+	}
+	w := wrapper.Error
+	e = openAIErrorBody{Message: w.Message, Type: w.Type, Param: w.Param}
+	var code string
+	if json.Unmarshal(w.Code, &code) == nil && code != "" {
+		e.Code = &code
+	}
+	return e, true
+}
