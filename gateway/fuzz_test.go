@@ -52,13 +52,18 @@ func FuzzParseRequest(f *testing.F) {
 
 // FuzzGateway sends arbitrary requests through the whole HTTP stack to
 // the in-process mock: every answer must be a well-formed HTTP response,
-// and every error an OpenAI error object.
+// and every error an error object in the route's API shape (OpenAI's, or
+// Anthropic's {"type":"error","error":{…}}: both carry error.message).
 func FuzzGateway(f *testing.F) {
 	for _, s := range requestSeeds {
 		f.Add("/v1/chat/completions", "application/json", s)
 		f.Add("/v1/embeddings", "application/json", s)
 	}
 	f.Add("/v1/models", "", "")
+	f.Add("/v1/messages", "application/json", `{"model":"m","max_tokens":8,"stream":true,"system":"s","messages":[{"role":"user","content":"hi"}],"tools":[{"name":"f","input_schema":{}}]}`)
+	f.Add("/v1/messages", "application/json", `{"model":"m","messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{}}]}]}`)
+	f.Add("/v1/responses", "application/json", `{"model":"m","stream":true,"instructions":"s","input":[{"type":"function_call_output","call_id":"c","output":"ok"}]}`)
+	f.Add("/v1/responses", "application/json", `{"model":"m","input":"hi","previous_response_id":"r"}`)
 	f.Add("/v1/chat/completions", "text/plain; charset=\x00", "{}")
 	cfg := `
 clients: [{name: c, key: sk-c, models: [m, auto]}]
