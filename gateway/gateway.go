@@ -176,7 +176,7 @@ func newCredential(ch *channel, chc config.Channel, c config.Credential) *creden
 		cr.spec = provider.SparkSpec()
 		cr.adapter, _ = provider.For(cr.spec.API)
 		cr.appID, cr.secret = c.AppID, c.APISecret
-		if cr.baseURL == ch.spec.BaseURL { // the HTTP API's default
+		if sameHost(cr.baseURL, ch.spec.BaseURL) { // the HTTP API's host, by default or as written
 			cr.baseURL = cr.spec.BaseURL
 		}
 	}
@@ -185,6 +185,13 @@ func newCredential(ch *channel, chc config.Channel, c config.Credential) *creden
 		cr.wait = max(cr.wait, chc.SharedLimits.WaitTimeout.D())
 	}
 	return cr
+}
+
+// sameHost reports whether two URLs name the same host (and port).
+func sameHost(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	return errA == nil && errB == nil && ua.Host != "" && strings.EqualFold(ua.Host, ub.Host)
 }
 
 // credentialLimits are a credential's effective limits: its own over its

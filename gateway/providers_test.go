@@ -215,3 +215,32 @@ func TestNativeUpstreamErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestSparkBaseURL: a xinghuo channel written with the HTTP API's URL (as
+// simple-one-api configs and docs give it) still sends its app_id
+// credentials to the WebSocket API, while its HTTP credentials keep the
+// URL; any other URL is the operator's choice and kept.
+func TestSparkBaseURL(t *testing.T) {
+	cfg := `
+channels:
+  - {name: a, type: xinghuo, base_url: "https://spark-api-open.xf-yun.com/v1/chat/completions", models: [lite],
+     credentials: [{id: ws, key: k, app_id: app, api_secret: s}, {id: http, key: password}]}
+  - {name: b, type: xinghuo, models: [lite], credentials: [{id: ws-default, key: k, app_id: app, api_secret: s}]}
+  - {name: c, type: xinghuo, base_url: "wss://spark-proxy.example/v3.5/chat", models: [lite], credentials: [{id: ws-proxy, key: k, app_id: app, api_secret: s}]}
+`
+	g, err := New(loadConfig(t, cfg), Deps{Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"ws":         "wss://spark-api.xf-yun.com",
+		"http":       "https://spark-api-open.xf-yun.com/v1/chat/completions",
+		"ws-default": "wss://spark-api.xf-yun.com",
+		"ws-proxy":   "wss://spark-proxy.example/v3.5/chat",
+	}
+	for _, c := range g.creds {
+		if c.baseURL != want[c.id] {
+			t.Errorf("%s: base URL %q, want %q", c.id, c.baseURL, want[c.id])
+		}
+	}
+}
