@@ -30,8 +30,23 @@ type responsesStreamItem struct {
 	id     string
 	callID string
 	name   string
-	buf    strings.Builder // the text, or the arguments
+	buf    strings.Builder // a function call's arguments
+	parts  []*streamPart   // a message's content parts; all but the last are done
 	status string          // in_progress, completed, incomplete
+}
+
+// streamPart is a message's content part: output text or a refusal.
+type streamPart struct {
+	refusal bool
+	text    strings.Builder
+}
+
+// value is the part as the Responses API writes it.
+func (p *streamPart) value() any {
+	if p.refusal {
+		return map[string]string{"type": "refusal", "refusal": p.text.String()}
+	}
+	return outputText(p.text.String())
 }
 
 // snapshot is the item as it stands: a message in progress has no content
@@ -44,7 +59,9 @@ func (it *responsesStreamItem) snapshot() any {
 	}
 	content := []any{}
 	if it.status != "in_progress" {
-		content = append(content, outputText(it.buf.String()))
+		for _, p := range it.parts {
+			content = append(content, p.value())
+		}
 	}
 	return responsesMessageItem{Type: "message", ID: it.id, Status: it.status, Role: "assistant", Content: content}
 }
@@ -87,10 +104,11 @@ func (s *responsesStream) Chunk(data []byte) ([]Event, error) {
 		if ch.Index != 0 {
 			continue
 		}
-		for _, text := range []*string{ch.Delta.Content, ch.Delta.Refusal} {
-			if text != nil && *text != "" {
-				events = append(events, s.text(*text)...)
-			}
+		if t := ch.Delta.Content; t != nil && *t != "" {
+			events = append(events, s.text(*t, false)...)
+		}
+		if t := ch.Delta.Refusal; t != nil && *t != "" {
+			events = append(events, s.text(*t, true)...)
 		}
 		for _, tc := range ch.Delta.ToolCalls {
 			events = append(events, s.toolCall(tc)...)
@@ -117,21 +135,53 @@ func (s *responsesStream) itemID(prefix string, i int) string {
 	return fmt.Sprintf("%s_%d", newID(prefix, s.base), i)
 }
 
-// text encodes a text delta, opening a message item if needed.
-func (s *responsesStream) text(delta string) []Event {
+// text encodes a text or refusal delta, opening a message item if needed,
+// and a content part of its kind: output_text.delta or refusal.delta.
+func (s *responsesStream) text(delta string, refusal bool) []Event {
 	var events []Event
 	if s.open < 0 || s.items[s.open].kind != "message" {
-		it := &responsesStreamItem{kind: "message", id: s.itemID("msg_", len(s.items)), status: "in_progress"}
-		events = s.add(it)
-		events = append(events, s.emit("response.content_part.added", map[string]any{
-			"item_id": it.id, "output_index": s.open, "content_index": 0, "part": outputText(""),
-		}))
+		events = s.add(&responsesStreamItem{kind: "message", id: s.itemID("msg_", len(s.items)), status: "in_progress"})
 	}
 	it := s.items[s.open]
-	it.buf.WriteString(delta)
+	if n := len(it.parts); n == 0 || it.parts[n-1].refusal != refusal {
+		events = append(events, s.endPart(s.open)...)
+		p := &streamPart{refusal: refusal}
+		it.parts = append(it.parts, p)
+		events = append(events, s.emit("response.content_part.added", map[string]any{
+			"item_id": it.id, "output_index": s.open, "content_index": len(it.parts) - 1, "part": p.value(),
+		}))
+	}
+	i := len(it.parts) - 1
+	it.parts[i].text.WriteString(delta)
+	if refusal {
+		return append(events, s.emit("response.refusal.delta", map[string]any{
+			"item_id": it.id, "output_index": s.open, "content_index": i, "delta": delta,
+		}))
+	}
 	return append(events, s.emit("response.output_text.delta", map[string]any{
-		"item_id": it.id, "output_index": s.open, "content_index": 0, "delta": delta, "logprobs": []any{},
+		"item_id": it.id, "output_index": s.open, "content_index": i, "delta": delta, "logprobs": []any{},
 	}))
+}
+
+// endPart ends the last content part of the message at index pos:
+// output_text.done or refusal.done, then content_part.done.
+func (s *responsesStream) endPart(pos int) []Event {
+	it := s.items[pos]
+	if len(it.parts) == 0 {
+		return nil
+	}
+	i, p := len(it.parts)-1, it.parts[len(it.parts)-1]
+	typ, fields := "response.output_text.done", map[string]any{
+		"item_id": it.id, "output_index": pos, "content_index": i, "text": p.text.String(), "logprobs": []any{},
+	}
+	if p.refusal {
+		typ, fields = "response.refusal.done", map[string]any{
+			"item_id": it.id, "output_index": pos, "content_index": i, "refusal": p.text.String(),
+		}
+	}
+	return []Event{s.emit(typ, fields), s.emit("response.content_part.done", map[string]any{
+		"item_id": it.id, "output_index": pos, "content_index": i, "part": p.value(),
+	})}
 }
 
 // toolCall encodes a tool call fragment: a new call opens a function_call
@@ -168,14 +218,7 @@ func (s *responsesStream) close(status string) []Event {
 	it.status = status
 	var events []Event
 	if it.kind == "message" {
-		text := it.buf.String()
-		events = append(events,
-			s.emit("response.output_text.done", map[string]any{
-				"item_id": it.id, "output_index": i, "content_index": 0, "text": text, "logprobs": []any{},
-			}),
-			s.emit("response.content_part.done", map[string]any{
-				"item_id": it.id, "output_index": i, "content_index": 0, "part": outputText(text),
-			}))
+		events = s.endPart(i)
 	} else {
 		events = append(events, s.emit("response.function_call_arguments.done", map[string]any{
 			"item_id": it.id, "output_index": i, "arguments": it.buf.String(),

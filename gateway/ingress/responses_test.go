@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -356,6 +357,45 @@ func TestResponsesStreamEdges(t *testing.T) {
 		done := events[len(events)-2]
 		if done.Type != "response.output_item.done" || !strings.Contains(done.Data, `"status":"incomplete"`) {
 			t.Fatalf("item done %s", done.Data)
+		}
+	})
+	t.Run("refusal", func(t *testing.T) {
+		refusal := func(s string) string {
+			return chunkHead + fmt.Sprintf(`"choices":[{"index":0,"delta":{"refusal":%q},"finish_reason":null}]}`, s)
+		}
+		events := encodeStream(t, Responses.NewStream("m"),
+			[]string{textChunk("Well."), refusal("I can't"), refusal(" help with that."), finishChunk("stop"), usageChunk})
+		want := []string{"response.created", "response.in_progress", "response.output_item.added",
+			"response.content_part.added", "response.output_text.delta", "response.output_text.done", "response.content_part.done",
+			"response.content_part.added", "response.refusal.delta", "response.refusal.delta", "response.refusal.done", "response.content_part.done",
+			"response.output_item.done", "response.completed"}
+		if got := eventTypes(events); !reflect.DeepEqual(got, want) {
+			t.Fatalf("events %v", got)
+		}
+		var final responses.Response
+		for i, e := range events {
+			var ev responses.ResponseStreamEventUnion
+			if err := json.Unmarshal([]byte(e.Data), &ev); err != nil {
+				t.Fatal(err)
+			}
+			if ev.SequenceNumber != int64(i) {
+				t.Fatalf("event %d numbered %d", i, ev.SequenceNumber)
+			}
+			switch ev.Type {
+			case "response.refusal.delta", "response.refusal.done":
+				if ev.ContentIndex != 1 || ev.OutputIndex != 0 {
+					t.Fatalf("%s at content %d, output %d", ev.Type, ev.ContentIndex, ev.OutputIndex)
+				}
+			case "response.completed":
+				final = ev.AsResponseCompleted().Response
+			}
+		}
+		if done := events[10]; !strings.Contains(done.Data, `"refusal":"I can't help with that."`) {
+			t.Fatalf("refusal.done %s", done.Data)
+		}
+		content := final.Output[0].Content
+		if len(content) != 2 || content[0].Text != "Well." || content[1].Type != "refusal" || content[1].Refusal != "I can't help with that." {
+			t.Fatalf("final output %s", final.RawJSON())
 		}
 	})
 	t.Run("no chunks", func(t *testing.T) {
