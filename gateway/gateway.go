@@ -160,7 +160,7 @@ func newChannel(c config.Channel, shared http.RoundTripper) (*channel, error) {
 		name: c.Name, spec: spec, adapter: adapter, client: client,
 		models: c.Models, modelMap: c.ModelMap, priority: c.Priority,
 		timeout: c.Timeout.D(), idleTimeout: c.StreamIdleTimeout.D(),
-		params: p, headers: c.Headers, apiVersion: c.APIVersion, maxTokens: c.MaxTokens,
+		params: p, nativeParams: p.anthropic(), headers: c.Headers, apiVersion: c.APIVersion, maxTokens: c.MaxTokens,
 	}, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -363,5 +364,53 @@ channels:
 	})
 	if claude.hits.Load() < 3 {
 		t.Fatalf("the claude channel was tried %d times", claude.hits.Load())
+	}
+}
+
+// TestNativeParams: a claude channel's params, written in OpenAI's names
+// as for every channel, reach a natively relayed Anthropic body under
+// Anthropic's names; those Anthropic has no field for are left out, as
+// translation leaves them out, instead of making Anthropic refuse the call.
+func TestNativeParams(t *testing.T) {
+	up := nativeUpstream(t, mock.Config{})
+	_, srv := startGateway(t, `
+channels:
+  - name: claude
+    type: claude
+    base_url: U
+    models: [claude-sonnet]
+    credentials: [{key: anthropic-key-1}]
+    params:
+      defaults: {temperature: 0.3, stop: END, frequency_penalty: 1, user: ops, top_k: 5}
+      overrides: {max_completion_tokens: 77, max_tokens: 1, seed: 9}
+`, "U", up.URL)
+	client := anthropicClient(srv, "any-key") // no clients configured: not checked
+	msg, err := client.Messages.New(context.Background(), anthropic.MessageNewParams{
+		Model: "claude-sonnet", MaxTokens: 256, TopK: anthropic.Int(2),
+		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("Hello!"))},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msg.Content) == 0 {
+		t.Fatalf("no content: %+v", msg)
+	}
+	header, got := up.lastRequest()
+	if header.Get("anthropic-version") == "" || got["messages"] == nil {
+		t.Fatalf("not a native Messages request: %v %v", header, got)
+	}
+	want := map[string]any{
+		"temperature": 0.3, "stop_sequences": []any{"END"}, "metadata": map[string]any{"user_id": "ops"},
+		"top_k": float64(2), "max_tokens": float64(77),
+	}
+	for k, v := range want {
+		if !reflect.DeepEqual(got[k], v) {
+			t.Errorf("%s = %#v, want %#v", k, got[k], v)
+		}
+	}
+	for _, k := range []string{"frequency_penalty", "seed", "stop", "user", "max_completion_tokens"} {
+		if _, ok := got[k]; ok {
+			t.Errorf("%s sent to Anthropic: %v", k, got)
+		}
 	}
 }

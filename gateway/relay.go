@@ -375,7 +375,7 @@ func (g *Gateway) attempt(c echo.Context, req *request, adm *admitted, h *holder
 	var body []byte
 	var err error
 	if isNative {
-		body, err = req.nativeBody(model, cred.ch.params)
+		body, err = req.nativeBody(model, cred.ch.nativeParams)
 	} else {
 		body, err = req.upstreamBody(model, cred.ch.params)
 	}

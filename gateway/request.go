@@ -250,6 +250,57 @@ func encodeParams(defaults, overrides map[string]any) (*params, error) {
 	return &p, nil
 }
 
+// anthropic is p in Anthropic Messages terms, for native bodies: the
+// parameters a translated request would carry to Anthropic, under their
+// Anthropic names (max_completion_tokens and max_tokens → max_tokens, stop →
+// stop_sequences, user → metadata.user_id), and Anthropic's own fields
+// (top_k, stop_sequences, metadata, thinking, service_tier) as written.
+// The rest (penalties, seed, logit_bias…) the translation ignores, and
+// Anthropic would refuse, so they are left out.
+func (p *params) anthropic() *params {
+	if p == nil {
+		return nil
+	}
+	out := params{defaults: anthropicFields(p.defaults), overrides: anthropicFields(p.overrides)}
+	if len(out.defaults) == 0 && len(out.overrides) == 0 {
+		return nil
+	}
+	return &out
+}
+
+// anthropicFields renames and filters one map of parameters.
+func anthropicFields(in map[string]json.RawMessage) map[string]json.RawMessage {
+	out := map[string]json.RawMessage{}
+	for k, v := range in {
+		switch k {
+		case "temperature", "top_p", "top_k", "stop_sequences", "metadata", "thinking", "service_tier":
+			out[k] = v
+		case "max_tokens":
+			if _, both := in["max_completion_tokens"]; !both { // it wins, as when translated
+				out[k] = v
+			}
+		case "max_completion_tokens":
+			out["max_tokens"] = v
+		case "stop":
+			var one string
+			if json.Unmarshal(v, &one) == nil {
+				v, _ = json.Marshal([]string{one})
+			}
+			out["stop_sequences"] = v
+		case "user":
+			if _, both := in["metadata"]; both {
+				continue // metadata as written wins
+			}
+			if bytes.Equal(v, []byte("null")) {
+				out["metadata"] = v
+			} else {
+				out["metadata"], _ = json.Marshal(map[string]json.RawMessage{"user_id": v})
+			}
+		}
+	}
+	return out
+}
+
 func encodeAll(values map[string]any) (map[string]json.RawMessage, error) {
 	out := make(map[string]json.RawMessage, len(values))
 	for k, v := range values {

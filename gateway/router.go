@@ -25,9 +25,12 @@ type channel struct {
 	timeout     time.Duration
 	idleTimeout time.Duration
 	params      *params
-	headers     map[string]string
-	apiVersion  string
-	maxTokens   int64
+	// nativeParams are params in the channel's own API, for bodies relayed
+	// natively (Anthropic Messages to claude); nil when there are none.
+	nativeParams *params
+	headers      map[string]string
+	apiVersion   string
+	maxTokens    int64
 }
 
 // credential is one upstream key, ready for routing.
