@@ -19,7 +19,9 @@ import (
 //     leading system message;
 //   - user turns: text blocks become text parts, image blocks (base64 or
 //     url source) image_url parts, tool_result blocks tool messages placed
-//     before the turn's other content (their text blocks are joined);
+//     before the turn's other content (their text blocks are joined; their
+//     images, which tool messages cannot carry, open the user message that
+//     follows, each result's introduced by its tool call id);
 //   - assistant turns: text blocks become the content, tool_use blocks
 //     tool_calls (input as JSON arguments), thinking and redacted_thinking
 //     blocks are dropped;
@@ -191,7 +193,7 @@ func anthropicText(raw json.RawMessage, param string) (string, error) {
 		case "text":
 			texts = append(texts, b.Text)
 		case "image":
-			return "", refuse(fmt.Sprintf("%s[%d]", param, i), "images in %s are not supported by Sluice", textPlace(param))
+			return "", refuse(fmt.Sprintf("%s[%d]", param, i), "images are not supported by Sluice here")
 		default:
 			return "", refuse(fmt.Sprintf("%s[%d].type", param, i), "%q blocks are not supported by Sluice here", b.Type)
 		}
@@ -199,12 +201,35 @@ func anthropicText(raw json.RawMessage, param string) (string, error) {
 	return strings.Join(texts, "\n\n"), nil
 }
 
-// textPlace names where anthropicText reads, for messages.
-func textPlace(param string) string {
-	if param == "system" {
-		return "the system prompt"
+// anthropicToolResult reads a tool_result's content: a string, or text and
+// image blocks. The text blocks are joined by a blank line; the images
+// come back as image_url parts.
+func anthropicToolResult(raw json.RawMessage, param string) (string, []wire.ContentPart, error) {
+	var blocks []anthropicBlock
+	if json.Unmarshal(raw, &blocks) != nil {
+		text, err := anthropicText(raw, param)
+		return text, nil, err
 	}
-	return "tool results"
+	var (
+		texts  []string
+		images []wire.ContentPart
+	)
+	for i, b := range blocks {
+		p := fmt.Sprintf("%s[%d]", param, i)
+		switch b.Type {
+		case "text":
+			texts = append(texts, b.Text)
+		case "image":
+			img, err := anthropicImage(b, p)
+			if err != nil {
+				return "", nil, err
+			}
+			images = append(images, wire.ContentPart{Type: "image_url", ImageURL: img})
+		default:
+			return "", nil, refuse(p+".type", "%q blocks are not supported by Sluice here", b.Type)
+		}
+	}
+	return strings.Join(texts, "\n\n"), images, nil
 }
 
 // anthropicBlocks reads a turn's content: a string is one text block.
@@ -240,8 +265,9 @@ func anthropicTurn(m anthropicMessage, param string) ([]wire.Message, error) {
 // anthropicUserTurn translates a user turn.
 func anthropicUserTurn(blocks []anthropicBlock, param string) ([]wire.Message, error) {
 	var (
-		tools []wire.Message
-		parts []wire.ContentPart
+		tools      []wire.Message
+		toolImages []wire.ContentPart // images from tool results, before the turn's own parts
+		parts      []wire.ContentPart
 	)
 	for i, b := range blocks {
 		p := fmt.Sprintf("%s.content[%d]", param, i)
@@ -258,9 +284,17 @@ func anthropicUserTurn(blocks []anthropicBlock, param string) ([]wire.Message, e
 			if b.ToolUseID == "" {
 				return nil, refuse(p+".tool_use_id", "field required")
 			}
-			text, err := anthropicText(b.Content, p+".content")
+			text, images, err := anthropicToolResult(b.Content, p+".content")
 			if err != nil {
 				return nil, err
+			}
+			if len(images) > 0 {
+				// Tool messages carry text only: the images go to the
+				// user message that follows, introduced by name.
+				note := fmt.Sprintf("[%d image(s) returned by tool call %s, attached in the next message]", len(images), b.ToolUseID)
+				text = strings.TrimSpace(text + "\n\n" + note)
+				intro := wire.ContentPart{Type: "text", Text: "Image(s) returned by tool call " + b.ToolUseID + ":"}
+				toolImages = append(append(toolImages, intro), images...)
 			}
 			tools = append(tools, wire.Message{Role: "tool", ToolCallID: b.ToolUseID, Content: wire.TextContent(text)})
 		default:
@@ -268,6 +302,7 @@ func anthropicUserTurn(blocks []anthropicBlock, param string) ([]wire.Message, e
 		}
 	}
 	msgs := tools
+	parts = append(toolImages, parts...)
 	switch {
 	case len(parts) == 1 && parts[0].Type == "text":
 		msgs = append(msgs, wire.Message{Role: "user", Content: wire.TextContent(parts[0].Text)})

@@ -95,6 +95,26 @@ func TestAnthropicDecode(t *testing.T) {
 				{"role":"tool","tool_call_id":"toolu_02","content":"clock\n\nunavailable"},
 				{"role":"user","content":"Also, is it a good day for a picnic?"}]}`,
 	}, {
+		// Claude Code's Read tool returns an image file as an image block
+		// in the tool result; tool messages carry text only.
+		name: "images in tool results open the next user message",
+		body: `{"model":"m","max_tokens":10,"messages":[
+			{"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"Read","input":{"file_path":"/a.png"}},{"type":"tool_use","id":"toolu_2","name":"Read","input":{"file_path":"/b.txt"}}]},
+			{"role":"user","content":[
+				{"type":"tool_result","tool_use_id":"toolu_1","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo="}}]},
+				{"type":"tool_result","tool_use_id":"toolu_2","content":[{"type":"text","text":"hello"}]},
+				{"type":"text","text":"What is in the picture?"}]}]}`,
+		canonical: `{"model":"m","max_tokens":10,"messages":[
+			{"role":"assistant","tool_calls":[
+				{"id":"toolu_1","type":"function","function":{"name":"Read","arguments":"{\"file_path\":\"/a.png\"}"}},
+				{"id":"toolu_2","type":"function","function":{"name":"Read","arguments":"{\"file_path\":\"/b.txt\"}"}}]},
+			{"role":"tool","tool_call_id":"toolu_1","content":"[1 image(s) returned by tool call toolu_1, attached in the next message]"},
+			{"role":"tool","tool_call_id":"toolu_2","content":"hello"},
+			{"role":"user","content":[
+				{"type":"text","text":"Image(s) returned by tool call toolu_1:"},
+				{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgo="}},
+				{"type":"text","text":"What is in the picture?"}]}]}`,
+	}, {
 		name: "tool_choice tool, none; assistant with only thinking dropped",
 		body: `{"model":"m","max_tokens":10,"tools":[{"name":"f","input_schema":{"type":"object"}}],"tool_choice":{"type":"tool","name":"f"},
 			"messages":[{"role":"user","content":"a"},{"role":"assistant","content":[{"type":"redacted_thinking","data":"xx"}]},{"role":"user","content":"b"}]}`,
@@ -136,8 +156,10 @@ func TestAnthropicDecodeRefused(t *testing.T) {
 		{"bad role", head + `"messages":[{"role":"system","content":"hi"}]}`, "messages[0].role", "system"},
 		{"document", head + `"messages":[{"role":"user","content":[{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0="}},{"type":"text","text":"summarize"}]}]}`,
 			"messages[0].content[0]", "document blocks are not supported"},
-		{"image in tool result", head + `"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBO"}}]}]}]}`,
-			"messages[0].content[0].content[0]", "images in tool results"},
+		{"image in system", head + `"system":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBO"}}],"messages":[{"role":"user","content":"hi"}]}`,
+			"system[0]", "images are not supported"},
+		{"image by file in tool result", head + `"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":[{"type":"image","source":{"type":"file","file_id":"f"}}]}]}]}`,
+			"messages[0].content[0].content[0].source.type", `"file"`},
 		{"image by file", head + `"messages":[{"role":"user","content":[{"type":"image","source":{"type":"file","file_id":"file_011"}}]}]}`,
 			"messages[0].content[0].source.type", `"file"`},
 		{"server tool", head + `"tools":[{"type":"web_search_20250305","name":"web_search","max_uses":5}],"messages":[{"role":"user","content":"news?"}]}`,
