@@ -107,6 +107,14 @@ func (g *Gateway) relayStream(c echo.Context, req *request, ans *answer, actx co
 
 	used := req.prompt + seen.chunks // about one token per chunk, when the upstream reports no usage
 	if seen.usage != nil {
+		if !done && seen.usage.CompletionTokens < float64(seen.chunks) {
+			// Cut short: the counts seen may predate most of the output
+			// (Anthropic's message_start says 1 output token).
+			u := *seen.usage
+			u.CompletionTokens = float64(seen.chunks)
+			u.TotalTokens = u.PromptTokens + u.CompletionTokens
+			seen.usage = &u
+		}
 		used = seen.usage.total(used)
 		r.usage = seen.usage
 	}
@@ -235,7 +243,7 @@ type streamUsage struct {
 	native, content bool
 	usage           *usage
 	chunks          int64
-	input           float64 // Anthropic: from message_start
+	anthropicSoFar  anthropicUsage // native streams: the counts reported so far
 }
 
 func (s *streamUsage) observe(ev sse.Event, info *answerInfo) {
@@ -534,7 +542,8 @@ func (s *streamUsage) anthropic(ev sse.Event, info *answerInfo) {
 		}
 		if json.Unmarshal([]byte(ev.Data), &e) == nil {
 			info.id, info.model = e.Message.ID, e.Message.Model
-			s.usage = e.Message.Usage.canonical()
+			s.anthropicSoFar = e.Message.Usage
+			s.usage = s.anthropicSoFar.canonical()
 		}
 	case "message_delta":
 		var e struct {
@@ -550,13 +559,11 @@ func (s *streamUsage) anthropic(ev sse.Event, info *answerInfo) {
 			info.finish = append(info.finish, e.Delta.StopReason)
 		}
 		if e.Usage != nil {
-			// Counts in message_delta are cumulative; input counts are
-			// only there in newer API versions.
-			u := e.Usage.canonical()
-			if s.usage != nil && u.PromptTokens == 0 {
-				u.PromptTokens = s.usage.PromptTokens
-			}
-			s.usage = u
+			// Counts in message_delta are cumulative, and a count it
+			// leaves out (input counts, before newer API versions) stands
+			// as message_start gave it.
+			s.anthropicSoFar = s.anthropicSoFar.merge(*e.Usage)
+			s.usage = s.anthropicSoFar.canonical()
 		}
 	case "content_block_delta":
 		if !s.content {
@@ -579,6 +586,16 @@ type anthropicUsage struct {
 	CacheCreationInputTokens float64 `json:"cache_creation_input_tokens"`
 	CacheReadInputTokens     float64 `json:"cache_read_input_tokens"`
 	OutputTokens             float64 `json:"output_tokens"`
+}
+
+// merge takes the higher of each count: counts only grow.
+func (u anthropicUsage) merge(later anthropicUsage) anthropicUsage {
+	return anthropicUsage{
+		InputTokens:              max(u.InputTokens, later.InputTokens),
+		CacheCreationInputTokens: max(u.CacheCreationInputTokens, later.CacheCreationInputTokens),
+		CacheReadInputTokens:     max(u.CacheReadInputTokens, later.CacheReadInputTokens),
+		OutputTokens:             max(u.OutputTokens, later.OutputTokens),
+	}
 }
 
 // canonical counts every input token, cached or not, as prompt tokens.

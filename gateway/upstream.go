@@ -247,6 +247,13 @@ func (s *sseEvents) next() (sse.Event, error) {
 			return ev, err
 		case ev.Data == "":
 			continue
+		}
+		if s.anthropic && ev.Type == "" {
+			// Some Anthropic-compatible upstreams send data-only events:
+			// the type is in the payload too.
+			ev.Type = anthropicEventType(ev.Data)
+		}
+		switch {
 		case ev.Type == "error" || !s.anthropic && isErrorPayload(ev.Data):
 			return ev, &streamFault{data: ev.Data}
 		case s.anthropic:
@@ -261,6 +268,15 @@ func (s *sseEvents) next() (sse.Event, error) {
 }
 
 func (s *sseEvents) close() { s.stop() }
+
+// anthropicEventType is the type an Anthropic event's payload names.
+func anthropicEventType(data string) string {
+	var e struct {
+		Type string `json:"type"`
+	}
+	_ = json.Unmarshal([]byte(data), &e)
+	return e.Type
+}
 
 // chunkEvents reads an adapter's canonical chunks.
 type chunkEvents struct{ s provider.Stream }

@@ -282,6 +282,13 @@ func (claude) Stream(body io.Reader, model string) Stream {
 	return s
 }
 
+// Close releases the parser's coroutine at once, without waiting for the
+// stream to be garbage collected. Not safe during Next.
+func (s *claudeStream) Close() error {
+	s.stop()
+	return nil
+}
+
 // claudeStream turns Anthropic's SSE events into chat.completion.chunk
 // payloads: a first chunk with the assistant role, then text deltas and
 // tool calls (a first chunk with the id and name, then argument

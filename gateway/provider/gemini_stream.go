@@ -353,6 +353,13 @@ func (gemini) Stream(body io.Reader, model string) Stream {
 	return s
 }
 
+// Close releases the parser's coroutine at once, without waiting for the
+// stream to be garbage collected. Not safe during Next.
+func (s *geminiStream) Close() error {
+	s.stop()
+	return nil
+}
+
 // geminiStream turns Gemini's SSE events into chat.completion.chunk
 // payloads: per candidate, a first chunk with the assistant role, then
 // text deltas and whole function calls, then the finish reason; after the

@@ -225,9 +225,11 @@ func (c *sparkConn) read() (*spFrame, error) {
 	return &f, nil
 }
 
-// finish closes the socket normally, once the answer is complete.
+// finish closes the socket normally, once the answer is complete. The
+// close handshake (which coder/websocket bounds at 5 s, should the server
+// not answer it) runs in the background: the answer is not held up by it.
 func (c *sparkConn) finish() {
-	c.once.Do(func() { _ = c.conn.Close(websocket.StatusNormalClosure, "") })
+	c.once.Do(func() { go func() { _ = c.conn.Close(websocket.StatusNormalClosure, "") }() })
 }
 
 // abort closes the socket at once.
