@@ -2,12 +2,14 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/anthropics/anthropic-sdk-go"
@@ -412,5 +414,55 @@ channels:
 		if _, ok := got[k]; ok {
 			t.Errorf("%s sent to Anthropic: %v", k, got)
 		}
+	}
+}
+
+// TestNativeUpstreamRefusals: a credential out of credit (402) is the
+// credential's fault: it fails over to the next one; a refusal that is not
+// Anthropic's own (a proxy's HTML page) still reaches an Anthropic client
+// in Anthropic's error shape.
+func TestNativeUpstreamRefusals(t *testing.T) {
+	var broke atomic.Int64
+	anthropicAPI := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Header.Get("x-api-key") {
+		case "broke-key":
+			broke.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusPaymentRequired)
+			_, _ = io.WriteString(w, `{"type":"error","error":{"type":"billing_error","message":"Your credit balance is too low"}}`)
+		default:
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			_, _ = io.WriteString(w, "<html><body>413 Request Entity Too Large</body></html>")
+		}
+	}))
+	t.Cleanup(anthropicAPI.Close)
+	up := nativeUpstream(t, mock.Config{})
+	_, srv := startGateway(t, `
+channels:
+  - {name: broke, type: claude, base_url: A, priority: 10, models: [claude-sonnet], credentials: [{id: broke-1, key: broke-key}]}
+  - {name: good, type: claude, base_url: U, priority: 1, models: [claude-sonnet], credentials: [{id: good-1, key: anthropic-key-1}]}
+  - {name: proxied, type: claude, base_url: A, models: [claude-proxied], credentials: [{id: proxied-1, key: proxied-key}]}
+`, "A", anthropicAPI.URL, "U", up.URL)
+
+	body := `{"model":"claude-sonnet","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}`
+	resp := call(t, srv, "/v1/messages", body)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Sluice-Credential") != "good-1" || broke.Load() != 1 {
+		t.Fatalf("status %d from %s after %d calls to the broke credential: %s",
+			resp.StatusCode, resp.Header.Get("X-Sluice-Credential"), broke.Load(), b)
+	}
+
+	resp = call(t, srv, "/v1/messages", strings.Replace(body, "claude-sonnet", "claude-proxied", 1))
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var e struct {
+		Type  string `json:"type"`
+		Error struct{ Type, Message string }
+	}
+	if err := json.Unmarshal(b, &e); err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge || e.Type != "error" ||
+		!strings.Contains(e.Error.Message, "413 Request Entity Too Large") {
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
 	}
 }

@@ -438,7 +438,9 @@ func (g *Gateway) upstreamRefused(ctx context.Context, ans *answer, adm *admitte
 		r.breakerErr = breaker.ErrNotCounted
 		d := quota.Decision{Scope: quota.ScopeCredential, Reason: quota.ReasonCooldown, RetryAfter: cool}
 		return outcome{retry: true, err: &refusal{d: d, err: fmt.Errorf("%w: the upstream rate-limited credential %s; retry after %s", ErrRateLimited, cred.id, roundUp(cool))}}
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+	case status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusPaymentRequired:
+		// 402: the credential's account is out of credit (DeepSeek's
+		// "Insufficient Balance", Anthropic's billing_error).
 		r.breakerErr = fmt.Errorf("upstream rejected the credential (%d)", status)
 		return outcome{retry: true, err: fmt.Errorf("%w: the upstream rejected credential %s (%d)", ErrUpstream, cred.id, status)}
 	case status == http.StatusNotFound || status == http.StatusRequestTimeout || status >= 500 || status < 400:
@@ -448,8 +450,12 @@ func (g *Gateway) upstreamRefused(ctx context.Context, ans *answer, adm *admitte
 	// The upstream is healthy; the request was wrong: neither a success
 	// nor a failure for the breaker.
 	r.breakerErr = breaker.ErrNotCounted
-	if !ans.native && !isOpenAIError(body) {
-		body, _ = json.Marshal(openAIError{Error: openAIErrorBody{Message: "upstream answered " + strconv.Itoa(status) + ": " + upstreamMessage(body), Type: "invalid_request_error"}})
+	switch msg := "upstream answered " + strconv.Itoa(status) + ": " + upstreamMessage(body); {
+	case !ans.native && !isOpenAIError(body):
+		body, _ = json.Marshal(openAIError{Error: openAIErrorBody{Message: msg, Type: "invalid_request_error"}})
+	case ans.native && !isAnthropicError(body):
+		// A proxy's HTML page or an empty body, not Anthropic's answer.
+		body = ingress.Anthropic.Error(status, "invalid_request_error", "", msg)
 	}
 	return outcome{err: &upstreamError{status: status, header: ans.header, body: body, native: ans.native}}
 }
@@ -469,6 +475,17 @@ func isOpenAIError(body []byte) bool {
 		} `json:"error"`
 	}
 	return json.Unmarshal(body, &e) == nil && e.Error != nil && e.Error.Message != ""
+}
+
+// isAnthropicError reports whether a body is an Anthropic error object.
+func isAnthropicError(body []byte) bool {
+	var e struct {
+		Type  string `json:"type"`
+		Error *struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	return json.Unmarshal(body, &e) == nil && e.Type == "error" && e.Error != nil
 }
 
 // cooldownFor reads how long an upstream asked to be left alone, within
