@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
@@ -242,5 +245,39 @@ channels:
 		if c.baseURL != want[c.id] {
 			t.Errorf("%s: base URL %q, want %q", c.id, c.baseURL, want[c.id])
 		}
+	}
+}
+
+// TestErrorIn200: an Anthropic error object sent with status 200 is the
+// upstream's failure (here: overloaded, so a breaker failure and failover),
+// not a request the adapter refused.
+func TestErrorIn200(t *testing.T) {
+	var calls atomic.Int64
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`)
+	}))
+	t.Cleanup(api.Close)
+	up := nativeUpstream(t, mock.Config{})
+	_, srv := startGateway(t, `
+channels:
+  - {name: flaky, type: claude, base_url: A, priority: 10, models: [claude-sonnet], credentials: [{id: flaky-1, key: k-flaky-1}]}
+  - {name: good, type: claude, base_url: U, models: [claude-sonnet], credentials: [{id: good-1, key: anthropic-key-1}]}
+`, "A", api.URL, "U", up.URL)
+	resp, body := chat(t, srv, "claude-sonnet")
+	if resp.StatusCode != 200 || resp.Header.Get("X-Sluice-Credential") != "good-1" || calls.Load() != 1 ||
+		resp.Header.Get("X-Sluice-Attempts") != "2" {
+		t.Fatalf("status %d from %q after %d calls: %s", resp.StatusCode, resp.Header.Get("X-Sluice-Credential"), calls.Load(), body)
+	}
+
+	// Alone, it is a 502 for the client, not a 400 blaming its request.
+	_, srv = startGateway(t, `
+channels:
+  - {name: flaky, type: claude, base_url: A, models: [claude-sonnet], credentials: [{id: flaky-1, key: k-flaky-1}]}
+`, "A", api.URL)
+	resp, body = chat(t, srv, "claude-sonnet")
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(apiError(t, body).Message, "529") {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
 }

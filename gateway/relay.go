@@ -391,6 +391,7 @@ func (g *Gateway) attempt(c echo.Context, req *request, adm *admitted, h *holder
 	ans, err := g.exchange(actx, c, req, cred, model, body, native)
 	var refused *provider.Error
 	var te *transportError
+	var unreadable *unreadableAnswer
 	switch {
 	case errors.As(err, &refused):
 		// The adapter cannot express the request for its upstream: the
@@ -399,6 +400,9 @@ func (g *Gateway) attempt(c echo.Context, req *request, adm *admitted, h *holder
 		return outcome{retry: true, err: translationRefusal(refused)}
 	case errors.As(err, &te):
 		return g.transportFailure(ctx, actx, te.err, r, te.midBody)
+	case errors.As(err, &unreadable):
+		r.breakerErr, r.used = err, req.estimate // answered, so billed: charged as estimated
+		return outcome{retry: true, err: fmt.Errorf("%w: %v", ErrUpstream, err)}
 	case err != nil:
 		r.breakerErr, r.used = err, 0
 		return outcome{retry: true, err: fmt.Errorf("%w: %v", ErrUpstream, err)}
@@ -485,7 +489,7 @@ func (g *Gateway) relayBody(c echo.Context, req *request, ans *answer, adm *admi
 	if req.codec != nil && !ans.native {
 		out, err := req.codec.Response(data)
 		if err != nil {
-			r.breakerErr, r.used = err, 0
+			r.breakerErr, r.used = err, r.usage.total(req.estimate) // answered, so billed
 			return outcome{retry: true, err: fmt.Errorf("%w: the upstream's answer could not be read: %v", ErrUpstream, err)}
 		}
 		data = out

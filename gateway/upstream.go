@@ -1,10 +1,10 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"iter"
 	"maps"
@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/sluice-gateway/sluice/gateway/provider"
+	"github.com/sluice-gateway/sluice/gateway/provider/wire"
 )
 
 // An attempt speaks to its upstream in one of four ways, decided by the
@@ -134,12 +135,30 @@ func (g *Gateway) exchange(ctx context.Context, c echo.Context, req *request, cr
 		return nil, &transportError{err: err, midBody: true}
 	}
 	if translated && validJSON(data) {
-		if data, err = tr.Response(req.ep, data, model); err != nil {
-			return nil, fmt.Errorf("the upstream's answer could not be read: %w", err)
+		out, err := tr.Response(req.ep, data, model)
+		var upErr *provider.Error
+		switch {
+		case errors.As(err, &upErr):
+			// An error sent with a 2xx status (Anthropic's error object
+			// in a 200): handled as the refusal it is.
+			ans.status = cmp.Or(upErr.Status, http.StatusBadGateway)
+			ans.errBody = redact(wire.NewError(upErr.Type, "", upErr.Message), cred.key)
+			return ans, nil
+		case err != nil:
+			return nil, &unreadableAnswer{err: err}
 		}
+		data = out
 	}
 	ans.body = data
 	return ans, nil
+}
+
+// unreadableAnswer is a 2xx answer that could not be translated: the
+// upstream answered (and billed), but the client cannot be given it.
+type unreadableAnswer struct{ err error }
+
+func (e *unreadableAnswer) Error() string {
+	return "the upstream's answer could not be read: " + e.err.Error()
 }
 
 // exchangeVia makes an attempt through an Exchanger.
