@@ -466,3 +466,21 @@ channels:
 		t.Fatalf("status %d: %s", resp.StatusCode, b)
 	}
 }
+
+// TestUnencodableFirstEvent: a stream whose first event the client's codec
+// cannot encode is a bad start, refused before anything is committed (so
+// it could fail over), not a 200 carrying only an error event.
+func TestUnencodableFirstEvent(t *testing.T) {
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: this is not a chunk\n\ndata: [DONE]\n\n")
+	}))
+	t.Cleanup(api.Close)
+	_, srv := startGateway(t, `channels: [{type: openai, base_url: A, models: [m]}]`, "A", api.URL)
+	resp := call(t, srv, "/v1/messages", `{"model":"m","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(b), `"type":"error"`) {
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+}

@@ -65,13 +65,21 @@ func (g *Gateway) relayStream(c echo.Context, req *request, ans *answer, actx co
 			readErr = err
 			break
 		}
+		// The channel timeout may fire just as the first event arrives:
+		// then the attempt timed out, before any byte left.
+		if !committed && (!attemptTimer.Stop() || actx.Err() != nil) {
+			readErr = context.Cause(actx)
+			break
+		}
+		// Encoded before anything is committed: a first event that cannot
+		// be encoded fails over like any bad start.
+		seen.observe(ev, &r.info)
+		out, err := sink.event(ev)
+		if err != nil {
+			fault = &streamFault{msg: "the upstream's stream could not be read: " + err.Error()}
+			break
+		}
 		if !committed {
-			// The channel timeout may fire just as the first event
-			// arrives: then the attempt timed out, before any byte left.
-			if !attemptTimer.Stop() || actx.Err() != nil {
-				readErr = context.Cause(actx)
-				break
-			}
 			idle = time.AfterFunc(cred.ch.idleTimeout, func() { cancel(errStreamIdle) })
 			if ans.idle != nil {
 				ans.idle.timer, ans.idle.idle = idle, cred.ch.idleTimeout
@@ -88,12 +96,6 @@ func (g *Gateway) relayStream(c echo.Context, req *request, ans *answer, actx co
 			callOf(c).ttfb = time.Since(callOf(c).start)
 		} else {
 			idle.Reset(cred.ch.idleTimeout)
-		}
-		seen.observe(ev, &r.info)
-		out, err := sink.event(ev)
-		if err != nil {
-			fault = &streamFault{msg: "the upstream's stream could not be read: " + err.Error()}
-			break
 		}
 		if len(out) == 0 {
 			continue
