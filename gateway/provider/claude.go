@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -212,77 +211,14 @@ type clToolChoice struct {
 // clEmptySchema is the input schema of a function without parameters.
 var clEmptySchema = json.RawMessage(`{"type":"object","properties":{}}`)
 
-// clRefused lists the canonical request fields the Messages API cannot
-// honour and that wire.ChatRequest does not carry.
-type clRefused struct {
-	Logprobs     *bool           `json:"logprobs"`
-	TopLogprobs  *int64          `json:"top_logprobs"`
-	Audio        json.RawMessage `json:"audio"`
-	Modalities   []string        `json:"modalities"`
-	Functions    json.RawMessage `json:"functions"`
-	FunctionCall json.RawMessage `json:"function_call"`
-}
-
-// check returns an error naming the first refused parameter set.
-func (r clRefused) check(cr wire.ChatRequest) error {
-	switch {
-	case cr.N != nil && *cr.N > 1:
-		return errors.New("n: Anthropic returns a single choice, n must be 1")
-	case r.Logprobs != nil && *r.Logprobs:
-		return errors.New("logprobs: Anthropic does not return log probabilities")
-	case r.TopLogprobs != nil && *r.TopLogprobs > 0:
-		return errors.New("top_logprobs: Anthropic does not return log probabilities")
-	case claudeIsSet(r.Audio):
-		return errors.New("audio: Anthropic does not produce audio")
-	case claudeIsSet(r.Functions), claudeIsSet(r.FunctionCall):
-		return errors.New("functions, function_call: the legacy function parameters are not supported, use tools and tool_choice")
-	}
-	for _, m := range r.Modalities {
-		if m != "text" {
-			return fmt.Errorf("modalities: output modality %q is not supported", m)
-		}
-	}
-	return claudeCheckResponseFormat(cr.ResponseFormat)
-}
-
-// claudeCheckResponseFormat accepts only the default, text, response
-// format.
-func claudeCheckResponseFormat(raw json.RawMessage) error {
-	if !claudeIsSet(raw) {
-		return nil
-	}
-	var rf struct {
-		Type string `json:"type"`
-	}
-	if err := json.Unmarshal(raw, &rf); err != nil {
-		return fmt.Errorf("response_format: %w", err)
-	}
-	if rf.Type != "" && rf.Type != "text" {
-		return fmt.Errorf("response_format: type %q is not supported, only text", rf.Type)
-	}
-	return nil
-}
-
-// claudeIsSet reports whether a raw JSON field is present and not null.
-func claudeIsSet(raw json.RawMessage) bool {
-	raw = bytes.TrimSpace(raw)
-	return len(raw) > 0 && !bytes.Equal(raw, []byte("null"))
-}
-
 // claudeChatRequest translates a canonical chat request; maxTokens is the
 // configured default completion cap.
 func claudeChatRequest(body []byte, maxTokens int64) (*clRequest, error) {
-	var (
-		cr      wire.ChatRequest
-		refused clRefused
-	)
-	if err := json.Unmarshal(body, &cr); err != nil {
-		return nil, fmt.Errorf("decode chat request: %w", err)
+	cr, err := decodeChat(body, "Anthropic", true)
+	if err != nil {
+		return nil, err
 	}
-	if err := json.Unmarshal(body, &refused); err != nil {
-		return nil, fmt.Errorf("decode chat request: %w", err)
-	}
-	if err := refused.check(cr); err != nil {
+	if err := checkTextResponseFormat(cr.ResponseFormat); err != nil {
 		return nil, err
 	}
 	req := &clRequest{
@@ -292,7 +228,6 @@ func claudeChatRequest(body []byte, maxTokens int64) (*clRequest, error) {
 		TopP:        cr.TopP,
 		Stream:      cr.Stream,
 	}
-	var err error
 	if req.System, req.Messages, err = claudeMessages(cr.Messages); err != nil {
 		return nil, err
 	}
@@ -533,7 +468,7 @@ func claudeTools(tools []wire.Tool) ([]clTool, error) {
 			return nil, fmt.Errorf("tools[%d]: type %q is not supported", i, t.Type)
 		}
 		schema := t.Function.Parameters
-		if !claudeIsSet(schema) {
+		if !isSet(schema) {
 			schema = clEmptySchema
 		}
 		out = append(out, clTool{Name: t.Function.Name, Description: t.Function.Description, InputSchema: schema})

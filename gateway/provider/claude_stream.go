@@ -93,7 +93,7 @@ func claudeToolCall(b clOutBlock) wire.ToolCall {
 
 // claudeArguments encodes a tool's input as compact JSON arguments.
 func claudeArguments(input json.RawMessage) string {
-	if !claudeIsSet(input) {
+	if !isSet(input) {
 		return "{}"
 	}
 	var b bytes.Buffer

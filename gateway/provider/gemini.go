@@ -230,53 +230,10 @@ type gmGenerationConfig struct {
 	ResponseJSONSchema json.RawMessage `json:"responseJsonSchema,omitempty"`
 }
 
-// geminiRefused lists the canonical request fields Gemini cannot honour.
-type geminiRefused struct {
-	Logprobs     *bool           `json:"logprobs"`
-	TopLogprobs  *int64          `json:"top_logprobs"`
-	Audio        json.RawMessage `json:"audio"`
-	Modalities   []string        `json:"modalities"`
-	Functions    json.RawMessage `json:"functions"`
-	FunctionCall json.RawMessage `json:"function_call"`
-}
-
-// check returns an error naming the first refused parameter set.
-func (r geminiRefused) check() error {
-	switch {
-	case r.Logprobs != nil && *r.Logprobs, r.TopLogprobs != nil && *r.TopLogprobs > 0:
-		return errors.New("logprobs are not supported")
-	case geminiIsSet(r.Audio):
-		return errors.New("audio output is not supported")
-	case geminiIsSet(r.Functions), geminiIsSet(r.FunctionCall):
-		return errors.New("the legacy functions and function_call parameters are not supported: use tools and tool_choice")
-	}
-	for _, m := range r.Modalities {
-		if m != "text" {
-			return fmt.Errorf("output modality %q is not supported", m)
-		}
-	}
-	return nil
-}
-
-// geminiIsSet reports whether a raw JSON field is present and not null.
-func geminiIsSet(raw json.RawMessage) bool {
-	raw = bytes.TrimSpace(raw)
-	return len(raw) > 0 && !bytes.Equal(raw, []byte("null"))
-}
-
 // geminiChatRequest translates a canonical chat request.
 func geminiChatRequest(body []byte) (req *gmRequest, model string, stream bool, err error) {
-	var (
-		cr      wire.ChatRequest
-		refused geminiRefused
-	)
-	if err := json.Unmarshal(body, &cr); err != nil {
-		return nil, "", false, fmt.Errorf("decode chat request: %w", err)
-	}
-	if err := json.Unmarshal(body, &refused); err != nil {
-		return nil, "", false, fmt.Errorf("decode chat request: %w", err)
-	}
-	if err := refused.check(); err != nil {
+	cr, err := decodeChat(body, "Gemini", false)
+	if err != nil {
 		return nil, "", false, err
 	}
 	req = &gmRequest{}
@@ -466,7 +423,7 @@ func geminiTools(tools []wire.Tool) ([]gmTool, error) {
 			return nil, fmt.Errorf("tools[%d]: type %q is not supported", i, t.Type)
 		}
 		d := gmFunctionDeclaration{Name: t.Function.Name, Description: t.Function.Description}
-		if geminiIsSet(t.Function.Parameters) {
+		if isSet(t.Function.Parameters) {
 			d.Parameters = t.Function.Parameters
 		}
 		decls = append(decls, d)
@@ -530,7 +487,7 @@ func geminiGenerationConfig(cr wire.ChatRequest) (*gmGenerationConfig, error) {
 // geminiResponseFormat translates response_format: JSON output, with the
 // schema as given when there is one.
 func geminiResponseFormat(raw json.RawMessage) (mime string, schema json.RawMessage, err error) {
-	if !geminiIsSet(raw) {
+	if !isSet(raw) {
 		return "", nil, nil
 	}
 	var rf struct {
@@ -548,7 +505,7 @@ func geminiResponseFormat(raw json.RawMessage) (mime string, schema json.RawMess
 	case "json_object":
 		return "application/json", nil, nil
 	case "json_schema":
-		if geminiIsSet(rf.JSONSchema.Schema) {
+		if isSet(rf.JSONSchema.Schema) {
 			schema = rf.JSONSchema.Schema
 		}
 		return "application/json", schema, nil

@@ -105,7 +105,7 @@ func geminiToolCall(fc *gmFunctionCall) wire.ToolCall {
 		id = geminiID("call_")
 	}
 	args := string(fc.Args)
-	if !geminiIsSet(fc.Args) {
+	if !isSet(fc.Args) {
 		args = "{}"
 	}
 	return wire.ToolCall{ID: id, Type: "function", Function: wire.FunctionCall{Name: fc.Name, Arguments: args}}

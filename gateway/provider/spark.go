@@ -372,53 +372,14 @@ type spFunction struct {
 	Parameters  json.RawMessage `json:"parameters"`
 }
 
-// spRefused lists the canonical request fields Spark cannot honour and
-// that wire.ChatRequest does not carry.
-type spRefused struct {
-	Logprobs     *bool           `json:"logprobs"`
-	TopLogprobs  *int64          `json:"top_logprobs"`
-	Audio        json.RawMessage `json:"audio"`
-	Modalities   []string        `json:"modalities"`
-	Functions    json.RawMessage `json:"functions"`
-	FunctionCall json.RawMessage `json:"function_call"`
-}
-
-// check returns an error naming the first refused parameter set.
-func (r spRefused) check(cr wire.ChatRequest) error {
-	switch {
-	case cr.N != nil && *cr.N > 1:
-		return errors.New("n: Spark returns a single choice, n must be 1")
-	case r.Logprobs != nil && *r.Logprobs:
-		return errors.New("logprobs: Spark does not return log probabilities")
-	case r.TopLogprobs != nil && *r.TopLogprobs > 0:
-		return errors.New("top_logprobs: Spark does not return log probabilities")
-	case claudeIsSet(r.Audio):
-		return errors.New("audio: Spark's chat API does not produce audio")
-	case claudeIsSet(r.Functions), claudeIsSet(r.FunctionCall):
-		return errors.New("functions, function_call: the legacy function parameters are not supported, use tools and tool_choice")
-	}
-	for _, m := range r.Modalities {
-		if m != "text" {
-			return fmt.Errorf("modalities: output modality %q is not supported", m)
-		}
-	}
-	return claudeCheckResponseFormat(cr.ResponseFormat)
-}
-
 // sparkChatRequest translates a canonical chat request into a request
 // frame for domain.
 func sparkChatRequest(body []byte, appID, domain string) (*spRequest, error) {
-	var (
-		cr      wire.ChatRequest
-		refused spRefused
-	)
-	if err := json.Unmarshal(body, &cr); err != nil {
-		return nil, fmt.Errorf("decode chat request: %w", err)
+	cr, err := decodeChat(body, "Spark", true)
+	if err != nil {
+		return nil, err
 	}
-	if err := json.Unmarshal(body, &refused); err != nil {
-		return nil, fmt.Errorf("decode chat request: %w", err)
-	}
-	if err := refused.check(cr); err != nil {
+	if err := checkTextResponseFormat(cr.ResponseFormat); err != nil {
 		return nil, err
 	}
 	req := &spRequest{}
@@ -590,7 +551,7 @@ func sparkFunctions(cr wire.ChatRequest) (*spFunctions, error) {
 			continue
 		}
 		params := t.Function.Parameters
-		if !claudeIsSet(params) {
+		if !isSet(params) {
 			params = sparkEmptySchema
 		}
 		out = append(out, spFunction{Name: t.Function.Name, Description: t.Function.Description, Parameters: params})

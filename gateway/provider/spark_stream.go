@@ -68,7 +68,7 @@ func (c *spFunctionCall) arguments() string {
 	raw := bytes.TrimSpace(c.Arguments)
 	var s string
 	switch {
-	case !claudeIsSet(raw):
+	case !isSet(raw):
 		return "{}"
 	case raw[0] == '"' && json.Unmarshal(raw, &s) == nil:
 		return s
