@@ -301,12 +301,11 @@ type claudeStream struct {
 	id      string
 	created int64
 
-	pending  [][]byte    // chunks translated, not yet returned
+	chunkQueue
 	started  bool        // the role chunk was sent
 	tools    map[int]int // content block index → tool call index
 	finished bool        // a finish reason was sent
 	usage    clUsage     // the counts so far
-	err      error       // what Next returns once pending is drained
 }
 
 // clEvent is one streamed event; which fields are set depends on its
@@ -332,13 +331,8 @@ type clDelta struct {
 // Next implements Stream.
 func (s *claudeStream) Next() ([]byte, error) {
 	for {
-		if len(s.pending) > 0 {
-			chunk := s.pending[0]
-			s.pending = s.pending[1:]
-			return chunk, nil
-		}
-		if s.err != nil {
-			return nil, s.err
+		if chunk, err, ok := s.pop(); ok {
+			return chunk, err
 		}
 		ev, err, ok := s.next()
 		switch {

@@ -371,24 +371,18 @@ type geminiStream struct {
 	id      string
 	created int64
 
-	pending  [][]byte     // chunks translated, not yet returned
+	chunkQueue
 	started  map[int]bool // candidates whose role chunk was sent
 	calls    map[int]int  // function calls sent, per candidate
 	finished bool         // a finish reason was seen
 	usage    *wire.Usage  // the last usage reported
-	err      error        // what Next returns once pending is drained
 }
 
 // Next implements Stream.
 func (s *geminiStream) Next() ([]byte, error) {
 	for {
-		if len(s.pending) > 0 {
-			chunk := s.pending[0]
-			s.pending = s.pending[1:]
-			return chunk, nil
-		}
-		if s.err != nil {
-			return nil, s.err
+		if chunk, err, ok := s.pop(); ok {
+			return chunk, err
 		}
 		ev, err, ok := s.next()
 		switch {

@@ -308,10 +308,9 @@ type sparkStream struct {
 	id      string
 	created int64
 
-	pending [][]byte // chunks translated, not yet returned
-	started bool     // the role was sent
-	calls   int      // tool calls sent
-	err     error    // what Next returns once pending is drained
+	chunkQueue
+	started bool // the role was sent
+	calls   int  // tool calls sent
 }
 
 // newSparkStream starts a stream whose first frame was read.
@@ -324,13 +323,8 @@ func newSparkStream(c *sparkConn, first *spFrame, model string) *sparkStream {
 // Next implements Stream.
 func (s *sparkStream) Next() ([]byte, error) {
 	for {
-		if len(s.pending) > 0 {
-			chunk := s.pending[0]
-			s.pending = s.pending[1:]
-			return chunk, nil
-		}
-		if s.err != nil {
-			return nil, s.err
+		if chunk, err, ok := s.pop(); ok {
+			return chunk, err
 		}
 		f, err := s.c.read()
 		if err != nil {

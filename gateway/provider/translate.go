@@ -74,3 +74,24 @@ type Reply struct {
 	Body   []byte
 	Stream Stream
 }
+
+// chunkQueue holds a translated stream's chunks until Next returns them,
+// and the error that ends the stream once they are drained (io.EOF when
+// it ended well). Streams embed it.
+type chunkQueue struct {
+	pending [][]byte
+	err     error
+}
+
+// pop returns the next queued chunk, or the stream's end. ok is false when
+// neither is there yet: the stream must read more.
+func (q *chunkQueue) pop() (chunk []byte, err error, ok bool) {
+	switch {
+	case len(q.pending) > 0:
+		chunk, q.pending = q.pending[0], q.pending[1:]
+		return chunk, nil, true
+	case q.err != nil:
+		return nil, q.err, true
+	}
+	return nil, nil, false
+}
