@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"iter"
 	"net/http"
-	"runtime"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -262,31 +260,16 @@ func claudeExcerpt(body []byte, n int) string {
 	return s[:n] + "…"
 }
 
-// claudeMaxEvent caps one SSE event: a large tool input can be big, but
-// not unbounded.
-const claudeMaxEvent = 8 << 20
-
 // Stream implements Translator.
 func (claude) Stream(body io.Reader, model string) Stream {
-	next, stop := iter.Pull2(sse.Read(body, &sse.ReadConfig{MaxEventSize: claudeMaxEvent}))
 	s := &claudeStream{
-		next:    next,
-		stop:    stop,
+		ssePull: newSSEPull(body),
 		model:   model,
 		created: time.Now().Unix(),
 		tools:   map[int]int{},
 	}
-	// A stream abandoned before its end (the client went away) must still
-	// release the parser's coroutine.
-	runtime.AddCleanup(s, func(stop func()) { stop() }, stop)
+	releaseWhenCollected(s, s.stop)
 	return s
-}
-
-// Close releases the parser's coroutine at once, without waiting for the
-// stream to be garbage collected. Not safe during Next.
-func (s *claudeStream) Close() error {
-	s.stop()
-	return nil
 }
 
 // claudeStream turns Anthropic's SSE events into chat.completion.chunk
@@ -295,8 +278,7 @@ func (s *claudeStream) Close() error {
 // fragments), then the finish reason, then a chunk with no choices
 // carrying the usage.
 type claudeStream struct {
-	next    func() (sse.Event, error, bool)
-	stop    func()
+	ssePull
 	model   string
 	id      string
 	created int64

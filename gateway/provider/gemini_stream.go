@@ -5,14 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"iter"
 	"net/http"
-	"runtime"
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	sse "github.com/tmaxmax/go-sse"
 
 	"github.com/sluice-gateway/sluice/gateway/provider/wire"
 )
@@ -332,32 +328,17 @@ func geminiStreamError(d *gmErrorDetail) *Error {
 	return &Error{Status: status, Type: typ, Message: msg}
 }
 
-// geminiMaxEvent caps one SSE event: a large function call or inline image
-// can be big, but not unbounded.
-const geminiMaxEvent = 8 << 20
-
 // Stream implements Translator.
 func (gemini) Stream(body io.Reader, model string) Stream {
-	next, stop := iter.Pull2(sse.Read(body, &sse.ReadConfig{MaxEventSize: geminiMaxEvent}))
 	s := &geminiStream{
-		next:    next,
-		stop:    stop,
+		ssePull: newSSEPull(body),
 		model:   model,
 		created: time.Now().Unix(),
 		started: map[int]bool{},
 		calls:   map[int]int{},
 	}
-	// A stream abandoned before its end (the client went away) must still
-	// release the parser's coroutine.
-	runtime.AddCleanup(s, func(stop func()) { stop() }, stop)
+	releaseWhenCollected(s, s.stop)
 	return s
-}
-
-// Close releases the parser's coroutine at once, without waiting for the
-// stream to be garbage collected. Not safe during Next.
-func (s *geminiStream) Close() error {
-	s.stop()
-	return nil
 }
 
 // geminiStream turns Gemini's SSE events into chat.completion.chunk
@@ -365,8 +346,7 @@ func (s *geminiStream) Close() error {
 // text deltas and whole function calls, then the finish reason; after the
 // last event, a chunk with no choices carrying the usage.
 type geminiStream struct {
-	next    func() (sse.Event, error, bool)
-	stop    func()
+	ssePull
 	model   string
 	id      string
 	created int64

@@ -3,7 +3,11 @@ package provider
 import (
 	"context"
 	"io"
+	"iter"
 	"net/http"
+	"runtime"
+
+	sse "github.com/tmaxmax/go-sse"
 )
 
 // Format is a wire format: how requests and answers are written.
@@ -94,4 +98,34 @@ func (q *chunkQueue) pop() (chunk []byte, err error, ok bool) {
 		return nil, q.err, true
 	}
 	return nil, nil, false
+}
+
+// maxStreamEvent caps one SSE event of a translated stream: a large tool
+// input, function call or inline image can be big, but not unbounded.
+const maxStreamEvent = 8 << 20
+
+// ssePull reads a streamed body's SSE events one at a time. Translating
+// streams embed it; its Close releases the parser's coroutine at once
+// (not safe during a read).
+type ssePull struct {
+	next func() (sse.Event, error, bool)
+	stop func()
+}
+
+func newSSEPull(body io.Reader) ssePull {
+	next, stop := iter.Pull2(sse.Read(body, &sse.ReadConfig{MaxEventSize: maxStreamEvent}))
+	return ssePull{next: next, stop: stop}
+}
+
+// Close implements io.Closer.
+func (p ssePull) Close() error {
+	p.stop()
+	return nil
+}
+
+// releaseWhenCollected calls stop once s is garbage collected: a stream
+// abandoned before its end without Close (the client went away) still
+// releases its parser.
+func releaseWhenCollected[T any](s *T, stop func()) {
+	runtime.AddCleanup(s, func(stop func()) { stop() }, stop)
 }
