@@ -129,12 +129,24 @@ func (dc *dockerCluster) run(req testcontainers.ContainerRequest) testcontainers
 		if dc.t.Failed() {
 			if logs, err := c.Logs(context.Background()); err == nil {
 				b, _ := io.ReadAll(logs)
-				dc.t.Logf("logs of %s (%s):\n%s", req.Image, c.GetContainerID()[:12], tail(string(b), 4000))
+				dc.t.Logf("logs of %s (%s):\n%s", req.Image, c.GetContainerID()[:12], notable(string(b), 4000))
 			}
 		}
 		_ = c.Terminate(context.Background())
 	})
 	return c
+}
+
+// notable is what a failed test shows of a container's log: its
+// warnings and errors (outages, breakers, restarts), then its last n bytes.
+func notable(log string, n int) string {
+	var b strings.Builder
+	for line := range strings.Lines(log) {
+		if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
+			b.WriteString(line)
+		}
+	}
+	return tail(b.String(), n) + "\n--- last lines:\n" + tail(log, n)
 }
 
 func tail(s string, n int) string {

@@ -2,7 +2,9 @@ package integration
 
 import (
 	"fmt"
+	"math"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 type timed struct {
 	result
 	sent time.Duration // since the load began
+	inst int           // which of the instances it went to
 }
 
 // offerTimed is offer, remembering when each request went out.
@@ -28,12 +31,12 @@ func offerTimed(t *testing.T, insts []*process, rate int, d time.Duration, model
 	for i := 0; time.Since(begin) < d; i++ {
 		<-tick.C
 		sent := time.Since(begin)
-		inst := insts[i%len(insts)]
+		n := i % len(insts)
 		wg.Go(func() {
-			rs := offer(t, []*process{inst}, 1000, time.Millisecond, model, hdr...)
+			rs := offer(t, []*process{insts[n]}, 1000, time.Millisecond, model, hdr...)
 			mu.Lock()
 			for _, r := range rs {
-				out = append(out, timed{result: r, sent: sent})
+				out = append(out, timed{result: r, sent: sent, inst: n})
 			}
 			mu.Unlock()
 		})
@@ -65,15 +68,24 @@ channels: [{type: openai, base_url: "%s/v1", models: [m], credentials: [{id: c, 
 `, srv.Addr, tt.policy, up.url()))
 			time.Sleep(6 * time.Second) // a heartbeat from each: they count three instances
 
-			stopAt, startAt := 2*time.Second, 2*time.Second+tt.outage
-			total := startAt + 5*time.Second
+			// When Redis went down and came back, since the load began.
+			const stopAt = 2 * time.Second
+			var stopped, restarted atomic.Int64
+			restarted.Store(math.MaxInt64)
+			begin := time.Now()
 			go func() {
 				time.Sleep(stopAt)
 				srv.Stop()
+				stopped.Store(int64(time.Since(begin)))
 				time.Sleep(tt.outage)
 				srv.Restart(t)
+				restarted.Store(int64(time.Since(begin)))
 			}()
-			rs := offerTimed(t, insts, 60, total, "m")
+			rs := offerTimed(t, insts, 60, stopAt+tt.outage+5*time.Second, "m")
+			down, back := time.Duration(stopped.Load()), time.Duration(restarted.Load())
+			if back == math.MaxInt64 {
+				t.Fatal("Redis was not restarted while the load ran")
+			}
 
 			var during, after []timed
 			for _, r := range rs {
@@ -84,9 +96,9 @@ channels: [{type: openai, base_url: "%s/v1", models: [m], credentials: [{id: c, 
 					t.Fatalf("request sent at %v took %v: it hung on the dead Redis", r.sent, r.took)
 				}
 				switch {
-				case r.sent > stopAt+300*time.Millisecond && r.sent < startAt:
+				case r.sent > down+300*time.Millisecond && r.sent < back:
 					during = append(during, r)
-				case r.sent > startAt+3*time.Second:
+				case r.sent > back+3*time.Second:
 					after = append(after, r)
 				}
 			}
