@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -372,29 +370,7 @@ func TestAnthropicError(t *testing.T) {
 // it reads the answers and streams.
 func TestAnthropicSDK(t *testing.T) {
 	var last *Request
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		req, err := Anthropic.Decode(body)
-		if err != nil {
-			var re *RequestError
-			errors.As(err, &re)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusBadRequest)
-			_, _ = w.Write(RequestErrorBody(Anthropic, re))
-			return
-		}
-		last = req
-		if !req.Stream {
-			out, err := Anthropic.Response([]byte(completionWithTools))
-			if err != nil {
-				t.Error(err)
-			}
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write(out)
-			return
-		}
-		writeSSE(w, encodeStream(t, Anthropic.NewStream(req.Model), realisticStream))
-	}))
+	srv := sdkServer(t, Anthropic, &last)
 	defer srv.Close()
 	client := anthropic.NewClient(option.WithBaseURL(srv.URL), option.WithAPIKey("sk-test"), option.WithMaxRetries(0))
 	ctx := context.Background()

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -78,6 +80,36 @@ func eventTypes(events []Event) []string {
 
 // writeSSE writes events as a server-sent event stream, the way the
 // gateway will.
+// sdkServer stands in for the gateway in front of one codec: it decodes
+// each request (refusals get the codec's 400), answers completionWithTools
+// or streams realisticStream, and keeps the last decoded request in *last.
+func sdkServer(t *testing.T, c Codec, last **Request) *httptest.Server {
+	t.Helper()
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		req, err := c.Decode(body)
+		if err != nil {
+			var re *RequestError
+			errors.As(err, &re)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write(RequestErrorBody(c, re))
+			return
+		}
+		*last = req
+		if !req.Stream {
+			out, err := c.Response([]byte(completionWithTools))
+			if err != nil {
+				t.Error(err)
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(out)
+			return
+		}
+		writeSSE(w, encodeStream(t, c.NewStream(req.Model), realisticStream))
+	}))
+}
+
 func writeSSE(w http.ResponseWriter, events []Event) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	for _, e := range events {

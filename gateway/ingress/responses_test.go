@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -438,29 +436,7 @@ func TestResponsesError(t *testing.T) {
 // through an HTTP server standing in for the gateway.
 func TestResponsesSDK(t *testing.T) {
 	var last *Request
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		req, err := Responses.Decode(body)
-		if err != nil {
-			var re *RequestError
-			errors.As(err, &re)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusBadRequest)
-			_, _ = w.Write(RequestErrorBody(Responses, re))
-			return
-		}
-		last = req
-		if !req.Stream {
-			out, err := Responses.Response([]byte(completionWithTools))
-			if err != nil {
-				t.Error(err)
-			}
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write(out)
-			return
-		}
-		writeSSE(w, encodeStream(t, Responses.NewStream(req.Model), realisticStream))
-	}))
+	srv := sdkServer(t, Responses, &last)
 	defer srv.Close()
 	client := openai.NewClient(option.WithBaseURL(srv.URL), option.WithAPIKey("sk-test"), option.WithMaxRetries(0))
 	ctx := context.Background()

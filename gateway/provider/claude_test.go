@@ -25,30 +25,6 @@ func claudeTarget(base string) Target {
 	return Target{Spec: spec, BaseURL: base, Key: "sk-ant-test", Model: "claude-sonnet-4-5"}
 }
 
-// claudeJSONEqual fails the test unless got and want encode the same JSON
-// value.
-func claudeJSONEqual(t *testing.T, name string, got, want []byte) {
-	t.Helper()
-	var g, w any
-	if err := json.Unmarshal(got, &g); err != nil {
-		t.Fatalf("%s: got invalid JSON %s: %v", name, got, err)
-	}
-	if err := json.Unmarshal(want, &w); err != nil {
-		t.Fatalf("%s: want invalid JSON %s: %v", name, want, err)
-	}
-	if !reflect.DeepEqual(g, w) {
-		t.Errorf("%s:\n got  %s\n want %s", name, claudeCompact(got), claudeCompact(want))
-	}
-}
-
-func claudeCompact(b []byte) string {
-	var buf bytes.Buffer
-	if json.Compact(&buf, b) != nil {
-		return string(b)
-	}
-	return buf.String()
-}
-
 // claudeBody builds the request NewRequest sends for a canonical body and
 // returns its body.
 func claudeBody(t *testing.T, tg Target, canonical string) ([]byte, error) {
@@ -158,7 +134,7 @@ func TestClaudeHTTP(t *testing.T) {
 		r.header.Get("Authorization") != "" {
 		t.Errorf("headers %v", r.header)
 	}
-	claudeJSONEqual(t, "sent body", r.body, []byte(`{"model":"claude-sonnet-4-5","max_tokens":1024,"system":"Be brief.",
+	jsonEqual(t, "sent body", r.body, []byte(`{"model":"claude-sonnet-4-5","max_tokens":1024,"system":"Be brief.",
 		"messages":[{"role":"user","content":[{"type":"text","text":"Hello, Claude"}]}]}`))
 	out, err := claude{}.Response(Chat, answer, "claude-sonnet-4-5")
 	if err != nil {
@@ -291,7 +267,7 @@ func TestClaudeRequest(t *testing.T) {
 			t.Errorf("%s: %v", tt.name, err)
 			continue
 		}
-		claudeJSONEqual(t, tt.name, got, []byte(tt.want))
+		jsonEqual(t, tt.name, got, []byte(tt.want))
 	}
 }
 
@@ -334,7 +310,7 @@ func TestClaudeToolChoice(t *testing.T) {
 		case tt.want != "" && sent.ToolChoice == nil:
 			t.Errorf("%s: no tool_choice sent, want %s", tt.name, tt.want)
 		case tt.want != "":
-			claudeJSONEqual(t, tt.name, sent.ToolChoice, []byte(tt.want))
+			jsonEqual(t, tt.name, sent.ToolChoice, []byte(tt.want))
 		}
 	}
 	// Without tools, tool_choice is not sent: Anthropic would refuse it.
@@ -480,7 +456,7 @@ func TestClaudeResponse(t *testing.T) {
 			t.Errorf("%s: %v", tt.name, err)
 			continue
 		}
-		claudeJSONEqual(t, tt.name, claudeNormalize(t, got), []byte(tt.want))
+		jsonEqual(t, tt.name, claudeNormalize(t, got), []byte(tt.want))
 	}
 	if _, err := (claude{}).Response(Chat, []byte(`{oops`), "m"); err == nil {
 		t.Error("want an error for a bad body")
@@ -523,7 +499,7 @@ func claudeSSE(events ...string) string {
 			Type string `json:"type"`
 		}
 		_ = json.Unmarshal([]byte(data), &e)
-		b.WriteString("event: " + e.Type + "\ndata: " + claudeCompact([]byte(data)) + "\n\n")
+		b.WriteString("event: " + e.Type + "\ndata: " + compactJSON([]byte(data)) + "\n\n")
 	}
 	return b.String()
 }
@@ -590,7 +566,7 @@ func claudeCheckChunks(t *testing.T, chunks []string, model string, want []strin
 			delete(m, k)
 		}
 		got, _ := json.Marshal(m)
-		claudeJSONEqual(t, fmt.Sprint("chunk ", i), got, []byte(want[i]))
+		jsonEqual(t, fmt.Sprint("chunk ", i), got, []byte(want[i]))
 	}
 }
 
@@ -786,7 +762,7 @@ func TestClaudeError(t *testing.T) {
 			want("server_error", "", "anthropic answered HTTP 413: <html><body>413 Request Entity Too Large</body></html>")},
 	}
 	for _, tt := range tests {
-		claudeJSONEqual(t, tt.body, claude{}.Error(tt.status, []byte(tt.body)), []byte(tt.want))
+		jsonEqual(t, tt.body, claude{}.Error(tt.status, []byte(tt.body)), []byte(tt.want))
 	}
 	long := claude{}.Error(500, bytes.Repeat([]byte("é"), 500))
 	var e wire.ErrorBody

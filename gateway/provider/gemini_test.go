@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -22,29 +21,6 @@ import (
 func geminiTarget(base string) Target {
 	spec, _ := Lookup("gemini")
 	return Target{Spec: spec, BaseURL: base, Key: "goog-key", Model: "gemini-2.0-flash"}
-}
-
-// geminiJSONEqual fails the test unless got and want encode the same JSON value.
-func geminiJSONEqual(t *testing.T, name string, got, want []byte) {
-	t.Helper()
-	var g, w any
-	if err := json.Unmarshal(got, &g); err != nil {
-		t.Fatalf("%s: got invalid JSON %s: %v", name, got, err)
-	}
-	if err := json.Unmarshal(want, &w); err != nil {
-		t.Fatalf("%s: want invalid JSON %s: %v", name, want, err)
-	}
-	if !reflect.DeepEqual(g, w) {
-		t.Errorf("%s:\n got  %s\n want %s", name, geminiCompact(got), geminiCompact(want))
-	}
-}
-
-func geminiCompact(b []byte) string {
-	var buf bytes.Buffer
-	if json.Compact(&buf, b) != nil {
-		return string(b)
-	}
-	return buf.String()
 }
 
 // geminiBody builds the request NewRequest sends and returns its body.
@@ -220,7 +196,7 @@ func TestGeminiRequest(t *testing.T) {
 			t.Errorf("%s: %v", tt.name, err)
 			continue
 		}
-		geminiJSONEqual(t, tt.name, got, []byte(tt.want))
+		jsonEqual(t, tt.name, got, []byte(tt.want))
 	}
 }
 
@@ -354,7 +330,7 @@ func TestGeminiResponse(t *testing.T) {
 			t.Errorf("%s: %v", tt.name, err)
 			continue
 		}
-		geminiJSONEqual(t, tt.name, geminiNormalize(t, got), []byte(tt.want))
+		jsonEqual(t, tt.name, geminiNormalize(t, got), []byte(tt.want))
 	}
 	if _, err := (gemini{}).Response(Chat, []byte("not json"), "m"); err == nil {
 		t.Error("want an error for a body that is not JSON")
@@ -371,7 +347,7 @@ func TestGeminiEmbeddings(t *testing.T) {
 		t.Errorf("url %s", req.URL)
 	}
 	body, _ := io.ReadAll(req.Body)
-	geminiJSONEqual(t, "embed request", body, []byte(`{"requests":[
+	jsonEqual(t, "embed request", body, []byte(`{"requests":[
 		{"model":"models/text-embedding-004","content":{"parts":[{"text":"What is the meaning of life?"}]},"outputDimensionality":256},
 		{"model":"models/text-embedding-004","content":{"parts":[{"text":"How does the brain work?"}]},"outputDimensionality":256}]}`))
 
@@ -379,7 +355,7 @@ func TestGeminiEmbeddings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	geminiJSONEqual(t, "single input", body, []byte(`{"requests":[{"model":"models/gemini-embedding-001","content":{"parts":[{"text":"hello"}]}}]}`))
+	jsonEqual(t, "single input", body, []byte(`{"requests":[{"model":"models/gemini-embedding-001","content":{"parts":[{"text":"hello"}]}}]}`))
 
 	for _, in := range []string{`{"model":"m","input":[1,2,3]}`, `{"model":"m","input":[[1,2]]}`, `{"model":"m","input":[]}`} {
 		var e *Error
@@ -392,7 +368,7 @@ func TestGeminiEmbeddings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	geminiJSONEqual(t, "embed response", got, []byte(`{"object":"list","model":"text-embedding-004","data":[
+	jsonEqual(t, "embed response", got, []byte(`{"object":"list","model":"text-embedding-004","data":[
 		{"object":"embedding","index":0,"embedding":[0.013168523,-0.008711934,-0.046782676]},
 		{"object":"embedding","index":1,"embedding":[0.5]}],
 		"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}}`))
@@ -449,7 +425,7 @@ func TestGeminiStream(t *testing.T) {
 		}
 		got := geminiNormalize(t, []byte(chunks[i]))
 		full := strings.Replace(want[i], `{`, `{"object":"chat.completion.chunk","model":"gemini-2.5-flash",`, 1)
-		geminiJSONEqual(t, "chunk", got, []byte(full))
+		jsonEqual(t, "chunk", got, []byte(full))
 	}
 }
 
@@ -528,7 +504,7 @@ func TestGeminiError(t *testing.T) {
 			`{"error":{"message":"gemini answered HTTP 502: <html><body>Bad Gateway</body></html>","type":"server_error","param":null,"code":null}}`},
 	}
 	for _, tt := range tests {
-		geminiJSONEqual(t, tt.body, gemini{}.Error(tt.status, []byte(tt.body)), []byte(tt.want))
+		jsonEqual(t, tt.body, gemini{}.Error(tt.status, []byte(tt.body)), []byte(tt.want))
 	}
 	long := gemini{}.Error(500, bytes.Repeat([]byte("é"), 500))
 	var e wire.ErrorBody
@@ -566,7 +542,7 @@ func TestGeminiRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	geminiJSONEqual(t, "sent body", gotBody, []byte(`{"contents":[{"role":"user","parts":[{"text":"Weather and time in Paris?"}]}],"generationConfig":{"temperature":0}}`))
+	jsonEqual(t, "sent body", gotBody, []byte(`{"contents":[{"role":"user","parts":[{"text":"Weather and time in Paris?"}]}],"generationConfig":{"temperature":0}}`))
 	chunks, err := geminiDrain(gemini{}.Stream(resp.Body, "gemini-2.0-flash"))
 	if err != io.EOF || len(chunks) != 6 {
 		t.Fatalf("%v, %d chunks", err, len(chunks))

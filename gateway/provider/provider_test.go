@@ -1,9 +1,37 @@
 package provider
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"reflect"
 	"testing"
 )
+
+// jsonEqual fails the test unless got and want encode the same JSON value.
+func jsonEqual(t *testing.T, name string, got, want []byte) {
+	t.Helper()
+	var g, w any
+	if err := json.Unmarshal(got, &g); err != nil {
+		t.Fatalf("%s: got invalid JSON %s: %v", name, got, err)
+	}
+	if err := json.Unmarshal(want, &w); err != nil {
+		t.Fatalf("%s: want invalid JSON %s: %v", name, want, err)
+	}
+	if !reflect.DeepEqual(g, w) {
+		t.Errorf("%s:\n got  %s\n want %s", name, compactJSON(got), compactJSON(want))
+	}
+}
+
+// compactJSON is b without insignificant space, or b as it is when it is
+// not JSON.
+func compactJSON(b []byte) string {
+	var buf bytes.Buffer
+	if json.Compact(&buf, b) != nil {
+		return string(b)
+	}
+	return buf.String()
+}
 
 func TestOpenAIURL(t *testing.T) {
 	tests := []struct {

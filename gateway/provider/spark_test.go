@@ -257,7 +257,7 @@ func TestSparkRequest(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 			continue
 		}
-		claudeJSONEqual(t, tc.name, got, []byte(tc.want))
+		jsonEqual(t, tc.name, got, []byte(tc.want))
 	}
 }
 
@@ -580,7 +580,7 @@ func TestSparkFrames(t *testing.T) {
 	delete(got, "created")
 	got["choices"].([]any)[0].(map[string]any)["message"].(map[string]any)["tool_calls"].([]any)[0].(map[string]any)["id"] = "ID"
 	b, _ := json.Marshal(got)
-	claudeJSONEqual(t, "text and call", b, []byte(want))
+	jsonEqual(t, "text and call", b, []byte(want))
 
 	// An error frame after content breaks the stream with an *Error.
 	r, err = sparkExchange(t, sparkTarget(sparkScripted(t, hello, lo, audit), "lite"), sparkChatBody, true)
