@@ -48,6 +48,18 @@ type Server struct {
 	ShutdownDelay Duration `yaml:"shutdown_delay,omitempty" json:"shutdown_delay,omitempty"`
 	// ReadHeaderTimeout bounds reading request headers. Default 10s.
 	ReadHeaderTimeout Duration `yaml:"read_header_timeout,omitempty" json:"read_header_timeout,omitempty"`
+	// ReadBodyTimeout bounds reading a request's body, from the end of its
+	// headers. Default 30s.
+	ReadBodyTimeout Duration `yaml:"read_body_timeout,omitempty" json:"read_body_timeout,omitempty"`
+	// MaxParsingBytes caps the request bytes being read and parsed at once,
+	// across all requests, so that memory is bounded by configuration and
+	// not by what clients send. A request beyond it waits up to
+	// ParsingWait for room, then gets 503. Default 32 MiB; at least
+	// max_body_bytes.
+	MaxParsingBytes ByteSize `yaml:"max_parsing_bytes,omitempty" json:"max_parsing_bytes,omitempty"`
+	// ParsingWait is how long a request may wait for MaxParsingBytes to
+	// have room. Default 2s.
+	ParsingWait Duration `yaml:"parsing_wait,omitempty" json:"parsing_wait,omitempty"`
 	// IdleTimeout closes idle keep-alive connections. Default 120s.
 	IdleTimeout Duration `yaml:"idle_timeout,omitempty" json:"idle_timeout,omitempty"`
 	// TrustedProxies lists the addresses or CIDRs of proxies whose
@@ -145,6 +157,11 @@ type Traces struct {
 	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
 	// Insecure sends spans without TLS.
 	Insecure bool `yaml:"insecure,omitempty" json:"insecure,omitempty"`
+	// ForwardClientContext sends a client's own baggage and tracestate
+	// headers on to upstreams. Default false: upstreams get Sluice's
+	// traceparent (which continues the client's trace) and nothing else
+	// the client put in its trace context.
+	ForwardClientContext bool `yaml:"forward_client_context,omitempty" json:"forward_client_context,omitempty"`
 	// SampleRatio samples that share of new traces (0 < r <= 1). Default:
 	// OTEL_TRACES_SAMPLER, else every trace.
 	SampleRatio float64 `yaml:"sample_ratio,omitempty" json:"sample_ratio,omitempty"`
@@ -154,8 +171,12 @@ type Traces struct {
 type Metrics struct {
 	// Enabled: false turns the endpoint off. Default true.
 	Enabled *bool `yaml:"enabled,omitempty" json:"enabled,omitempty"`
-	// Path of the endpoint on the API listener. Default /metrics.
+	// Path of the endpoint. Default /metrics.
 	Path string `yaml:"path,omitempty" json:"path,omitempty"`
+	// Listen, when set, serves metrics on a listener of their own
+	// ("127.0.0.1:9090", ":9090") instead of the API listener: metrics
+	// name client keys and credentials, which API clients need not see.
+	Listen string `yaml:"listen,omitempty" json:"listen,omitempty"`
 }
 
 // IsEnabled reports whether metrics are served.
@@ -193,6 +214,11 @@ type Redis struct {
 	// (default; each instance enforces limit / live instances in memory),
 	// open (no limits) or closed (refuse with 503).
 	OnUnavailable string `yaml:"on_unavailable,omitempty" json:"on_unavailable,omitempty"`
+	// MinDwell is the shortest time the policy decides once Redis failed:
+	// Sluice goes back to Redis only when a probe script has succeeded and
+	// at least this long has passed, so that a Redis that answers some
+	// calls and fails others cannot make it flap. Default 1s.
+	MinDwell Duration `yaml:"min_dwell,omitempty" json:"min_dwell,omitempty"`
 	// LeaseTTL is how long a concurrency slot outlives an instance that
 	// died holding it. Default 30s.
 	LeaseTTL Duration `yaml:"lease_ttl,omitempty" json:"lease_ttl,omitempty"`

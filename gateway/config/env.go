@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -86,4 +88,70 @@ func expand(s string) (string, error) {
 		}
 		s = s[i+end+1:]
 	}
+}
+
+// expandTyped expands the ${ENV} references of the scalars of n that
+// decode into a number, a boolean, a duration or a size (a value of type
+// t), and leaves every other one as written: sluice import keeps the
+// references of string values, secrets among them, in its output, but
+// must resolve the others to read them. Such values are never secrets.
+func expandTyped(n *yaml.Node, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var errs []error
+	switch {
+	case n.Kind == yaml.ScalarNode:
+		if isTyped(t) {
+			return expandEnv(n, path)
+		}
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if ft, ok := fields[n.Content[i].Value]; ok {
+				errs = append(errs, expandTyped(n.Content[i+1], ft, join(path, n.Content[i].Value)))
+			}
+		}
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Map:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			errs = append(errs, expandTyped(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value)))
+		}
+	case n.Kind == yaml.SequenceNode && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array):
+		for i, item := range n.Content {
+			errs = append(errs, expandTyped(item, t.Elem(), path+"["+strconv.Itoa(i)+"]"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// isTyped reports whether values of t are read as numbers, booleans,
+// durations or sizes rather than kept as text.
+func isTyped(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return true
+	}
+	return false
+}
+
+// envRef matches a ${VAR} or ${VAR:-default} reference.
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}`)
+
+// RestoreReferences puts back, in text made from a config whose ${ENV}
+// references were expanded, the reference in place of each value the
+// source's references expanded to (values of six bytes or more, so that
+// small numbers are left alone). sluice import uses it when a reference
+// sits where it had to be resolved (a URL, a port): the output still
+// never shows a secret taken from the environment.
+func RestoreReferences(text, source []byte) []byte {
+	out := string(text)
+	for _, m := range envRef.FindAllStringSubmatch(string(source), -1) {
+		v, ok := os.LookupEnv(m[1])
+		if !ok || len(v) < 6 {
+			continue
+		}
+		out = strings.ReplaceAll(out, v, "${"+m[1]+"}")
+	}
+	return []byte(out)
 }

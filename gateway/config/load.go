@@ -85,17 +85,18 @@ func parse(data []byte, expand bool) (*Config, Format, error) {
 		}
 	}
 	format := detect(doc)
+	r := &peerReader{keepEnv: !expand}
 	var cfg *Config
 	var err error
 	switch format {
 	case FormatSimpleOneAPI:
-		cfg, err = fromSimpleOneAPI(doc)
+		cfg, err = fromSimpleOneAPI(r, doc)
 	case FormatAILoad:
-		cfg, err = fromAILoad(doc)
+		cfg, err = fromAILoad(r, doc)
 	case FormatChannels:
-		cfg, err = fromChannels(doc)
+		cfg, err = fromChannels(r, doc)
 	default:
-		cfg, err = decodeStrict[Config](doc)
+		cfg, err = decodeStrict[Config](doc, !expand)
 	}
 	if err != nil {
 		return nil, format, err
@@ -140,7 +141,9 @@ func mapValue(n *yaml.Node, key string) *yaml.Node {
 // decodeStrict decodes n into a T, first rejecting keys T does not have,
 // each named by its path. Top-level keys starting with "x-" are ignored,
 // so that a file can keep YAML anchors there (as docker compose files do).
-func decodeStrict[T any](n *yaml.Node) (*T, error) {
+// With keepEnv, the ${ENV} references of values that are not text are
+// expanded (the others were left as written).
+func decodeStrict[T any](n *yaml.Node, keepEnv bool) (*T, error) {
 	if n.Kind == yaml.MappingNode {
 		kept := n.Content[:0:0]
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -152,6 +155,11 @@ func decodeStrict[T any](n *yaml.Node) (*T, error) {
 	}
 	if errs := unknownFields(n, reflect.TypeFor[T](), ""); len(errs) > 0 {
 		return nil, errors.Join(errs...)
+	}
+	if keepEnv {
+		if err := expandTyped(n, reflect.TypeFor[T](), ""); err != nil {
+			return nil, err
+		}
 	}
 	v := new(T)
 	if err := n.Decode(v); err != nil {

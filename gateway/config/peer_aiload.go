@@ -32,8 +32,7 @@ const ailoadAffinityTTL = Duration(5 * time.Minute)
 // settings.ip_hash turns the per-IP pinning on or off. The AILoad source
 // available pins every client IP unconditionally (its README lists
 // turning it off as a future option), so an absent ip_hash keeps it on.
-func fromAILoad(doc *yaml.Node) (*Config, error) {
-	r := &peerReader{}
+func fromAILoad(r *peerReader, doc *yaml.Node) (*Config, error) {
 	top := r.object(doc, "", []string{"auth_token", "models", "server", "settings"})
 	cfg := &Config{
 		Routing: Routing{Strategy: "random"},
@@ -77,7 +76,7 @@ func ailoadChannels(r *peerReader, top peerObject, timeout Duration) []Channel {
 		base := strings.TrimSpace(r.str(o.get("base_url"), o.at("base_url")))
 		model := strings.TrimSpace(r.str(o.get("model"), o.at("model")))
 		if _, ok := httpURL(base); !ok {
-			r.fail(o.at("base_url"), "want an http:// or https:// URL, got %q", base)
+			r.fail(o.at("base_url"), "want an http:// or https:// URL, got %q", DisplayURL(base))
 		}
 		if model == "" {
 			r.fail(o.at("model"), "required")

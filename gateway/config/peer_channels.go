@@ -54,8 +54,7 @@ var chParamNames = map[string]string{
 // plugin's own settings (basic, trigger, context, memory, mcp, llm, web,
 // ...) may sit in the same file; they configure the bot, not a gateway,
 // and are ignored.
-func fromChannels(doc *yaml.Node) (*Config, error) {
-	r := &peerReader{}
+func fromChannels(r *peerReader, doc *yaml.Node) (*Config, error) {
 	top := r.object(doc, "", nil)
 	cfg := chNative(r, top)
 	if s := chStrategy(r, top); s != "" {
@@ -92,7 +91,7 @@ func chNative(r *peerReader, top peerObject) *Config {
 			native.Content = append(native.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: f.key}, f.val)
 		}
 	}
-	cfg, err := decodeStrict[Config](native)
+	cfg, err := decodeStrict[Config](native, r.keepEnv)
 	if err != nil {
 		r.errs = append(r.errs, err)
 		return &Config{}
@@ -204,7 +203,7 @@ func chProxyString(r *peerReader, s, path string) string {
 		s = "http://" + s
 	}
 	if !validProxy(s) {
-		r.fail(path, "want an http://, https://, socks5:// or socks5h:// proxy, got %q", s)
+		r.fail(path, "want an http://, https://, socks5:// or socks5h:// proxy, got %q", DisplayURL(s))
 		return ""
 	}
 	return s
@@ -306,7 +305,7 @@ func chBaseURL(r *peerReader, o peerObject, typ string) string {
 	}
 	u, ok := httpURL(base)
 	if !ok {
-		r.fail(o.at("baseUrl"), "want an http:// or https:// URL, got %q", base)
+		r.fail(o.at("baseUrl"), "want an http:// or https:// URL, got %q", DisplayURL(base))
 		return ""
 	}
 	if typ == "openai" && strings.Trim(u.Path, "/") == "" {

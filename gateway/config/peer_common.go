@@ -19,7 +19,26 @@ import (
 // peerReader reads the node tree of a peer gateway's config. It never
 // stops at the first problem: every bad value becomes a FieldError named
 // by its path in the peer file's own terms, and err joins them all.
-type peerReader struct{ errs []error }
+type peerReader struct {
+	errs []error
+	// keepEnv: ${ENV} references were left as written (sluice import);
+	// they are expanded only where a number or a boolean is read.
+	keepEnv bool
+}
+
+// typed returns a scalar that is read as a number or a boolean, with its
+// ${ENV} references expanded when they were left as written.
+func (r *peerReader) typed(n *yaml.Node, path string) *yaml.Node {
+	if !r.keepEnv || n.Kind != yaml.ScalarNode || !strings.Contains(n.Value, "${") {
+		return n
+	}
+	c := *n
+	if err := expandEnv(&c, path); err != nil {
+		r.errs = append(r.errs, err)
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null"}
+	}
+	return &c
+}
 
 // fail records a problem with the value at path.
 func (r *peerReader) fail(path, format string, args ...any) {
@@ -138,6 +157,9 @@ func (r *peerReader) str(n *yaml.Node, path string) string {
 // boolean reads a true/false value; ok is false when it is absent or bad.
 func (r *peerReader) boolean(n *yaml.Node, path string) (v, ok bool) {
 	n = deref(n)
+	if n != nil {
+		n = r.typed(n, path)
+	}
 	if isNull(n) {
 		return false, false
 	}
@@ -151,6 +173,9 @@ func (r *peerReader) boolean(n *yaml.Node, path string) (v, ok bool) {
 // num reads a finite, non-negative number; absent or null is 0.
 func (r *peerReader) num(n *yaml.Node, path string) float64 {
 	n = deref(n)
+	if n != nil {
+		n = r.typed(n, path)
+	}
 	if isNull(n) {
 		return 0
 	}

@@ -32,8 +32,7 @@ const soaDefaultPort = ":9090"
 // model. Keys that only tune simple-one-api's own operation (enable_web,
 // debug, statistics, translation, multi_content_models, params_range)
 // are accepted and ignored: none of them changes where a request goes.
-func fromSimpleOneAPI(doc *yaml.Node) (*Config, error) {
-	r := &peerReader{}
+func fromSimpleOneAPI(r *peerReader, doc *yaml.Node) (*Config, error) {
 	top := r.object(doc, "", soaTopKeys)
 	cfg := &Config{}
 	cfg.Server.Listen = r.listenAddr(top.get("server_port"), "server_port")

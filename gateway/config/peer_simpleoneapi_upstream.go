@@ -127,7 +127,7 @@ func soaClaude(e *soaEntry) (string, string, *FieldError) {
 	p := strings.TrimRight(u.Path, "/")
 	if !strings.HasSuffix(p, "/messages") {
 		return "", "", &FieldError{Path: e.at("server_url"), Msg: fmt.Sprintf(
-			"want Anthropic's Messages endpoint, ending in /messages (simple-one-api posts to server_url as it is), got %q", e.serverURL)}
+			"want Anthropic's Messages endpoint, ending in /messages (simple-one-api posts to server_url as it is), got %q", DisplayURL(e.serverURL))}
 	}
 	if spec, _ := lookupServed("claude"); u.RawQuery == "" && u.Scheme+"://"+u.Host+p == spec.BaseURL+"/v1/messages" {
 		return "claude", "", nil
@@ -152,7 +152,7 @@ func soaGemini(e *soaEntry) (string, string, *FieldError) {
 	dir, last := path.Split(p)
 	if last != "models" || !geminiVersion.MatchString(path.Base(dir)) || u.RawQuery != "" || u.Fragment != "" {
 		return "", "", &FieldError{Path: e.at("server_url"), Msg: fmt.Sprintf(
-			"want the models URL of a Gemini API version, such as https://generativelanguage.googleapis.com/v1beta/models (simple-one-api appends /<model>:generateContent), got %q", e.serverURL)}
+			"want the models URL of a Gemini API version, such as https://generativelanguage.googleapis.com/v1beta/models (simple-one-api appends /<model>:generateContent), got %q", DisplayURL(e.serverURL))}
 	}
 	u.Path, u.RawPath = strings.TrimSuffix(p, "/models"), ""
 	base := u.String()
@@ -367,7 +367,7 @@ func soaReadProxy(r *peerReader, top peerObject) soaProxy {
 		return soaProxy{}
 	}
 	if !validProxy(p.url) {
-		r.fail(path, "want a proxy URL (http://, https:// or socks5://), got %q", p.url)
+		r.fail(path, "want a proxy URL (http://, https:// or socks5://), got %q", DisplayURL(p.url))
 		return soaProxy{}
 	}
 	return p

@@ -44,7 +44,13 @@ var reservedParams = []string{"model", "stream", "stream_options", "messages", "
 var anyModel = []string{"auto", "random"}
 
 // IsAnyModel reports whether a requested model name means "any model".
-func IsAnyModel(name string) bool { return slices.Contains(anyModel, strings.ToLower(name)) }
+func IsAnyModel(name string) bool { return slices.Contains(anyModel, ModelKey(name)) }
+
+// ModelKey is the one form in which model names are compared, everywhere:
+// routing, model_redirect, model_groups, "auto" and "random", and client
+// keys' model lists. Names differ only by more than case: "GPT-4o" is
+// "gpt-4o". Upstreams still get the name as each channel writes it.
+func ModelKey(name string) string { return strings.ToLower(name) }
 
 // Provision fills in every default. It is idempotent.
 func (c *Config) Provision() {
@@ -54,6 +60,9 @@ func (c *Config) Provision() {
 	s.DrainTimeout = or(s.DrainTimeout, Duration(30*time.Second))
 	s.ReadHeaderTimeout = or(s.ReadHeaderTimeout, Duration(10*time.Second))
 	s.IdleTimeout = or(s.IdleTimeout, Duration(120*time.Second))
+	s.ReadBodyTimeout = or(s.ReadBodyTimeout, Duration(30*time.Second))
+	s.MaxParsingBytes = or(s.MaxParsingBytes, max(32<<20, s.MaxBodyBytes))
+	s.ParsingWait = or(s.ParsingWait, Duration(2*time.Second))
 	c.Log.Level = or(c.Log.Level, "info")
 	c.Log.Format = or(c.Log.Format, "json")
 
@@ -86,6 +95,7 @@ func (c *Config) Provision() {
 		rd.HashTag = or(rd.HashTag, "q")
 		rd.Timeout = or(rd.Timeout, Duration(250*time.Millisecond))
 		rd.OnUnavailable = or(rd.OnUnavailable, "local")
+		rd.MinDwell = or(rd.MinDwell, Duration(time.Second))
 		rd.LeaseTTL = or(rd.LeaseTTL, Duration(30*time.Second))
 	}
 	for i := range c.Channels {
@@ -150,6 +160,15 @@ func (c *Config) validateServer(v *validator) {
 	}
 	if c.Server.IdleTimeout < 0 {
 		v.add("server.idle_timeout", "must not be negative")
+	}
+	if c.Server.ReadBodyTimeout < 0 {
+		v.add("server.read_body_timeout", "must not be negative")
+	}
+	if c.Server.MaxParsingBytes < c.Server.MaxBodyBytes {
+		v.add("server.max_parsing_bytes", "must be at least server.max_body_bytes (%d bytes), or no request could be parsed", c.Server.MaxBodyBytes)
+	}
+	if c.Server.ParsingWait < 0 {
+		v.add("server.parsing_wait", "must not be negative")
 	}
 	for i, p := range c.Server.TrustedProxies {
 		if _, err := ParsePrefix(p); err != nil {
@@ -241,6 +260,13 @@ func (c *Config) validateTelemetry(v *validator) {
 		slices.Contains([]string{"/healthz", "/readyz"}, t.Metrics.Path) {
 		v.add("telemetry.metrics.path", "must be a path of its own, such as /metrics")
 	}
+	if l := t.Metrics.Listen; l != "" {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			v.add("telemetry.metrics.listen", "want host:port or :port, got %q", l)
+		} else if l == c.Server.Listen {
+			v.add("telemetry.metrics.listen", "must differ from server.listen (leave it empty to serve metrics there)")
+		}
+	}
 }
 
 func (c *Config) validateRedis(v *validator) {
@@ -275,7 +301,7 @@ func (c *Config) validateRedis(v *validator) {
 	for _, d := range []struct {
 		path string
 		d    Duration
-	}{{"redis.timeout", rd.Timeout}, {"redis.lease_ttl", rd.LeaseTTL}, {"redis.lease.hold", rd.Lease.Hold}, {"redis.lease.max_deny", rd.Lease.MaxDeny}} {
+	}{{"redis.timeout", rd.Timeout}, {"redis.lease_ttl", rd.LeaseTTL}, {"redis.min_dwell", rd.MinDwell}, {"redis.lease.hold", rd.Lease.Hold}, {"redis.lease.max_deny", rd.Lease.MaxDeny}} {
 		if d.d < 0 {
 			v.add(d.path, "must not be negative")
 		}
@@ -336,7 +362,7 @@ func (c *Config) validateChannels(v *validator) map[string]bool {
 				v.add(fmt.Sprintf("%s.models[%d]", p, j), "%q is reserved: it means any enabled model", m)
 			}
 			if ch.IsEnabled() {
-				served[m] = true
+				served[ModelKey(m)] = true
 			}
 		}
 		for _, from := range slices.Sorted(maps.Keys(ch.ModelMap)) {
@@ -408,11 +434,11 @@ func validateURL(v *validator, path, raw, typ string) {
 	case ok && (u.Scheme == "http" || u.Scheme == "https"):
 	case ok && isWebSocket(u.Scheme) && typ == "xinghuo":
 	case typ == "xinghuo":
-		v.add(path, "want an http://, https://, ws:// or wss:// URL, got %q", raw)
+		v.add(path, "want an http://, https://, ws:// or wss:// URL, got %q", DisplayURL(raw))
 	case ok && isWebSocket(u.Scheme):
-		v.add(path, "want an http:// or https:// URL, got %q (ws:// and wss:// are for type xinghuo only)", raw)
+		v.add(path, "want an http:// or https:// URL, got %q (ws:// and wss:// are for type xinghuo only)", DisplayURL(raw))
 	default:
-		v.add(path, "want an http:// or https:// URL, got %q", raw)
+		v.add(path, "want an http:// or https:// URL, got %q", DisplayURL(raw))
 	}
 }
 
@@ -477,23 +503,33 @@ func validateLimits(v *validator, path string, l Limits) {
 
 // validateModels checks redirects and groups against the served models.
 func (c *Config) validateModels(v *validator, served map[string]bool) {
+	groups := map[string]string{}
 	for _, name := range slices.Sorted(maps.Keys(c.ModelGroups)) {
 		members := c.ModelGroups[name]
 		p := "model_groups." + name
-		if served[name] || IsAnyModel(name) {
+		if other, dup := groups[ModelKey(name)]; dup {
+			v.add(p, "same group as model_groups.%s (model names are compared without regard to case)", other)
+		}
+		groups[ModelKey(name)] = name
+		if served[ModelKey(name)] || IsAnyModel(name) {
 			v.add(p, "group name %q is also a model name", name)
 		}
 		if len(members) == 0 {
 			v.add(p, "a group needs at least one model")
 		}
 		for i, m := range members {
-			if !served[m] {
+			if !served[ModelKey(m)] {
 				v.add(fmt.Sprintf("%s[%d]", p, i), "model %q is not served by any enabled channel", m)
 			}
 		}
 	}
+	redirects := map[string]string{}
 	for _, from := range slices.Sorted(maps.Keys(c.ModelRedirect)) {
 		to := c.ModelRedirect[from]
+		if other, dup := redirects[ModelKey(from)]; dup {
+			v.add("model_redirect."+from, "same model as model_redirect.%s (model names are compared without regard to case)", other)
+		}
+		redirects[ModelKey(from)] = from
 		if !c.routable(to, served) {
 			v.add("model_redirect."+from, "target %q is not served by any enabled channel nor a group", to)
 		}
@@ -502,8 +538,27 @@ func (c *Config) validateModels(v *validator, served map[string]bool) {
 
 // routable reports whether a model name can be routed once redirected.
 func (c *Config) routable(name string, served map[string]bool) bool {
-	_, group := c.ModelGroups[name]
-	return served[name] || group || IsAnyModel(name)
+	return served[ModelKey(name)] || c.isGroup(name) || IsAnyModel(name)
+}
+
+// isGroup reports whether name names a model group.
+func (c *Config) isGroup(name string) bool {
+	for g := range c.ModelGroups {
+		if ModelKey(g) == ModelKey(name) {
+			return true
+		}
+	}
+	return false
+}
+
+// isRedirected reports whether model_redirect has an entry for name.
+func (c *Config) isRedirected(name string) bool {
+	for from, to := range c.ModelRedirect {
+		if ModelKey(from) == ModelKey(name) && to != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Config) validateClients(v *validator, served map[string]bool) {
@@ -522,7 +577,7 @@ func (c *Config) validateClients(v *validator, served map[string]bool) {
 		}
 		names[cl.Name] = i
 		for j, m := range cl.Models {
-			if m != "*" && !c.routable(m, served) && c.ModelRedirect[m] == "" {
+			if m != "*" && !c.routable(m, served) && !c.isRedirected(m) {
 				v.add(fmt.Sprintf("%s.models[%d]", p, j), "model %q is not served by any enabled channel, group or redirect", m)
 			}
 		}
