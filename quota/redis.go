@@ -32,6 +32,8 @@ var (
 	takeLua string
 	//go:embed lua/usage.lua
 	usageLua string
+	//go:embed lua/probe.lua
+	probeLua string
 )
 
 // RedisConfig configures a Redis limiter. The zero value is usable: each
@@ -86,7 +88,7 @@ type Redis struct {
 	client redis.Scripter
 	cfg    RedisConfig
 
-	acquire, settle, cooldown, renew, take, usage *redis.Script
+	acquire, settle, cooldown, renew, take, usage, probe *redis.Script
 
 	instance string // prefix of this instance's lease ids
 	seq      atomic.Uint64
@@ -124,6 +126,7 @@ func NewRedis(client redis.Scripter, cfg RedisConfig) *Redis {
 		renew:    redis.NewScript(preludeLua + renewLua),
 		take:     redis.NewScript(preludeLua + takeLua),
 		usage:    redis.NewScript(preludeLua + usageLua),
+		probe:    redis.NewScript(preludeLua + probeLua),
 		instance: hex.EncodeToString(id[:]),
 		leases:   make(map[string]map[string]bool),
 	}
@@ -355,6 +358,15 @@ func (r *Redis) Flush(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// Probe runs a script that writes, as every acquire does, within the
+// call timeout: the health check of the request path. A Redis that
+// answers PING but refuses scripts or writes (out of memory, read-only)
+// fails it.
+func (r *Redis) Probe(ctx context.Context) error {
+	_, err := r.run(ctx, r.probe, []string{r.Keys().base() + "probe"}, r.now())
+	return err
 }
 
 // Cooldown implements Limiter.

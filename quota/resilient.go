@@ -32,11 +32,22 @@ type ResilientConfig struct {
 	// Instances returns how many instances share the limits (the last
 	// count seen in Redis). Nil or < 1: 1.
 	Instances func() int
-	// Ping checks whether the backend is back. Required for recovery.
-	Ping func(ctx context.Context) error
-	// ProbeEvery is how often Ping runs while the backend is down.
+	// Probe checks whether the backend is back; required for recovery. It
+	// must exercise what requests need (Redis.Probe runs a script that
+	// writes), not merely reach the server: a backend that answers a PING
+	// but fails scripts is still down.
+	Probe func(ctx context.Context) error
+	// ProbeEvery is how often Probe runs while the backend is down.
 	// Default 500ms.
 	ProbeEvery time.Duration
+	// MinDwell is the shortest an outage lasts: the backend decides again
+	// only once a probe succeeded and at least this long has passed since
+	// the outage began, so that a backend failing some calls and not
+	// others cannot make the limiter switch back and forth faster than
+	// this. Default 1s.
+	MinDwell time.Duration
+	// Now is the clock (tests). Nil: time.Now.
+	Now func() time.Time
 	// Local is the limiter used under PolicyLocal. Nil: a new Memory.
 	Local *Memory
 	// Logger reports outages, once each. Nil: slog.Default().
@@ -70,6 +81,12 @@ func NewResilient(primary Limiter, cfg ResilientConfig) *Resilient {
 	if cfg.ProbeEvery <= 0 {
 		cfg.ProbeEvery = 500 * time.Millisecond
 	}
+	if cfg.MinDwell <= 0 {
+		cfg.MinDwell = time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if cfg.Local == nil {
 		cfg.Local = NewMemory(MemoryConfig{})
 	}
@@ -86,7 +103,7 @@ func (r *Resilient) Degraded() bool { return r.degraded.Load() }
 func (r *Resilient) Outages() int64 { return r.outages.Load() }
 
 // Errors returns how many calls to the backend failed: the call that
-// began each outage, failed cool-downs, and failed pings while down.
+// began each outage, failed cool-downs, and failed probes while down.
 func (r *Resilient) Errors() int64 { return r.errors.Load() }
 
 // Policy returns the configured policy.
@@ -192,14 +209,14 @@ func (r *Resilient) enter(err error) {
 	}
 	r.outages.Add(1)
 	r.mu.Lock()
-	r.since = time.Now()
+	r.since = r.cfg.Now()
 	r.mu.Unlock()
 	r.cfg.Logger.Error("shared quota store unreachable: the fallback policy decides until it is back",
 		slog.String("policy", string(r.cfg.Policy)), slog.String("error", err.Error()))
 }
 
 // Run probes the backend while it is down and switches back when it
-// answers, until ctx ends.
+// answers and the outage has lasted MinDwell, until ctx ends.
 func (r *Resilient) Run(ctx context.Context) {
 	t := time.NewTicker(r.cfg.ProbeEvery)
 	defer t.Stop()
@@ -209,23 +226,37 @@ func (r *Resilient) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if !r.degraded.Load() || r.cfg.Ping == nil {
-			continue
-		}
-		pctx, cancel := context.WithTimeout(ctx, r.cfg.ProbeEvery)
-		err := r.cfg.Ping(pctx)
-		cancel()
-		if err != nil {
-			r.errors.Add(1)
-			continue
-		}
-		r.mu.Lock()
-		since := r.since
-		r.mu.Unlock()
-		r.degraded.Store(false)
-		r.cfg.Logger.Warn("shared quota store reachable again: it decides again",
-			slog.Duration("outage", time.Since(since).Round(time.Millisecond)))
+		r.ProbeOnce(ctx)
 	}
+}
+
+// ProbeOnce probes a backend that is down once and switches back to it if
+// the probe succeeds and the outage has lasted MinDwell. It reports
+// whether the backend decides again.
+func (r *Resilient) ProbeOnce(ctx context.Context) bool {
+	if !r.degraded.Load() {
+		return true
+	}
+	if r.cfg.Probe == nil {
+		return false
+	}
+	r.mu.Lock()
+	since := r.since
+	r.mu.Unlock()
+	if r.cfg.Now().Sub(since) < r.cfg.MinDwell {
+		return false
+	}
+	pctx, cancel := context.WithTimeout(ctx, r.cfg.ProbeEvery)
+	err := r.cfg.Probe(pctx)
+	cancel()
+	if err != nil {
+		r.errors.Add(1)
+		return false
+	}
+	r.degraded.Store(false)
+	r.cfg.Logger.Warn("shared quota store reachable again: it decides again",
+		slog.Duration("outage", r.cfg.Now().Sub(since).Round(time.Millisecond)))
+	return true
 }
 
 // Usage reads the shared state when the primary can be inspected.

@@ -26,12 +26,11 @@ func TestResilientPolicies(t *testing.T) {
 	defer c.Close()
 	ctx := context.Background()
 	quiet := slog.New(slog.DiscardHandler)
-	ping := func(ctx context.Context) error { return c.Ping(ctx).Err() }
 	req := one("a", Limit{RPM: 30})
 
 	newLimiter := func(p Policy) *Resilient {
-		return NewResilient(NewRedis(c, RedisConfig{Prefix: uniquePrefix()}),
-			ResilientConfig{Policy: p, Instances: func() int { return 3 }, Ping: ping, Logger: quiet})
+		r := NewRedis(c, RedisConfig{Prefix: uniquePrefix()})
+		return NewResilient(r, ResilientConfig{Policy: p, Instances: func() int { return 3 }, Probe: r.Probe, Logger: quiet})
 	}
 	local, open, closed := newLimiter(PolicyLocal), newLimiter(PolicyOpen), newLimiter(PolicyClosed)
 	for _, l := range []*Resilient{local, open, closed} {
@@ -88,6 +87,105 @@ func TestResilientPolicies(t *testing.T) {
 		t.Fatalf("after recovery: %+v", d)
 	}
 }
+
+// TestResilientDoesNotFlapOnScriptErrors: a Redis that answers PING but
+// refuses every script that writes (out of memory) is down for the
+// request path; the limiter stays on its policy instead of going back
+// and forth, and goes back once scripts succeed again.
+func TestResilientDoesNotFlapOnScriptErrors(t *testing.T) {
+	srv := redistest.Start(t)
+	c := fastClient(srv.Addr)
+	defer c.Close()
+	admin := srv.Client(t)
+	ctx := context.Background()
+	shared := NewRedis(c, RedisConfig{Prefix: uniquePrefix()})
+	l := NewResilient(shared, ResilientConfig{Probe: shared.Probe, ProbeEvery: 50 * time.Millisecond,
+		MinDwell: 500 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go l.Run(runCtx)
+	req := one("a", Limit{RPM: 100000})
+	if d := mustAcquire(t, l, req); !d.Allowed || d.Mode != "" {
+		t.Fatalf("with Redis up: %+v", d)
+	}
+
+	if err := admin.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	defer admin.ConfigSet(ctx, "maxmemory", "0")
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING must still succeed: %v", err)
+	}
+	local := 0
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		d := mustAcquire(t, l, req)
+		if d.Mode == "local" {
+			local++
+		}
+		_ = l.Settle(ctx, d.Grant, 0)
+	}
+	if n := l.Outages(); n != 1 {
+		t.Fatalf("%d outages while Redis refused every script: the limiter flapped", n)
+	}
+	if !l.Degraded() || local == 0 {
+		t.Fatalf("the policy must decide while scripts fail (degraded %v, %d local decisions)", l.Degraded(), local)
+	}
+
+	if err := admin.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Degraded() {
+		if time.Now().After(deadline) {
+			t.Fatal("did not go back to Redis once scripts succeed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d := mustAcquire(t, l, req); !d.Allowed || d.Mode != "" || l.Outages() != 1 {
+		t.Fatalf("after recovery: %+v, %d outages", d, l.Outages())
+	}
+}
+
+// TestResilientMinDwell: once down, the backend decides again no sooner
+// than MinDwell after the outage began, however soon a probe succeeds.
+func TestResilientMinDwell(t *testing.T) {
+	now := time.Unix(1000, 0)
+	probes := 0
+	down := &flaky{}
+	l := NewResilient(down, ResilientConfig{
+		Probe:    func(context.Context) error { probes++; return nil },
+		MinDwell: 2 * time.Second, Now: func() time.Time { return now }, Logger: slog.New(slog.DiscardHandler),
+	})
+	down.fail = true
+	if d := mustAcquire(t, l, one("a", Limit{RPM: 10})); d.Mode != "local" {
+		t.Fatalf("mode %q", d.Mode)
+	}
+	for _, step := range []time.Duration{0, time.Second, 999 * time.Millisecond} {
+		now = now.Add(step)
+		if l.ProbeOnce(context.Background()) {
+			t.Fatalf("back after %v of a 2s dwell", step)
+		}
+	}
+	if probes != 0 {
+		t.Fatalf("probed %d times within the dwell", probes)
+	}
+	now = now.Add(time.Millisecond)
+	if !l.ProbeOnce(context.Background()) || l.Degraded() || probes != 1 {
+		t.Fatal("a successful probe after the dwell ends the outage")
+	}
+}
+
+// flaky is a Limiter whose backend fails while fail is set.
+type flaky struct{ fail bool }
+
+func (f *flaky) Acquire(context.Context, Request) (Decision, error) {
+	if f.fail {
+		return Decision{}, ErrBackend
+	}
+	return Decision{Allowed: true}, nil
+}
+func (f *flaky) Settle(context.Context, Grant, int64) error            { return nil }
+func (f *flaky) Cooldown(context.Context, string, time.Duration) error { return nil }
 
 func TestMembers(t *testing.T) {
 	srv := redistest.Start(t)

@@ -140,7 +140,8 @@ func newCluster(cfg *config.Config, log *slog.Logger, addr string) (*cluster, er
 	limiter := quota.NewResilient(primary, quota.ResilientConfig{
 		Policy:    quota.Policy(rc.OnUnavailable),
 		Instances: members.Count,
-		Ping:      func(ctx context.Context) error { return client.Ping(ctx).Err() },
+		Probe:     shared.Probe,
+		MinDwell:  rc.MinDwell.D(),
 		Local:     gateway.NewMemoryLimiter(cfg),
 		Logger:    log,
 	})
