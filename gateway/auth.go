@@ -1,12 +1,14 @@
 package gateway
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-gateway/sluice/gateway/config"
@@ -16,22 +18,87 @@ import (
 // client is an authenticated caller.
 type client struct {
 	name   string
-	models []string // nil: every model
+	models []string // model keys (config.ModelKey); nil: every model
 	limit  quota.Limit
 	wait   time.Duration // how long a request may wait for the client's quota
 	digest [32]byte      // SHA-256 of the key
+
+	// slots holds a place for each of the client's requests in flight on
+	// this instance, before its body is read: the cluster admits at most
+	// limit.Concurrency, so more here would be refused anyway. Nil
+	// without a concurrency limit.
+	slots chan struct{}
+	// refused remembers the client's last refusal by a request rate
+	// (qps, rpm, rpd) until it may pass again, so that the next requests
+	// are refused before their body is read.
+	refused atomic.Pointer[remembered]
+}
+
+// remembered is a refusal kept until it may pass.
+type remembered struct {
+	until time.Time
+	d     quota.Decision
+}
+
+// enter holds the client's place for one request, before its body is
+// read: it refuses at once when the client is known to be over a request
+// rate, or waits (within the client's wait_timeout) for one of its
+// concurrency slots on this instance.
+func (c *client) enter(ctx context.Context) (leave func(), err error) {
+	if rf := c.refused.Load(); rf != nil {
+		if left := time.Until(rf.until); left > c.wait {
+			d := rf.d
+			d.RetryAfter = left
+			return nil, &refusal{d: d, err: clientRefusal(c, d)}
+		}
+	}
+	if c.slots == nil {
+		return func() {}, nil
+	}
+	select {
+	case c.slots <- struct{}{}:
+		return func() { <-c.slots }, nil
+	default:
+	}
+	d := quota.Decision{Scope: quota.ScopeClient, Reason: quota.ReasonConcurrency, RetryAfter: time.Second}
+	if c.wait <= 0 {
+		return nil, &refusal{d: d, err: clientRefusal(c, d)}
+	}
+	t := time.NewTimer(c.wait)
+	defer t.Stop()
+	select {
+	case c.slots <- struct{}{}:
+		return func() { <-c.slots }, nil
+	case <-ctx.Done():
+		return nil, ErrClientClosed
+	case <-t.C:
+		return nil, &refusal{d: d, err: clientRefusal(c, d)}
+	}
+}
+
+// remember keeps a refusal of the client by a request rate until it may
+// pass: a refusal by tokens depends on each request's size, and one by
+// concurrency on requests ending, so neither is kept.
+func (c *client) remember(d quota.Decision) {
+	switch d.Reason {
+	case quota.ReasonQPS, quota.ReasonRPM, quota.ReasonRPD:
+	default:
+		return
+	}
+	if d.Scope != quota.ScopeClient || d.RetryAfter <= 0 {
+		return
+	}
+	kept := quota.Decision{Scope: d.Scope, Reason: d.Reason, Requests: d.Requests, Mode: d.Mode}
+	c.refused.Store(&remembered{until: time.Now().Add(d.RetryAfter), d: kept})
 }
 
 // anonymous is the caller when no client keys are configured.
 var anonymous = &client{name: "anonymous"}
 
-// allows reports whether the client may request a model name ("auto"
-// and "random" in any case, as routing reads them).
+// allows reports whether the client may request a model name, compared
+// by config.ModelKey like everything else that reads model names.
 func (c *client) allows(model string) bool {
-	if c.models == nil || slices.Contains(c.models, model) {
-		return true
-	}
-	return config.IsAnyModel(model) && slices.ContainsFunc(c.models, func(m string) bool { return strings.EqualFold(m, model) })
+	return c.models == nil || slices.Contains(c.models, config.ModelKey(model))
 }
 
 // clients authenticates client keys. Keys are kept only as SHA-256
@@ -47,8 +114,13 @@ func newClients(cfg []config.Client) *clients {
 	cs := &clients{byDigest: make(map[[32]byte]*client, len(cfg))}
 	for _, c := range cfg {
 		cl := &client{name: c.Name, limit: quotaLimit(c.Limits), wait: c.Limits.WaitTimeout.D(), digest: sha256.Sum256([]byte(c.Key))}
+		if n := c.Limits.Concurrency; n > 0 {
+			cl.slots = make(chan struct{}, n)
+		}
 		if len(c.Models) > 0 && !slices.Contains(c.Models, "*") {
-			cl.models = slices.Clone(c.Models)
+			for _, m := range c.Models {
+				cl.models = append(cl.models, config.ModelKey(m))
+			}
 		}
 		cs.byDigest[cl.digest] = cl
 	}

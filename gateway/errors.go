@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -30,6 +31,8 @@ var (
 	ErrUpstreamTimeout  = errors.New("upstream timed out")
 	ErrQuotaUnavailable = errors.New("quota backend unavailable")
 	ErrDraining         = errors.New("server is shutting down")
+	ErrServerBusy       = errors.New("server busy")
+	ErrBodyTimeout      = errors.New("request body timed out")
 	ErrNotFound         = errors.New("not found")
 	ErrMethodNotAllowed = errors.New("method not allowed")
 )
@@ -57,6 +60,8 @@ var errorKinds = []struct {
 	{ErrUpstream, errorKind{http.StatusBadGateway, "server_error", "upstream_error"}},
 	{ErrQuotaUnavailable, errorKind{http.StatusServiceUnavailable, "server_error", "quota_unavailable"}},
 	{ErrDraining, errorKind{http.StatusServiceUnavailable, "server_error", "shutting_down"}},
+	{ErrServerBusy, errorKind{http.StatusServiceUnavailable, "server_error", "server_busy"}},
+	{ErrBodyTimeout, errorKind{http.StatusRequestTimeout, "invalid_request_error", "request_timeout"}},
 	{ErrClientClosed, errorKind{499, "invalid_request_error", "client_closed_request"}},
 	{ErrNotFound, errorKind{http.StatusNotFound, "invalid_request_error", "unknown_url"}},
 	{ErrMethodNotAllowed, errorKind{http.StatusMethodNotAllowed, "invalid_request_error", "method_not_allowed"}},
@@ -113,6 +118,13 @@ type openAIErrorBody struct {
 func (g *Gateway) httpError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
+	}
+	if unreadBody(c) {
+		// Answer at once and close: the server would otherwise read the
+		// rest of the body, as slowly as the client sends it, before
+		// answering or after.
+		c.Response().Header().Set("Connection", "close")
+		_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now())
 	}
 	codec := callOf(c).codec
 	var up *upstreamError
@@ -206,3 +218,22 @@ func errorEvent(msg, code string) []byte {
 	b.WriteString("\n\n")
 	return b.Bytes()
 }
+
+// redactedError hides the config's secrets in an error's message, keeping
+// what it wraps for errors.Is and errors.As. Every error a request ends
+// with goes through it before it is answered or logged.
+func (g *Gateway) redactedError(err error) error {
+	msg := err.Error()
+	if safe := g.redactor.String(msg); safe != msg {
+		return &redactedErr{msg: safe, err: err}
+	}
+	return err
+}
+
+type redactedErr struct {
+	msg string
+	err error
+}
+
+func (e *redactedErr) Error() string { return e.msg }
+func (e *redactedErr) Unwrap() error { return e.err }

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/sluice-gateway/sluice/gateway/provider"
 )
@@ -18,6 +20,11 @@ var requestSeeds = []string{
 	`{"model":null,"messages":null,"stream":null}`,
 	`{"model":"m","messages":[1,"x",null,{"content":{}}]}`,
 	`[]`, `{`, ``, `{"model":"\u0000"}`,
+	`{"model":"AUTO","messages":[{"role":"user","content":"hi"}]}`,
+	`{"model":"m\u202e\u0007","messages":[{"role":"user","content":"hi"}]}`,
+	`{"model":"` + strings.Repeat("x", 300) + `","messages":[{"role":"user","content":"hi"}]}`,
+	`{"model":"\ud800","messages":[{"role":"user","content":"hi"}]}`,
+	`{"model":"m","stream":true,"stream_options":null,"temperature":null,"messages":[{"role":"user","content":null}]}`,
 }
 
 // FuzzParseRequest feeds arbitrary bodies to request parsing: it must
@@ -39,6 +46,9 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		if req.model == "" || req.estimate < 1 {
 			t.Fatalf("accepted request without model or estimate: %+v", req)
+		}
+		if len(req.model) > maxModelName || strings.ContainsFunc(req.model, unicode.IsControl) {
+			t.Fatalf("accepted a model name that is too long or holds control characters: %q", req.model)
 		}
 		out, err := req.upstreamBody("upstream-model", p)
 		if err != nil {
@@ -99,4 +109,74 @@ channels: [{type: mock, models: [m]}]
 			t.Fatalf("internal error for %q %q", path, body)
 		}
 	})
+}
+
+// nullSeeds are requests with many optional fields, for FuzzNullFields.
+var nullSeeds = []struct{ path, body string }{
+	{"/v1/chat/completions", `{"model":"m","stream":true,"stream_options":{"include_usage":true},"temperature":0.5,"top_p":1,"n":1,"stop":["x"],"max_tokens":9,"max_completion_tokens":9,"user":"u","seed":1,"presence_penalty":0,"frequency_penalty":0,"logit_bias":{"1":1},"response_format":{"type":"text"},"tools":[{"type":"function","function":{"name":"f","description":"d","parameters":{"type":"object"}}}],"tool_choice":"auto","parallel_tool_calls":true,"messages":[{"role":"system","content":"s","name":"n"},{"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{"url":"data:,","detail":"low"}}]},{"role":"assistant","content":null,"tool_calls":[{"id":"1","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"1","content":"r"}]}`},
+	{"/v1/embeddings", `{"model":"m","input":["a","b"],"encoding_format":"float","dimensions":8,"user":"u"}`},
+	{"/v1/messages", `{"model":"m","max_tokens":16,"stream":true,"system":[{"type":"text","text":"s"}],"metadata":{"user_id":"u"},"stop_sequences":["x"],"temperature":0.5,"top_p":1,"top_k":3,"tool_choice":{"type":"auto"},"tools":[{"name":"f","description":"d","input_schema":{"type":"object"}}],"messages":[{"role":"user","content":[{"type":"text","text":"hi"},{"type":"image","source":{"type":"base64","media_type":"image/png","data":"AA=="}}]},{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{"a":1}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":"ok","is_error":false}]}]}`},
+	{"/v1/responses", `{"model":"m","stream":true,"instructions":"s","temperature":0.5,"top_p":1,"max_output_tokens":16,"tool_choice":"auto","parallel_tool_calls":true,"text":{"format":{"type":"text"}},"reasoning":{"effort":"low"},"metadata":{"k":"v"},"store":false,"tools":[{"type":"function","name":"f","description":"d","parameters":{"type":"object"}}],"input":[{"role":"user","content":[{"type":"input_text","text":"hi"}]},{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c","output":"ok"}]}`},
+}
+
+// FuzzNullFields sends requests in which any set of fields, at any depth,
+// is null: SDKs write unset options as null, and null must behave as
+// absent or be refused with a clear 400, never fail with a 500.
+func FuzzNullFields(f *testing.F) {
+	for i := range nullSeeds {
+		f.Add(uint8(i), uint64(0))
+		f.Add(uint8(i), uint64(1)<<3|uint64(1)<<7)
+		f.Add(uint8(i), ^uint64(1)) // every value but the first
+	}
+	g, err := New(loadConfig(f, `channels: [{type: mock, models: [m]}]`), Deps{Logger: testLogger()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, which uint8, mask uint64) {
+		seed := nullSeeds[int(which)%len(nullSeeds)]
+		var v any
+		if err := json.Unmarshal([]byte(seed.body), &v); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		v = nullify(v, mask, &n)
+		body, _ := json.Marshal(v)
+		req, _ := http.NewRequest(http.MethodPost, "http://sluice"+seed.path, strings.NewReader(string(body)))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		g.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("%s %s: %d %s", seed.path, body, rec.Code, rec.Body.String())
+		}
+	})
+}
+
+// nullify replaces the values (below the top level, in document order)
+// whose index has its bit set in mask with null.
+func nullify(v any, mask uint64, n *int) any {
+	switch t := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			t[k] = nullValue(t[k], mask, n)
+		}
+	case []any:
+		for i := range t {
+			t[i] = nullValue(t[i], mask, n)
+		}
+	}
+	return v
+}
+
+func nullValue(v any, mask uint64, n *int) any {
+	i := *n
+	*n++
+	if i < 64 && mask&(1<<i) != 0 {
+		return nil
+	}
+	return nullify(v, mask, n)
 }

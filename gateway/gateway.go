@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/sluice-gateway/sluice/affinity"
 	"github.com/sluice-gateway/sluice/breaker"
@@ -25,6 +26,7 @@ import (
 	"github.com/sluice-gateway/sluice/gateway/ingress"
 	"github.com/sluice-gateway/sluice/gateway/provider"
 	"github.com/sluice-gateway/sluice/gateway/provider/mock"
+	"github.com/sluice-gateway/sluice/gateway/redact"
 	"github.com/sluice-gateway/sluice/quota"
 )
 
@@ -61,6 +63,10 @@ type Gateway struct {
 	metricsPath    string
 	metricsHandler http.Handler
 	captureContent bool
+
+	redactor   *redact.Redactor // every secret of the config, kept from clients, logs and spans
+	parsing    *parseBudget     // request bytes being read and parsed at once
+	propagator propagation.TextMapPropagator
 }
 
 // New builds a Gateway from a provisioned, validated config.
@@ -72,6 +78,9 @@ func New(cfg *config.Config, deps Deps) (*Gateway, error) {
 	if g.log == nil {
 		g.log = slog.Default()
 	}
+	g.redactor = redact.New(cfg.Secrets()...)
+	g.parsing = newParseBudget(int64(cfg.Server.MaxParsingBytes), cfg.Server.ParsingWait.D())
+	g.propagator = tracePropagator(cfg.Telemetry.Traces.ForwardClientContext)
 	if g.limiter == nil {
 		g.limiter = NewMemoryLimiter(cfg)
 	}
@@ -323,15 +332,20 @@ func (g *Gateway) listModels(c echo.Context) error {
 func (g *Gateway) getModel(c echo.Context) error {
 	cl := clientOf(c)
 	m := c.Param("model")
+	if err := checkModelName(m); err != nil {
+		return err
+	}
 	for _, name := range g.router.listModels(cl) {
-		if name == m {
-			return c.JSON(http.StatusOK, modelObject{ID: m, Object: "model", Created: g.started.Unix(), OwnedBy: ownedBy(g.creds, m)})
+		if config.ModelKey(name) == config.ModelKey(m) {
+			return c.JSON(http.StatusOK, modelObject{ID: name, Object: "model", Created: g.started.Unix(), OwnedBy: ownedBy(g.creds, name)})
 		}
 	}
 	return fmt.Errorf("%w: the model %q does not exist", ErrModelNotFound, m)
 }
 
-// authenticate is the middleware that finds the client of every /v1 call.
+// authenticate is the middleware that finds the client of every /v1 call
+// from its headers alone, and holds the client's place in its own
+// concurrency before the body is read.
 func (g *Gateway) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		callOf(c).endpoint = strings.TrimPrefix(c.Path(), "/v1/")
@@ -341,6 +355,11 @@ func (g *Gateway) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		c.Set(clientKey, cl)
 		callOf(c).client = cl.name
+		leave, err := cl.enter(c.Request().Context())
+		if err != nil {
+			return err
+		}
+		defer leave()
 		return next(c)
 	}
 }
@@ -363,7 +382,9 @@ type callInfo struct {
 	start      time.Time
 	endpoint   string // chat, embeddings: a relayed call
 	client     string
-	model      string
+	model      string // as requested, once checked (checkModelName)
+	label      string // the model's metric label: a configured name, or "unknown"
+	bodyRead   bool   // the request's body was read whole
 	credential string
 	channel    string
 	attempts   int
@@ -393,6 +414,7 @@ func (g *Gateway) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Response().Header().Set("X-Request-Id", ci.id)
 		err := g.recovered(c, next)
 		if err != nil {
+			err = g.redactedError(err)
 			c.Error(err)
 		}
 		g.observeRequest(c.Request().Context(), c, ci, time.Since(start))

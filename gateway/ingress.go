@@ -37,31 +37,39 @@ func speaks(codec ingress.Codec) echo.MiddlewareFunc {
 // relayVia decodes a request of another API into the canonical form and
 // relays it.
 func (g *Gateway) relayVia(c echo.Context, codec ingress.Codec) error {
-	body, err := g.readBody(c)
+	req, err := g.intake(c, func(body []byte) (*request, error) { return decodeVia(codec, body) })
 	if err != nil {
 		return err
 	}
+	if codec == ingress.Anthropic {
+		req.nativeBeta = c.Request().Header.Values("anthropic-beta")
+	}
+	return g.serve(c, req)
+}
+
+// decodeVia decodes a request of another API into a parsed canonical one.
+func decodeVia(codec ingress.Codec, body []byte) (*request, error) {
 	dec, err := codec.Decode(body)
 	var re *ingress.RequestError
 	if errors.As(err, &re) {
-		return badParam(re.Param, "%s", re.Message)
+		return nil, badParam(re.Param, "%s", re.Message)
 	}
 	if err != nil {
-		return badParam("", "%v", err)
+		return nil, badParam("", "%v", err)
 	}
 	req, err := parseRequest(provider.Chat, dec.Canonical)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.codec = codec
 	if codec == ingress.Anthropic {
 		// Kept for Claude channels, which take the client's own body.
 		if err := json.Unmarshal(body, &req.native); err != nil {
-			return badParam("", "invalid JSON body: %v", err)
+			return nil, badParam("", "invalid JSON body: %v", err)
 		}
-		req.nativeBeta = c.Request().Header.Values("anthropic-beta")
+		dropNulls(req.native)
 	}
-	return g.serve(c, req)
+	return req, nil
 }
 
 // nativeFor returns the native side of an adapter whose upstream speaks

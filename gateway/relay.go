@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -32,13 +30,9 @@ var ErrClientClosed = errors.New("client closed the request")
 func (g *Gateway) chatCompletions(c echo.Context) error { return g.relay(c, provider.Chat) }
 func (g *Gateway) embeddings(c echo.Context) error      { return g.relay(c, provider.Embeddings) }
 
-// relay serves one OpenAI call: parse, then serve.
+// relay serves one OpenAI call: read and parse its body, then serve.
 func (g *Gateway) relay(c echo.Context, ep provider.Endpoint) error {
-	body, err := g.readBody(c)
-	if err != nil {
-		return err
-	}
-	req, err := parseRequest(ep, body)
+	req, err := g.intake(c, func(body []byte) (*request, error) { return parseRequest(ep, body) })
 	if err != nil {
 		return err
 	}
@@ -51,7 +45,8 @@ func (g *Gateway) relay(c echo.Context, ep provider.Endpoint) error {
 func (g *Gateway) serve(c echo.Context, req *request) error {
 	cl := clientOf(c)
 	ci := callOf(c)
-	ci.model, ci.stream = req.model, req.stream
+	req.label = g.router.label(req.model)
+	ci.model, ci.label, ci.stream = req.model, req.label, req.stream
 	ctx := c.Request().Context()
 	api := "openai"
 	if req.codec != nil {
@@ -68,28 +63,6 @@ func (g *Gateway) serve(c echo.Context, req *request) error {
 		return err
 	}
 	return g.failover(c, cl, req, cands, g.stickyKey(c, cl, req.model))
-}
-
-// readBody reads a JSON request body within the configured cap.
-func (g *Gateway) readBody(c echo.Context) ([]byte, error) {
-	r := c.Request()
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || mt != "application/json" {
-			return nil, fmt.Errorf("%w: %q; send the body as application/json", ErrMediaType, ct)
-		}
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, int64(g.cfg.Server.MaxBodyBytes)))
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		return nil, fmt.Errorf("%w: the limit is %d bytes", ErrBodyTooLarge, tooLarge.Limit)
-	case err != nil && r.Context().Err() != nil:
-		return nil, g.gone(r.Context())
-	case err != nil:
-		return nil, badParam("", "could not read the request body: %v", err)
-	}
-	return body, nil
 }
 
 // stickyKey is the affinity key of a request ("" when not sticky). The
@@ -152,7 +125,7 @@ func (g *Gateway) failover(c echo.Context, cl *client, req *request, cands []can
 		}
 		lastErr = out.err
 		g.log.InfoContext(ctx, "upstream attempt failed, failing over", slog.String("request_id", ci.id),
-			slog.String("credential", adm.cand.cred.id), slog.Int("attempt", attempt), slog.String("error", out.err.Error()))
+			slog.String("credential", adm.cand.cred.id), slog.Int("attempt", attempt), slog.String("error", g.redactor.String(out.err.Error())))
 		if ctx.Err() != nil || !time.Now().Before(deadline) {
 			break
 		}
@@ -260,7 +233,8 @@ func (g *Gateway) admit(ctx context.Context, h *holder, req *request, cands []ca
 		waitUntil := min(start.Add(limit).UnixNano(), deadline.UnixNano())
 		if d.RetryAfter <= 0 || time.Now().Add(d.RetryAfter).UnixNano() > waitUntil {
 			g.metrics.refusals.Add(ctx, 1, metric.WithAttributes(telemetry.QuotaScope.String(string(d.Scope)),
-				telemetry.QuotaResult.String(string(d.Reason)), telemetry.GenAIRequestModel.String(req.model)))
+				telemetry.QuotaResult.String(string(d.Reason)), telemetry.GenAIRequestModel.String(req.label)))
+			h.client.remember(d)
 			return nil, &refusal{d: d, err: refusalError(h.client, req, d)}
 		}
 		t := time.NewTimer(d.RetryAfter)
@@ -313,9 +287,14 @@ func refusalError(cl *client, req *request, d quota.Decision) error {
 		return fmt.Errorf("%w: request too large for %q: about %d tokens exceed a tokens-per-minute or per-day limit; lower max_tokens or the input", ErrRateLimited, req.model, req.estimate)
 	}
 	if d.Scope == quota.ScopeClient {
-		return fmt.Errorf("%w: the API key %q is over its %s quota; retry after %s", ErrRateLimited, cl.name, d.Reason, roundUp(d.RetryAfter))
+		return clientRefusal(cl, d)
 	}
 	return fmt.Errorf("%w: every credential serving %q is at its limit (%s); retry after %s", ErrRateLimited, req.model, d.Reason, roundUp(d.RetryAfter))
+}
+
+// clientRefusal is the error of a request refused by its client's quota.
+func clientRefusal(cl *client, d quota.Decision) error {
+	return fmt.Errorf("%w: the API key %q is over its %s quota; retry after %s", ErrRateLimited, cl.name, d.Reason, roundUp(d.RetryAfter))
 }
 
 func roundUp(d time.Duration) time.Duration {

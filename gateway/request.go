@@ -16,7 +16,8 @@ type request struct {
 	ep     provider.Endpoint
 	fields map[string]json.RawMessage // the top-level fields, values raw
 
-	model        string
+	model        string // as the client wrote it, once checked (checkModelName)
+	label        string // its metric label (router.label), set once routed
 	stream       bool
 	includeUsage bool  // the client asked for stream_options.include_usage
 	estimate     int64 // tokens reserved against TPM before the call
@@ -49,11 +50,14 @@ func parseRequest(ep provider.Endpoint, body []byte) (*request, error) {
 	if err := json.Unmarshal(body, &r.fields); err != nil {
 		return nil, badParam("", "invalid JSON body: %v", err)
 	}
+	// An optional field sent as null is absent: SDKs write unset options
+	// as null.
+	dropNulls(r.fields)
 	if err := decodeField(r.fields, "model", &r.model); err != nil {
 		return nil, err
 	}
-	if r.model == "" {
-		return nil, badParam("model", "you must provide a model parameter")
+	if err := checkModelName(r.model); err != nil {
+		return nil, err
 	}
 
 	switch ep {
@@ -66,12 +70,9 @@ func parseRequest(ep provider.Endpoint, body []byte) (*request, error) {
 }
 
 func (r *request) parseChat() error {
-	var messages []chatMessage
-	if err := decodeField(r.fields, "messages", &messages); err != nil {
+	chars, err := messagesSize(r.fields["messages"])
+	if err != nil {
 		return err
-	}
-	if len(messages) == 0 {
-		return badParam("messages", "messages must be a non-empty array")
 	}
 	if err := decodeField(r.fields, "stream", &r.stream); err != nil {
 		return err
@@ -97,10 +98,6 @@ func (r *request) parseChat() error {
 		}
 	}
 
-	var chars int64
-	for _, m := range messages {
-		chars += m.textBytes()
-	}
 	chars += int64(len(r.fields["tools"]) + len(r.fields["functions"]))
 	r.prompt = chars/4 + 1
 	completion := int64(defaultCompletionEstimate)
@@ -122,6 +119,32 @@ func (r *request) parseEmbeddings() error {
 	r.prompt = int64(len(raw))/4 + 1
 	r.estimate = r.prompt
 	return nil
+}
+
+// messagesSize reads the messages array one message at a time, so that a
+// large conversation is never held decoded whole, and returns the bytes
+// of text it holds for token estimation.
+func messagesSize(raw json.RawMessage) (int64, error) {
+	if len(raw) == 0 {
+		return 0, badParam("messages", "messages must be a non-empty array")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		return 0, badParam("messages", "invalid type for messages: want an array of messages")
+	}
+	var chars, n int64
+	for dec.More() {
+		var m chatMessage
+		if err := dec.Decode(&m); err != nil {
+			return 0, badParam("messages", "invalid type for messages[%d]: %s", n, jsonTypeError(err))
+		}
+		chars += m.textBytes()
+		n++
+	}
+	if n == 0 {
+		return 0, badParam("messages", "messages must be a non-empty array")
+	}
+	return chars, nil
 }
 
 // chatMessage is what token estimation reads of a message.
@@ -163,6 +186,15 @@ func (m chatMessage) textBytes() int64 {
 	return n
 }
 
+// dropNulls removes the fields whose value is null.
+func dropNulls(fields map[string]json.RawMessage) {
+	for k, v := range fields {
+		if bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
+			delete(fields, k)
+		}
+	}
+}
+
 // decodeField decodes one optional top-level field; null and absent leave
 // dst untouched. A value of the wrong type is a 400 naming the field.
 func decodeField(fields map[string]json.RawMessage, name string, dst any) error {
@@ -189,9 +221,12 @@ func jsonTypeError(err error) string {
 func (r *request) upstreamBody(model string, p *params) ([]byte, error) {
 	fields := withParams(r.fields, model, p)
 	if r.stream && !r.includeUsage {
-		opts := map[string]json.RawMessage{}
+		var opts map[string]json.RawMessage
 		if raw, ok := fields["stream_options"]; ok {
 			_ = json.Unmarshal(raw, &opts)
+		}
+		if opts == nil {
+			opts = map[string]json.RawMessage{}
 		}
 		opts["include_usage"] = json.RawMessage("true")
 		fields["stream_options"], _ = json.Marshal(opts)

@@ -76,78 +76,107 @@ func (c candidate) upstreamModel() string {
 	return c.model
 }
 
-// router maps requested model names to candidate credentials.
+// router maps requested model names to candidate credentials. Every
+// name is looked up by its config.ModelKey, so that redirects, groups,
+// "auto", client keys' model lists and routing agree on what a name
+// means; each candidate keeps its channel's own spelling of the model.
 type router struct {
-	byModel  map[string][]*credential // enabled credentials per served model
-	all      []*credential            // every enabled credential
-	groups   map[string][]string
-	redirect map[string]string
-	models   []string // served models and groups, sorted, for /v1/models
+	byModel  map[string][]candidate // by model key: enabled credentials, with their channel's name for it
+	all      []*credential          // every enabled credential
+	groups   map[string][]string    // by group key: member names
+	redirect map[string]string      // by model key
+	names    map[string]string      // model and group keys → the name as configured
+	models   []string               // served models and groups, sorted, for /v1/models
 	strategy strategy
 }
 
 func newRouter(cfg *config.Config, channels []*channel, creds []*credential) *router {
 	r := &router{
-		byModel:  make(map[string][]*credential),
-		groups:   cfg.ModelGroups,
-		redirect: cfg.ModelRedirect,
+		byModel:  make(map[string][]candidate),
+		groups:   make(map[string][]string),
+		redirect: make(map[string]string),
+		names:    make(map[string]string),
 		strategy: newStrategy(cfg.Routing.Strategy),
 	}
 	for _, c := range creds {
 		r.all = append(r.all, c)
 		for _, m := range c.ch.models {
-			r.byModel[m] = append(r.byModel[m], c)
+			k := config.ModelKey(m)
+			r.byModel[k] = append(r.byModel[k], candidate{cred: c, model: m})
+			if _, ok := r.names[k]; !ok {
+				r.names[k] = m
+			}
 		}
 	}
-	for m := range r.byModel {
-		r.models = append(r.models, m)
+	for g, members := range cfg.ModelGroups {
+		r.groups[config.ModelKey(g)] = members
+		r.names[config.ModelKey(g)] = g
 	}
-	for g := range r.groups {
-		r.models = append(r.models, g)
+	for from, to := range cfg.ModelRedirect {
+		r.redirect[config.ModelKey(from)] = to
+	}
+	for _, name := range r.names {
+		r.models = append(r.models, name)
 	}
 	slices.Sort(r.models)
 	return r
 }
+
+// label is the name under which a requested model is recorded in
+// metrics: the configured name it routes by, or "unknown". A label never
+// comes from request text, so clients cannot grow the label space.
+func (r *router) label(requested string) string {
+	k := config.ModelKey(requested)
+	switch name, ok := r.names[k]; {
+	case ok:
+		return name
+	case config.IsAnyModel(k):
+		return k
+	}
+	return unknownModel
+}
+
+// unknownModel labels every model no route serves.
+const unknownModel = "unknown"
 
 // resolve returns the candidates for a requested model, ordered by
 // priority tier and strategy. It applies model_redirect, then expands
 // groups and the "any model" names.
 func (r *router) resolve(requested string) ([]candidate, error) {
 	name := requested
-	if to, ok := r.redirect[name]; ok {
+	if to, ok := r.redirect[config.ModelKey(name)]; ok {
 		name = to
 	} else if to, ok := r.redirect["all"]; ok {
 		name = to
 	}
 
 	var cands []candidate
-	switch members, isGroup := r.groups[name]; {
-	case config.IsAnyModel(name):
+	key := config.ModelKey(name)
+	switch members, isGroup := r.groups[key]; {
+	case config.IsAnyModel(key):
 		for _, c := range r.all {
 			cands = append(cands, candidate{cred: c, model: c.ch.models[rand.IntN(len(c.ch.models))]})
 		}
 	case isGroup:
 		seen := make(map[*credential]bool)
 		for _, m := range members {
-			for _, c := range r.byModel[m] {
-				if !seen[c] {
-					seen[c] = true
-					cands = append(cands, candidate{cred: c, model: m})
+			for _, c := range r.byModel[config.ModelKey(m)] {
+				if !seen[c.cred] {
+					seen[c.cred] = true
+					cands = append(cands, c)
 				}
 			}
 		}
 	default:
-		for _, c := range r.byModel[name] {
-			cands = append(cands, candidate{cred: c, model: name})
-		}
+		cands = slices.Clone(r.byModel[key])
 	}
 	if len(cands) == 0 {
-		if name != requested {
+		if key != config.ModelKey(requested) {
 			return nil, fmt.Errorf("%w: %q (redirected to %q) is not served by any enabled channel", ErrModelNotFound, requested, name)
 		}
 		return nil, fmt.Errorf("%w: the model %q does not exist or is not served by any enabled channel", ErrModelNotFound, requested)
 	}
-	orderTiers(r.strategy, name, cands)
+	orderTiers(r.strategy, key, cands)
 	return cands, nil
 }
 

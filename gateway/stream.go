@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluice-gateway/sluice/breaker"
 	"github.com/sluice-gateway/sluice/gateway/ingress"
+	"github.com/sluice-gateway/sluice/gateway/redact"
 	"github.com/sluice-gateway/sluice/quota"
 )
 
@@ -126,7 +127,7 @@ func (g *Gateway) relayStream(c echo.Context, req *request, ans *answer, actx co
 			return g.transportFailure(ctx, actx, orEOF(readErr), r, false)
 		case fault != nil:
 			r.breakerErr, r.used = errors.New("upstream stream began with an error event"), 0
-			return outcome{retry: true, err: fmt.Errorf("%w: the upstream stream began with an error: %s", ErrUpstream, fault.message(cred.key))}
+			return outcome{retry: true, err: fmt.Errorf("%w: the upstream stream began with an error: %s", ErrUpstream, fault.message(g.redactor))}
 		}
 		r.breakerErr, r.used = io.ErrUnexpectedEOF, 0
 		return outcome{retry: true, err: fmt.Errorf("%w: the upstream stream ended before its first event", ErrUpstream)}
@@ -160,13 +161,13 @@ func (g *Gateway) relayStream(c echo.Context, req *request, ans *answer, actx co
 	var msg string
 	switch {
 	case fault != nil:
-		msg = "the upstream sent an error: " + fault.message(cred.key)
+		msg = "the upstream sent an error: " + fault.message(g.redactor)
 	case errors.Is(context.Cause(actx), errStreamIdle):
 		msg = errStreamIdle.Error()
 	case errors.Is(readErr, errEndedEarly):
 		msg = errEndedEarly.Error()
 	default:
-		msg = transportMessage(readErr)
+		msg = g.redactor.String(transportMessage(readErr))
 	}
 	r.breakerErr = errors.New(msg)
 	deadline(w, g.writeTimeout(adm))
@@ -175,12 +176,12 @@ func (g *Gateway) relayStream(c echo.Context, req *request, ans *answer, actx co
 	return outcome{committed: true, err: fmt.Errorf("%w: stream interrupted: %s", ErrUpstream, msg)}
 }
 
-// message is what a client may be told of a fault: never the secret.
-func (f *streamFault) message(key string) string {
+// message is what a client may be told of a fault: never a secret.
+func (f *streamFault) message(r *redact.Redactor) string {
 	if f.msg != "" {
-		return excerpt(string(redact([]byte(f.msg), key)))
+		return excerpt(r.String(f.msg))
 	}
-	return upstreamMessage(redact([]byte(f.data), key))
+	return upstreamMessage(r.JSON([]byte(f.data)))
 }
 
 // streamSink writes a stream's events in the client's API.
@@ -537,15 +538,6 @@ func excerpt(s string) string {
 		return "(empty body)"
 	}
 	return s
-}
-
-// redact removes a credential's secret from an upstream body before it
-// goes anywhere else.
-func redact(body []byte, key string) []byte {
-	if len(key) < 6 || !bytes.Contains(body, []byte(key)) {
-		return body
-	}
-	return bytes.ReplaceAll(body, []byte(key), []byte("[redacted]"))
 }
 
 // anthropic reads an Anthropic Messages event relayed natively.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -150,7 +151,7 @@ func (g *Gateway) traceServer(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		r := c.Request()
-		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx := g.propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 		route := c.Path()
 		if route == "" {
 			route = "unknown"
@@ -168,6 +169,33 @@ func (g *Gateway) traceServer(next echo.HandlerFunc) echo.HandlerFunc {
 		return err
 	}
 }
+
+// tracePropagator is what the gateway reads of a client's trace context
+// and writes to upstreams: the W3C traceparent, so that a call is one
+// trace from the client to the upstream; the client's tracestate and
+// baggage only when forward is set (telemetry.traces.forward_client_context):
+// they are the client's data, not the upstream's business.
+func tracePropagator(forward bool) propagation.TextMapPropagator {
+	if forward {
+		return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	}
+	return parentOnly{}
+}
+
+// parentOnly propagates traceparent and drops the client's tracestate.
+type parentOnly struct{ propagation.TraceContext }
+
+// Extract implements propagation.TextMapPropagator.
+func (p parentOnly) Extract(ctx context.Context, carrier propagation.TextMapCarrier) context.Context {
+	ctx = p.TraceContext.Extract(ctx, carrier)
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() && sc.TraceState().Len() > 0 {
+		ctx = trace.ContextWithRemoteSpanContext(ctx, sc.WithTraceState(trace.TraceState{}))
+	}
+	return ctx
+}
+
+// Fields implements propagation.TextMapPropagator.
+func (parentOnly) Fields() []string { return []string{"traceparent"} }
 
 // genAISystem names an upstream for gen_ai.system.
 func genAISystem(spec provider.Spec) string {
@@ -219,7 +247,7 @@ func (g *Gateway) startAttempt(ctx context.Context, req *request, adm *admitted,
 	if g.captureContent {
 		attrs = append(attrs, telemetry.GenAIPrompt.String(truncate(string(req.fields["messages"])+string(req.fields["input"]), 8<<10)))
 	}
-	return tracer.Start(ctx, operation(req.ep)+" "+req.model, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	return tracer.Start(ctx, operation(req.ep)+" "+req.label, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
 }
 
 // endAttempt records an attempt's outcome on its span and in metrics.
@@ -254,7 +282,7 @@ func (g *Gateway) endAttempt(ctx context.Context, span trace.Span, req *request,
 	span.SetAttributes(telemetry.GenAIInputTokens.Int64(in), telemetry.GenAIOutputTokens.Int64(outTok), telemetry.Outcome.String(result))
 	if out.err != nil {
 		span.SetAttributes(telemetry.ErrorType.String(result))
-		span.SetStatus(codes.Error, out.err.Error())
+		span.SetStatus(codes.Error, g.redactor.String(out.err.Error()))
 	}
 	span.End()
 
@@ -266,7 +294,7 @@ func (g *Gateway) endAttempt(ctx context.Context, span trace.Span, req *request,
 	}
 	if in+outTok > 0 && (out.err == nil || out.committed) {
 		system := telemetry.GenAISystem.String(genAISystem(cred.spec))
-		model := telemetry.GenAIRequestModel.String(req.model)
+		model := telemetry.GenAIRequestModel.String(req.label)
 		op := telemetry.GenAIOperation.String(operation(req.ep))
 		for _, t := range []struct {
 			kind string
@@ -291,9 +319,10 @@ func (g *Gateway) observeRequest(ctx context.Context, c echo.Context, ci *callIn
 	if ci.endpoint == "" {
 		return
 	}
+	label := cmp.Or(ci.label, unknownModel)
 	attrs := metric.WithAttributes(
 		telemetry.Endpoint.String(ci.endpoint),
-		telemetry.GenAIRequestModel.String(ci.model),
+		telemetry.GenAIRequestModel.String(label),
 		telemetry.Channel.String(ci.channel),
 		telemetry.HTTPStatus.Int(c.Response().Status),
 		telemetry.Stream.Bool(ci.stream),
@@ -302,6 +331,6 @@ func (g *Gateway) observeRequest(ctx context.Context, c echo.Context, ci *callIn
 	g.metrics.duration.Record(ctx, took.Seconds(), attrs)
 	if ci.ttfb > 0 {
 		g.metrics.ttft.Record(ctx, ci.ttfb.Seconds(), metric.WithAttributes(
-			telemetry.GenAIRequestModel.String(ci.model), telemetry.Channel.String(ci.channel), telemetry.Stream.Bool(ci.stream)))
+			telemetry.GenAIRequestModel.String(label), telemetry.Channel.String(ci.channel), telemetry.Stream.Bool(ci.stream)))
 	}
 }

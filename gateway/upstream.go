@@ -14,7 +14,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 	sse "github.com/tmaxmax/go-sse"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/sluice-gateway/sluice/gateway/provider"
@@ -73,7 +72,7 @@ func (g *Gateway) exchange(ctx context.Context, c echo.Context, req *request, cr
 	// The request ID and trace context go to every upstream.
 	hdr := http.Header{}
 	hdr.Set("X-Request-Id", callOf(c).id)
-	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(hdr))
+	g.propagator.Inject(ctx, propagation.HeaderCarrier(hdr))
 	if ex, ok := cred.adapter.(provider.Exchanger); ok {
 		t.Headers = maps.Clone(t.Headers)
 		if t.Headers == nil {
@@ -82,7 +81,7 @@ func (g *Gateway) exchange(ctx context.Context, c echo.Context, req *request, cr
 		for k := range hdr {
 			t.Headers[k] = hdr.Get(k)
 		}
-		return exchangeVia(ctx, ex, cred, t, req, body)
+		return g.exchangeVia(ctx, ex, cred, t, req, body)
 	}
 
 	tr, translated := cred.adapter.(provider.Translator)
@@ -112,7 +111,7 @@ func (g *Gateway) exchange(ctx context.Context, c echo.Context, req *request, cr
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()
 		ans.errBody, _ = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		ans.errBody = redact(ans.errBody, cred.key)
+		ans.errBody = g.redactor.JSON(ans.errBody)
 		if translated {
 			ans.errBody = tr.Error(resp.StatusCode, ans.errBody)
 		}
@@ -142,7 +141,7 @@ func (g *Gateway) exchange(ctx context.Context, c echo.Context, req *request, cr
 			// An error sent with a 2xx status (Anthropic's error object
 			// in a 200): handled as the refusal it is.
 			ans.status = cmp.Or(upErr.Status, http.StatusBadGateway)
-			ans.errBody = redact(wire.NewError(upErr.Type, "", upErr.Message), cred.key)
+			ans.errBody = wire.NewError(upErr.Type, "", g.redactor.String(upErr.Message))
 			return ans, nil
 		case err != nil:
 			return nil, &unreadableAnswer{err: err}
@@ -162,7 +161,7 @@ func (e *unreadableAnswer) Error() string {
 }
 
 // exchangeVia makes an attempt through an Exchanger.
-func exchangeVia(ctx context.Context, ex provider.Exchanger, cred *credential, t provider.Target, req *request, body []byte) (*answer, error) {
+func (g *Gateway) exchangeVia(ctx context.Context, ex provider.Exchanger, cred *credential, t provider.Target, req *request, body []byte) (*answer, error) {
 	rep, err := ex.Exchange(ctx, cred.ch.client, t, req.ep, body, req.stream)
 	var refused *provider.Error
 	switch {
@@ -174,7 +173,7 @@ func exchangeVia(ctx context.Context, ex provider.Exchanger, cred *credential, t
 	ans := &answer{status: rep.Status, header: http.Header{}}
 	switch {
 	case rep.Status < 200 || rep.Status > 299:
-		ans.errBody = redact(rep.Body, cred.key)
+		ans.errBody = g.redactor.JSON(rep.Body)
 	case rep.Stream != nil:
 		ans.events = chunkEvents{rep.Stream}
 		ans.closers = append(ans.closers, ans.events.close)

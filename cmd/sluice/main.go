@@ -140,12 +140,15 @@ func importConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sluice import: %v\n", err)
 		return 1
 	}
-	// Keep ${ENV} references as written; expand them only if the file
-	// cannot be read without (a number given as ${VAR}, say).
+	// Keep ${ENV} references as written (only numbers and booleans are
+	// resolved to be read). A reference that had to be resolved to
+	// convert the file (a whole URL, say) is put back in the output: it
+	// never shows a value taken from the environment.
 	cfg, format, err := config.ParseKeepEnv(data)
+	expanded := false
 	if err != nil {
 		if cfg, format, err = config.Parse(data); err == nil {
-			fmt.Fprintf(stderr, "sluice import: note: ${ENV} references were expanded in the output\n")
+			expanded = true
 		}
 	}
 	if err != nil {
@@ -158,12 +161,16 @@ func importConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sluice import: %v\n", err)
 		return 1
 	}
+	if expanded {
+		out = config.RestoreReferences(out, data)
+		fmt.Fprintf(stderr, "sluice import: note: some ${ENV} references had to be resolved to convert the file; their values were put back as references\n")
+	}
 	// Validate a copy of the result with its variables expanded, when
 	// they are set here.
-	expanded, _, err := config.Parse(out)
+	check, _, err := config.Parse(out)
 	if err == nil {
-		expanded.Provision()
-		err = expanded.Validate()
+		check.Provision()
+		err = check.Validate()
 	}
 	switch {
 	case errors.Is(err, config.ErrUnsetEnv):
@@ -247,6 +254,15 @@ func serveConfig(ctx context.Context, stop context.CancelFunc, cfg *config.Confi
 		return fmt.Errorf("listen: %w", err)
 	}
 	deps := gateway.Deps{Logger: log, Metrics: tel.Metrics}
+	if l := cfg.Telemetry.Metrics.Listen; l != "" && tel.Metrics != nil {
+		stopMetrics, err := serveMetrics(l, cfg.Telemetry.Metrics.Path, tel.Metrics, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stopMetrics()
+		deps.Metrics = nil // not on the API listener
+	}
 	stopCluster := func() {}
 	if cfg.Redis != nil {
 		cl, err := newCluster(cfg, log, ln.Addr().String())
@@ -304,4 +320,19 @@ func serveConfig(ctx context.Context, stop context.CancelFunc, cfg *config.Confi
 	}
 	log.Info("shut down")
 	return nil
+}
+
+// serveMetrics serves the Prometheus endpoint on a listener of its own
+// (telemetry.metrics.listen), so that API clients cannot read it.
+func serveMetrics(addr, path string, h http.Handler, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry.metrics.listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET "+path, h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("serving metrics", slog.String("metrics_addr", ln.Addr().String()), slog.String("path", path))
+	return func() { _ = srv.Close() }, nil
 }
