@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -46,14 +48,36 @@ func (g *Gateway) intake(c echo.Context, parse func(body []byte) (*request, erro
 	if err != nil {
 		return nil, err
 	}
-	defer func() { release(0) }()
 	body, err := g.readBody(c, limit)
 	if err != nil {
+		release()
 		return nil, err
 	}
-	// A body of unknown length held the most it could be; keep its size.
-	release(weight - max(int64(len(body)), 1))
+	// Decoding costs more than the bytes: charge what it will take, once
+	// the body is known.
+	if cost := parseCost(body); cost != weight {
+		release()
+		if cost > g.parsing.size {
+			return nil, fmt.Errorf("%w: its %d JSON objects and arrays would take about %d bytes to parse, more than server.max_parsing_bytes (%d)",
+				ErrBodyTooLarge, cost/nodeCost, cost, g.parsing.size)
+		}
+		if release, err = g.parsing.acquire(r.Context(), cost); err != nil {
+			return nil, err
+		}
+	}
+	defer release()
 	return parse(body)
+}
+
+// nodeCost is what decoding one JSON object or array costs beyond its
+// bytes: Go values, and the canonical request built from them (about a
+// kilobyte for a small Anthropic message, measured).
+const nodeCost = 1 << 10
+
+// parseCost estimates the memory that parsing a body takes.
+func parseCost(body []byte) int64 {
+	nodes := bytes.Count(body, []byte{'{'}) + bytes.Count(body, []byte{'['})
+	return max(int64(len(body))+nodeCost*int64(nodes), 1)
 }
 
 // readBody reads a request body within the size cap and the body read
@@ -100,9 +124,9 @@ func newParseBudget(size int64, wait time.Duration) *parseBudget {
 	return &parseBudget{sem: semaphore.NewWeighted(size), size: size, wait: wait}
 }
 
-// acquire takes n bytes of the budget, waiting up to the configured time.
-// release gives back all but keep of them; release(0) ends the hold.
-func (b *parseBudget) acquire(ctx context.Context, n int64) (release func(keep int64), err error) {
+// acquire takes n bytes of the budget (at most all of it), waiting up to
+// the configured time; release gives them back.
+func (b *parseBudget) acquire(ctx context.Context, n int64) (release func(), err error) {
 	n = min(n, b.size)
 	wctx, cancel := context.WithTimeout(ctx, b.wait)
 	defer cancel()
@@ -110,14 +134,10 @@ func (b *parseBudget) acquire(ctx context.Context, n int64) (release func(keep i
 		if ctx.Err() != nil {
 			return nil, ErrClientClosed
 		}
-		return nil, fmt.Errorf("%w: too many request bytes are being read at once; retry shortly", ErrServerBusy)
+		return nil, fmt.Errorf("%w: too many request bytes are being parsed at once; retry shortly", ErrServerBusy)
 	}
-	held := n
-	return func(keep int64) {
-		keep = max(0, min(keep, held))
-		b.sem.Release(held - keep)
-		held = keep
-	}, nil
+	var once sync.Once
+	return func() { once.Do(func() { b.sem.Release(n) }) }, nil
 }
 
 // maxModelName bounds a requested model name: no model's name is longer,

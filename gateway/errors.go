@@ -144,9 +144,9 @@ func (g *Gateway) httpError(err error, c echo.Context) {
 	if errors.As(err, &he) {
 		switch he.Code {
 		case http.StatusNotFound:
-			err = fmt.Errorf("%w: %s %s", ErrNotFound, c.Request().Method, c.Request().URL.Path)
+			err = fmt.Errorf("%w: %s %s", ErrNotFound, excerpt(c.Request().Method), excerpt(c.Request().URL.Path))
 		case http.StatusMethodNotAllowed:
-			err = fmt.Errorf("%w: %s %s", ErrMethodNotAllowed, c.Request().Method, c.Request().URL.Path)
+			err = fmt.Errorf("%w: %s %s", ErrMethodNotAllowed, excerpt(c.Request().Method), excerpt(c.Request().URL.Path))
 		case http.StatusRequestEntityTooLarge:
 			err = ErrBodyTooLarge
 		default:

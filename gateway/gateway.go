@@ -423,8 +423,8 @@ func (g *Gateway) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		attrs := []slog.Attr{
 			slog.String("request_id", ci.id),
-			slog.String("method", c.Request().Method),
-			slog.String("path", c.Request().URL.Path),
+			slog.String("method", excerpt(c.Request().Method)),
+			slog.String("path", excerpt(c.Request().URL.Path)),
 			slog.Int("status", c.Response().Status),
 			slog.Duration("duration", time.Since(start)),
 		}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -156,8 +157,14 @@ func (g *Gateway) traceServer(next echo.HandlerFunc) echo.HandlerFunc {
 		if route == "" {
 			route = "unknown"
 		}
-		ctx, span := tracer.Start(ctx, r.Method+" "+route, trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(telemetry.HTTPMethod.String(r.Method), telemetry.HTTPRoute.String(route)))
+		method := r.Method
+		switch method {
+		case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodHead, http.MethodOptions:
+		default:
+			method = "_OTHER" // the semantic conventions' name for any other, client-chosen, method
+		}
+		ctx, span := tracer.Start(ctx, method+" "+route, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(telemetry.HTTPMethod.String(method), telemetry.HTTPRoute.String(route)))
 		defer span.End()
 		c.SetRequest(r.WithContext(ctx))
 		err := next(c)

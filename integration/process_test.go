@@ -31,8 +31,13 @@ var (
 	buildErr  error
 )
 
+// binary returns the path of a binary built from this tree, or from the
+// directory SLUICE_BIN_DIR names (to measure an earlier build the same way).
 func binary(t *testing.T, name string) string {
 	t.Helper()
+	if dir := os.Getenv("SLUICE_BIN_DIR"); dir != "" {
+		return filepath.Join(dir, name)
+	}
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "sluice-bin-")
 		if buildErr != nil {
@@ -102,9 +107,15 @@ func start(t *testing.T, name string, args ...string) *process {
 	p := &process{cmd: cmd, logs: &strings.Builder{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
 	addr := make(chan string, 1)
 	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
+		// Lines are read whatever their length: a process that cannot
+		// write its log blocks.
+		br := bufio.NewReader(stderr)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil && line == "" {
+				break
+			}
+			line = strings.TrimSuffix(line, "\n")
 			p.mu.Lock()
 			p.logs.WriteString(line + "\n")
 			p.mu.Unlock()

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/sluice-gateway/sluice/gateway/provider/wire"
@@ -140,8 +142,9 @@ func (anthropicCodec) Decode(body []byte) (*Request, error) {
 	if system != "" {
 		out.Messages = append(out.Messages, wire.Message{Role: "system", Content: wire.TextContent(system)})
 	}
+	out.Messages = slices.Grow(out.Messages, len(r.Messages))
 	for i, m := range r.Messages {
-		msgs, err := anthropicTurn(m, fmt.Sprintf("messages[%d]", i))
+		msgs, err := anthropicTurn(m, "messages["+strconv.Itoa(i)+"]")
 		if err != nil {
 			return nil, err
 		}
@@ -270,10 +273,12 @@ func anthropicUserTurn(blocks []anthropicBlock, param string) ([]wire.Message, e
 		parts      []wire.ContentPart
 	)
 	for i, b := range blocks {
+		if b.Type == "text" {
+			parts = append(parts, wire.ContentPart{Type: "text", Text: b.Text})
+			continue
+		}
 		p := fmt.Sprintf("%s.content[%d]", param, i)
 		switch b.Type {
-		case "text":
-			parts = append(parts, wire.ContentPart{Type: "text", Text: b.Text})
 		case "image":
 			img, err := anthropicImage(b, p)
 			if err != nil {
