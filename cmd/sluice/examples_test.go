@@ -454,8 +454,15 @@ func TestExamplesKubernetes(t *testing.T) {
 
 	// Metrics are scraped where Sluice serves them.
 	ann := dep.Template.Metadata.Annotations
-	if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/port"] != listenPort || ann["prometheus.io/path"] != cfg.Telemetry.Metrics.Path {
-		t.Errorf("scrape annotations %v, want port %s path %s", ann, listenPort, cfg.Telemetry.Metrics.Path)
+	metricsPort := listenPort
+	if l := cfg.Telemetry.Metrics.Listen; l != "" {
+		_, metricsPort, _ = strings.Cut(l, ":")
+		if ports["metrics"] != mustAtoi(t, metricsPort) {
+			t.Errorf("the container's port \"metrics\" is %d, Sluice serves metrics on %s", ports["metrics"], l)
+		}
+	}
+	if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/port"] != metricsPort || ann["prometheus.io/path"] != cfg.Telemetry.Metrics.Path {
+		t.Errorf("scrape annotations %v, want port %s path %s", ann, metricsPort, cfg.Telemetry.Metrics.Path)
 	}
 
 	// Hardening.
