@@ -43,6 +43,13 @@ type anthropicCodec struct{}
 // Name implements Codec.
 func (anthropicCodec) Name() string { return "anthropic" }
 
+// Format implements Codec.
+func (anthropicCodec) Format() wire.Format { return wire.FormatAnthropic }
+
+// NativeHeaders implements Codec: a client's beta features go to an
+// Anthropic upstream that is relayed its body as is.
+func (anthropicCodec) NativeHeaders() []string { return []string{"anthropic-beta"} }
+
 // anthropicRequest is a Messages request, as Sluice reads it.
 type anthropicRequest struct {
 	Model         string             `json:"model"`
@@ -469,11 +476,11 @@ type anthropicUsage struct {
 }
 
 // anthropicUsageOf converts canonical usage (nil: unknown, zeros).
-func anthropicUsageOf(u *usage) anthropicUsage {
+func anthropicUsageOf(u *wire.Usage) anthropicUsage {
 	if u == nil {
 		return anthropicUsage{}
 	}
-	cached := u.cached()
+	cached := u.Cached()
 	return anthropicUsage{InputTokens: u.PromptTokens - cached, CacheReadInputTokens: cached, OutputTokens: u.CompletionTokens}
 }
 

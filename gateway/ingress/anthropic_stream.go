@@ -3,6 +3,8 @@ package ingress
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/sluice-gateway/sluice/gateway/provider/wire"
 )
 
 // anthropicStream encodes canonical chunks as Anthropic Messages stream
@@ -17,7 +19,7 @@ type anthropicStream struct {
 	blocks  int    // content blocks started
 	tools   []streamTool
 	stop    string
-	usage   *usage
+	usage   *wire.Usage
 }
 
 // streamTool is a tool call met in a stream: its canonical index (nil

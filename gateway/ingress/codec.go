@@ -18,6 +18,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/sluice-gateway/sluice/gateway/provider/wire"
 )
 
 // Event is one server-sent event for the client.
@@ -57,6 +59,8 @@ type StreamEncoder interface {
 // Codec translates one client format to and from the canonical one.
 type Codec interface {
 	Name() string                              // "anthropic", "responses"
+	Format() wire.Format                       // the client API's wire format
+	NativeHeaders() []string                   // the API's request headers an upstream speaking Format natively is given
 	Decode(body []byte) (*Request, error)      // *RequestError for bad or unsupported requests
 	Response(canonical []byte) ([]byte, error) // a chat.completion → the client's answer
 	NewStream(model string) StreamEncoder
@@ -148,35 +152,6 @@ func isNull(raw json.RawMessage) bool {
 	return len(raw) == 0 || bytes.Equal(raw, []byte("null"))
 }
 
-// usage is a canonical answer's usage, with the details some upstreams add.
-type usage struct {
-	PromptTokens        int64 `json:"prompt_tokens"`
-	CompletionTokens    int64 `json:"completion_tokens"`
-	TotalTokens         int64 `json:"total_tokens"`
-	PromptTokensDetails *struct {
-		CachedTokens int64 `json:"cached_tokens"`
-	} `json:"prompt_tokens_details,omitempty"`
-	CompletionTokensDetails *struct {
-		ReasoningTokens int64 `json:"reasoning_tokens"`
-	} `json:"completion_tokens_details,omitempty"`
-}
-
-// cached is the number of prompt tokens read from a cache.
-func (u *usage) cached() int64 {
-	if u == nil || u.PromptTokensDetails == nil {
-		return 0
-	}
-	return min(u.PromptTokensDetails.CachedTokens, u.PromptTokens)
-}
-
-// reasoning is the number of completion tokens spent reasoning.
-func (u *usage) reasoning() int64 {
-	if u == nil || u.CompletionTokensDetails == nil {
-		return 0
-	}
-	return u.CompletionTokensDetails.ReasoningTokens
-}
-
 // completion is the canonical chat.completion, as the codecs read it.
 type completion struct {
 	ID      string `json:"id"`
@@ -190,7 +165,7 @@ type completion struct {
 		} `json:"message"`
 		FinishReason string `json:"finish_reason"`
 	} `json:"choices"`
-	Usage *usage `json:"usage"`
+	Usage *wire.Usage `json:"usage"`
 }
 
 // chunk is a canonical chat.completion.chunk, as the codecs read it.
@@ -207,7 +182,7 @@ type chunk struct {
 		} `json:"delta"`
 		FinishReason *string `json:"finish_reason"`
 	} `json:"choices"`
-	Usage *usage `json:"usage"`
+	Usage *wire.Usage `json:"usage"`
 }
 
 // toolCall is a canonical tool call, or a streamed fragment of one.

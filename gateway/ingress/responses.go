@@ -39,6 +39,13 @@ type responsesCodec struct{}
 // Name implements Codec.
 func (responsesCodec) Name() string { return "responses" }
 
+// Format implements Codec.
+func (responsesCodec) Format() wire.Format { return wire.FormatResponses }
+
+// NativeHeaders implements Codec: no upstream speaks the Responses API
+// natively here.
+func (responsesCodec) NativeHeaders() []string { return nil }
+
 // responsesRequest is a Responses request, as Sluice reads it.
 type responsesRequest struct {
 	Model             string          `json:"model"`
@@ -516,13 +523,13 @@ func (o *responsesObject) finish(reason string) {
 }
 
 // responsesUsageOf converts canonical usage (nil: unknown).
-func responsesUsageOf(u *usage) *responsesUsage {
+func responsesUsageOf(u *wire.Usage) *responsesUsage {
 	if u == nil {
 		return nil
 	}
 	out := &responsesUsage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}
-	out.InputTokensDetails.CachedTokens = u.cached()
-	out.OutputTokensDetails.ReasoningTokens = u.reasoning()
+	out.InputTokensDetails.CachedTokens = u.Cached()
+	out.OutputTokensDetails.ReasoningTokens = u.Reasoning()
 	if out.TotalTokens == 0 {
 		out.TotalTokens = u.PromptTokens + u.CompletionTokens
 	}

@@ -3,6 +3,8 @@ package ingress
 import (
 	"fmt"
 	"strings"
+
+	"github.com/sluice-gateway/sluice/gateway/provider/wire"
 )
 
 // responsesStream encodes canonical chunks as Responses stream events:
@@ -21,7 +23,7 @@ type responsesStream struct {
 	open    int // the open item's index in items, or -1
 	tools   []streamTool
 	finish  string
-	usage   *usage
+	usage   *wire.Usage
 }
 
 // responsesStreamItem is an output item being streamed.

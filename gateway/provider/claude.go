@@ -88,12 +88,6 @@ func (claude) NewRequest(ctx context.Context, t Target, ep Endpoint, body []byte
 	return claudeHTTPRequest(ctx, t, out)
 }
 
-// NewNativeRequest implements Native: body is already a Messages request
-// and is sent unchanged.
-func (claude) NewNativeRequest(ctx context.Context, t Target, body []byte) (*http.Request, error) {
-	return claudeHTTPRequest(ctx, t, body)
-}
-
 // claudeHTTPRequest builds the POST to the Messages endpoint. Headers set
 // in Target.Headers (a client's anthropic-version or anthropic-beta) win
 // over the default version.

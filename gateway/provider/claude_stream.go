@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -23,6 +24,7 @@ import (
 // content.
 type clResponse struct {
 	ID         string         `json:"id"`
+	Model      string         `json:"model"`
 	Type       string         `json:"type"` // message, or error
 	Content    []clOutBlock   `json:"content"`
 	StopReason string         `json:"stop_reason"`
@@ -48,6 +50,31 @@ type clUsage struct {
 	OutputTokens             int64 `json:"output_tokens"`
 	CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
 	CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
+}
+
+// UnmarshalJSON implements json.Unmarshaler, reading counts written as
+// integers or floats.
+func (u *clUsage) UnmarshalJSON(b []byte) error {
+	var f struct {
+		InputTokens              float64 `json:"input_tokens"`
+		OutputTokens             float64 `json:"output_tokens"`
+		CacheCreationInputTokens float64 `json:"cache_creation_input_tokens"`
+		CacheReadInputTokens     float64 `json:"cache_read_input_tokens"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		return err
+	}
+	*u = clUsage{InputTokens: tokens(f.InputTokens), OutputTokens: tokens(f.OutputTokens),
+		CacheCreationInputTokens: tokens(f.CacheCreationInputTokens), CacheReadInputTokens: tokens(f.CacheReadInputTokens)}
+	return nil
+}
+
+// tokens converts a count read as a float, 0 when it is nonsense.
+func tokens(f float64) int64 {
+	if math.IsNaN(f) || f < 0 || f > math.MaxInt32 {
+		return 0
+	}
+	return int64(math.Ceil(f))
 }
 
 // usage converts the counts: every input token, cached or not, is a

@@ -126,6 +126,10 @@ type Target struct {
 	// AppID and APISecret sign iFlytek Spark's WebSocket API (with Key as
 	// its API key); never logged.
 	AppID, APISecret string
+	// ClientHeader holds, for a body relayed natively (Native), the
+	// client's own headers of the upstream's API (ingress.Codec's
+	// NativeHeaders), never its credentials.
+	ClientHeader http.Header
 }
 
 // Adapter builds the upstream HTTP request for one call. body is the

@@ -2,24 +2,26 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"iter"
 	"net/http"
 	"runtime"
 
 	sse "github.com/tmaxmax/go-sse"
+
+	"github.com/sluice-gateway/sluice/gateway/provider/wire"
 )
 
-// Format is a wire format: how requests and answers are written.
-type Format string
+// Format is a wire format (wire.Format).
+type Format = wire.Format
 
-// Formats Sluice speaks. OpenAI's Chat Completions format is the
-// canonical one: every other format is translated to and from it.
+// Formats Sluice speaks upstream (see wire.Format).
 const (
-	FormatOpenAI    Format = "openai"    // Chat Completions (and Embeddings)
-	FormatAnthropic Format = "anthropic" // Anthropic Messages
-	FormatGemini    Format = "gemini"    // Gemini generateContent
-	FormatSpark     Format = "spark"     // iFlytek Spark's WebSocket API
+	FormatOpenAI    = wire.FormatOpenAI
+	FormatAnthropic = wire.FormatAnthropic
+	FormatGemini    = wire.FormatGemini
+	FormatSpark     = wire.FormatSpark
 )
 
 // Translator is implemented by adapters whose upstream does not speak
@@ -59,9 +61,46 @@ func (e *Error) Error() string { return e.Message }
 
 // Native is implemented by translating adapters that also accept a body
 // already in their upstream's format: a client speaking that format is
-// relayed untranslated (Anthropic Messages to a Claude channel).
+// relayed untranslated (Anthropic Messages to a Claude channel). Every
+// format-specific part of such a relay is here, so that the relay itself
+// knows no format by name.
 type Native interface {
+	// NewNativeRequest builds the upstream request from the client's own
+	// body, with the client's headers of that API (Target.ClientHeader);
+	// the channel's own headers win over them.
 	NewNativeRequest(ctx context.Context, t Target, body []byte) (*http.Request, error)
+	// NativeParams renames a channel's parameters, written in OpenAI's
+	// terms, to the format's own, and leaves out those it has no place
+	// for (nil when none is left).
+	NativeParams(params map[string]json.RawMessage) map[string]json.RawMessage
+	// NativeAnswer reads what Sluice records of a complete answer.
+	NativeAnswer(body []byte, content bool) Summary
+	// NativeEvents reads a streamed answer event by event.
+	NativeEvents(body io.Reader, content bool) EventStream
+	// NativeError returns a refusal's body in the format: the body
+	// itself when it is an error of the format, else one carrying msg.
+	NativeError(status int, body []byte, msg string) []byte
+}
+
+// Summary is what Sluice records of an answer, for telemetry and quotas.
+type Summary struct {
+	ID, Model string
+	Finish    []string    // finish (or stop) reasons, as the upstream wrote them
+	Usage     *wire.Usage // nil when the upstream reported none
+	Text      string      // the answer's text, when content capture asked for it
+}
+
+// EventStream yields a streamed answer's events as they came.
+type EventStream interface {
+	// Next returns the next event. It returns io.EOF once the answer is
+	// complete, an *Error when the upstream sent an error event,
+	// io.ErrUnexpectedEOF when the stream ended before the answer did,
+	// and any other error when reading failed.
+	Next() (sse.Event, error)
+	// Summary is what the events so far say.
+	Summary() Summary
+	// Close releases the stream's parser.
+	Close() error
 }
 
 // Exchanger is implemented by adapters whose upstream is not a single

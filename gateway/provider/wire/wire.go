@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 )
 
 // ChatRequest is a chat.completions request.
@@ -202,12 +203,115 @@ type Choice struct {
 	FinishReason string  `json:"finish_reason"` // stop, length, tool_calls, content_filter
 }
 
-// Usage counts tokens.
+// Usage counts tokens: the one usage type, for upstream answers in
+// every format once translated, for the client codecs, and for quotas.
+// Decoding accepts counts written as floats (12.0), as some upstreams
+// write them; a count that is not a finite, non-negative whole-number
+// range value is read as 0.
 type Usage struct {
-	PromptTokens     int64 `json:"prompt_tokens"`
-	CompletionTokens int64 `json:"completion_tokens"`
-	TotalTokens      int64 `json:"total_tokens"`
+	PromptTokens            int64                    `json:"prompt_tokens"`
+	CompletionTokens        int64                    `json:"completion_tokens"`
+	TotalTokens             int64                    `json:"total_tokens"`
+	PromptTokensDetails     *PromptTokensDetails     `json:"prompt_tokens_details,omitempty"`
+	CompletionTokensDetails *CompletionTokensDetails `json:"completion_tokens_details,omitempty"`
 }
+
+// PromptTokensDetails break prompt tokens down.
+type PromptTokensDetails struct {
+	CachedTokens int64 `json:"cached_tokens"`
+}
+
+// CompletionTokensDetails break completion tokens down.
+type CompletionTokensDetails struct {
+	ReasoningTokens int64 `json:"reasoning_tokens"`
+}
+
+// UnmarshalJSON implements json.Unmarshaler, reading counts written as
+// integers or floats.
+func (u *Usage) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		PromptTokens            count `json:"prompt_tokens"`
+		CompletionTokens        count `json:"completion_tokens"`
+		TotalTokens             count `json:"total_tokens"`
+		PromptTokensDetails     *struct {
+			CachedTokens count `json:"cached_tokens"`
+		} `json:"prompt_tokens_details"`
+		CompletionTokensDetails *struct {
+			ReasoningTokens count `json:"reasoning_tokens"`
+		} `json:"completion_tokens_details"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	*u = Usage{PromptTokens: int64(raw.PromptTokens), CompletionTokens: int64(raw.CompletionTokens), TotalTokens: int64(raw.TotalTokens)}
+	if d := raw.PromptTokensDetails; d != nil {
+		u.PromptTokensDetails = &PromptTokensDetails{CachedTokens: int64(d.CachedTokens)}
+	}
+	if d := raw.CompletionTokensDetails; d != nil {
+		u.CompletionTokensDetails = &CompletionTokensDetails{ReasoningTokens: int64(d.ReasoningTokens)}
+	}
+	return nil
+}
+
+// count is a token count that may be written as a float.
+type count int64
+
+// maxCount bounds counts: larger ones are nonsense.
+const maxCount = 1 << 31
+
+func (c *count) UnmarshalJSON(b []byte) error {
+	var f float64
+	if json.Unmarshal(b, &f) != nil || math.IsNaN(f) || f < 0 || f > maxCount {
+		*c = 0
+		return nil
+	}
+	*c = count(math.Ceil(f))
+	return nil
+}
+
+// Total returns the tokens used, or fallback when the usage says none.
+func (u *Usage) Total(fallback int64) int64 {
+	if u == nil {
+		return fallback
+	}
+	t := u.TotalTokens
+	if t <= 0 {
+		t = u.PromptTokens + u.CompletionTokens
+	}
+	if t <= 0 {
+		return fallback
+	}
+	return t
+}
+
+// Cached is the number of prompt tokens read from a cache.
+func (u *Usage) Cached() int64 {
+	if u == nil || u.PromptTokensDetails == nil {
+		return 0
+	}
+	return min(u.PromptTokensDetails.CachedTokens, u.PromptTokens)
+}
+
+// Reasoning is the number of completion tokens spent reasoning.
+func (u *Usage) Reasoning() int64 {
+	if u == nil || u.CompletionTokensDetails == nil {
+		return 0
+	}
+	return u.CompletionTokensDetails.ReasoningTokens
+}
+
+// Format is a wire format: how an API writes requests and answers.
+type Format string
+
+// Formats Sluice speaks. OpenAI's Chat Completions format is the
+// canonical one: every other format is translated to and from it.
+const (
+	FormatOpenAI    Format = "openai"    // Chat Completions (and Embeddings)
+	FormatAnthropic Format = "anthropic" // Anthropic Messages
+	FormatGemini    Format = "gemini"    // Gemini generateContent
+	FormatSpark     Format = "spark"     // iFlytek Spark's WebSocket API
+	FormatResponses Format = "responses" // OpenAI Responses
+)
 
 // ChatChunk is a chat.completion.chunk.
 type ChatChunk struct {
