@@ -12,6 +12,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/sluice-gateway/sluice/gateway/ingress"
 	"github.com/sluice-gateway/sluice/quota"
 )
 
@@ -129,38 +130,11 @@ func (g *Gateway) httpError(err error, c echo.Context) {
 	codec := callOf(c).codec
 	var up *upstreamError
 	if errors.As(err, &up) {
-		if v := up.header.Get("Retry-After"); v != "" {
-			c.Response().Header().Set("Retry-After", v)
-		}
-		body := up.body
-		if e, ok := openAIErrorOf(body); ok && codec != nil && !up.native {
-			body = clientErrorBody(codec, up.status, e)
-		}
-		_ = c.Blob(up.status, "application/json", body)
+		passOn(c, codec, up)
 		return
 	}
-
-	var he *echo.HTTPError
-	if errors.As(err, &he) {
-		switch he.Code {
-		case http.StatusNotFound:
-			err = fmt.Errorf("%w: %s %s", ErrNotFound, excerpt(c.Request().Method), excerpt(c.Request().URL.Path))
-		case http.StatusMethodNotAllowed:
-			err = fmt.Errorf("%w: %s %s", ErrMethodNotAllowed, excerpt(c.Request().Method), excerpt(c.Request().URL.Path))
-		case http.StatusRequestEntityTooLarge:
-			err = ErrBodyTooLarge
-		default:
-			err = fmt.Errorf("%w: %v", ErrBadRequest, he.Message)
-		}
-	}
-
-	kind := errorKind{http.StatusInternalServerError, "server_error", "internal_error"}
-	for _, k := range errorKinds {
-		if errors.Is(err, k.err) {
-			kind = k.kind
-			break
-		}
-	}
+	err = fromEcho(c, err)
+	kind := kindOf(err)
 	body := openAIErrorBody{Message: err.Error(), Type: kind.typ, Code: &kind.code}
 	if kind.status == http.StatusInternalServerError {
 		g.log.ErrorContext(c.Request().Context(), "internal error", slog.String("error", err.Error()))
@@ -182,6 +156,46 @@ func (g *Gateway) httpError(err error, c echo.Context) {
 		return
 	}
 	_ = c.JSON(kind.status, openAIError{Error: body})
+}
+
+// passOn answers with an upstream's error, in the client's API.
+func passOn(c echo.Context, codec ingress.Codec, up *upstreamError) {
+	if v := up.header.Get("Retry-After"); v != "" {
+		c.Response().Header().Set("Retry-After", v)
+	}
+	body := up.body
+	if e, ok := openAIErrorOf(body); ok && codec != nil && !up.native {
+		body = clientErrorBody(codec, up.status, e)
+	}
+	_ = c.Blob(up.status, "application/json", body)
+}
+
+// fromEcho turns echo's own errors (no route, no such method) into ours.
+func fromEcho(c echo.Context, err error) error {
+	var he *echo.HTTPError
+	if !errors.As(err, &he) {
+		return err
+	}
+	switch he.Code {
+	case http.StatusNotFound:
+		return fmt.Errorf("%w: %s %s", ErrNotFound, excerpt(c.Request().Method), excerpt(c.Request().URL.Path))
+	case http.StatusMethodNotAllowed:
+		return fmt.Errorf("%w: %s %s", ErrMethodNotAllowed, excerpt(c.Request().Method), excerpt(c.Request().URL.Path))
+	case http.StatusRequestEntityTooLarge:
+		return ErrBodyTooLarge
+	}
+	return fmt.Errorf("%w: %v", ErrBadRequest, he.Message)
+}
+
+// kindOf finds how an error is shown: an internal error unless it wraps
+// one of the sentinels.
+func kindOf(err error) errorKind {
+	for _, k := range errorKinds {
+		if errors.Is(err, k.err) {
+			return k.kind
+		}
+	}
+	return errorKind{http.StatusInternalServerError, "server_error", "internal_error"}
 }
 
 // setRateLimitHeaders writes OpenAI's x-ratelimit-* headers and, on a

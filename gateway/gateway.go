@@ -26,15 +26,16 @@ import (
 	"github.com/sluice-gateway/sluice/gateway/ingress"
 	"github.com/sluice-gateway/sluice/gateway/provider"
 	"github.com/sluice-gateway/sluice/gateway/provider/mock"
+	"github.com/sluice-gateway/sluice/gateway/provider/wire"
 	"github.com/sluice-gateway/sluice/gateway/redact"
 	"github.com/sluice-gateway/sluice/quota"
 )
 
 // Deps are the shared-state backends of a Gateway. Nil fields get the
 // in-memory backends built from the config: the embedded single-node
-// default. The limiter also keeps the sticky mappings (quota.Request's
+// default. The limiter also owns the sticky mappings (quota.Request's
 // Sticky), so that the Redis backend reads and writes them in the same
-// round trip as the quota.
+// round trip as the quota; affinity only derives their keys.
 type Deps struct {
 	Limiter  quota.Limiter
 	Breakers *breaker.Set
@@ -64,9 +65,10 @@ type Gateway struct {
 	metricsHandler http.Handler
 	captureContent bool
 
-	redactor   *redact.Redactor // every secret of the config, kept from clients, logs and spans
-	parsing    *parseBudget     // request bytes being read and parsed at once
-	propagator propagation.TextMapPropagator
+	redactor      *redact.Redactor     // every secret of the config, kept from clients, logs and spans
+	nativeFormats map[wire.Format]bool // client APIs that some channel speaks natively
+	parsing       *parseBudget         // request bytes being read and parsed at once
+	propagator    propagation.TextMapPropagator
 }
 
 // New builds a Gateway from a provisioned, validated config.
@@ -97,12 +99,18 @@ func New(cfg *config.Config, deps Deps) (*Gateway, error) {
 
 	var channels []*channel
 	shared := newTransport("")
+	g.nativeFormats = map[wire.Format]bool{}
 	for i, chc := range cfg.Channels {
 		ch, err := newChannel(chc, shared)
 		if err != nil {
 			return nil, fmt.Errorf("channels[%d]: %w", i, err)
 		}
 		channels = append(channels, ch)
+		if tr, ok := ch.adapter.(provider.Translator); ok {
+			if _, native := ch.adapter.(provider.Native); native {
+				g.nativeFormats[tr.Format()] = true
+			}
+		}
 		if !chc.IsEnabled() {
 			continue
 		}
@@ -122,12 +130,10 @@ func New(cfg *config.Config, deps Deps) (*Gateway, error) {
 	return g, nil
 }
 
-// NewMemoryLimiter returns the in-memory limiter for a config, keeping
-// sticky mappings in memory too.
+// NewMemoryLimiter returns the in-memory limiter for a config; it keeps
+// the sticky mappings too.
 func NewMemoryLimiter(cfg *config.Config) *quota.Memory {
-	return quota.NewMemory(quota.MemoryConfig{
-		Sticky: affinity.NewMemory(affinity.MemoryConfig{TTL: cfg.Routing.Affinity.TTL.D()}),
-	})
+	return quota.NewMemory(quota.MemoryConfig{})
 }
 
 // BreakerConfig converts the breaker section of a config, logging every
@@ -169,7 +175,7 @@ func newChannel(c config.Channel, shared http.RoundTripper) (*channel, error) {
 		name: c.Name, spec: spec, adapter: adapter, client: client,
 		models: c.Models, modelMap: c.ModelMap, priority: c.Priority,
 		timeout: c.Timeout.D(), idleTimeout: c.StreamIdleTimeout.D(),
-		params: p, nativeParams: p.anthropic(), headers: c.Headers, apiVersion: c.APIVersion, maxTokens: c.MaxTokens,
+		params: p, nativeParams: p.native(adapter), headers: c.Headers, apiVersion: c.APIVersion, maxTokens: c.MaxTokens,
 	}, nil
 }
 

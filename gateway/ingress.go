@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluice-gateway/sluice/gateway/ingress"
 	"github.com/sluice-gateway/sluice/gateway/provider"
+	"github.com/sluice-gateway/sluice/gateway/provider/wire"
 )
 
 // Clients that speak another API than OpenAI Chat Completions (Anthropic
@@ -37,18 +38,25 @@ func speaks(codec ingress.Codec) echo.MiddlewareFunc {
 // relayVia decodes a request of another API into the canonical form and
 // relays it.
 func (g *Gateway) relayVia(c echo.Context, codec ingress.Codec) error {
-	req, err := g.intake(c, func(body []byte) (*request, error) { return decodeVia(codec, body) })
+	native := g.nativeFormats[codec.Format()]
+	req, err := g.intake(c, func(body []byte) (*request, error) { return decodeVia(codec, body, native) })
 	if err != nil {
 		return err
 	}
-	if codec == ingress.Anthropic {
-		req.nativeBeta = c.Request().Header.Values("anthropic-beta")
+	if native {
+		req.nativeHeader = http.Header{}
+		for _, k := range codec.NativeHeaders() {
+			if vs := c.Request().Header.Values(k); len(vs) > 0 {
+				req.nativeHeader[http.CanonicalHeaderKey(k)] = vs
+			}
+		}
 	}
 	return g.serve(c, req)
 }
 
-// decodeVia decodes a request of another API into a parsed canonical one.
-func decodeVia(codec ingress.Codec, body []byte) (*request, error) {
+// decodeVia decodes a request of another API into a parsed canonical one,
+// keeping the client's own body when a channel may take it natively.
+func decodeVia(codec ingress.Codec, body []byte, native bool) (*request, error) {
 	dec, err := codec.Decode(body)
 	var re *ingress.RequestError
 	if errors.As(err, &re) {
@@ -62,8 +70,7 @@ func decodeVia(codec ingress.Codec, body []byte) (*request, error) {
 		return nil, err
 	}
 	req.codec = codec
-	if codec == ingress.Anthropic {
-		// Kept for Claude channels, which take the client's own body.
+	if native {
 		if err := json.Unmarshal(body, &req.native); err != nil {
 			return nil, badParam("", "invalid JSON body: %v", err)
 		}
@@ -73,14 +80,19 @@ func decodeVia(codec ingress.Codec, body []byte) (*request, error) {
 }
 
 // nativeFor returns the native side of an adapter whose upstream speaks
-// the client's own API (Anthropic Messages to Claude): the attempt relays
-// the client's body untranslated. ok is false otherwise.
+// the client's own API: the attempt relays the client's body
+// untranslated. ok is false otherwise.
 func (req *request) nativeFor(a provider.Adapter) (provider.Native, bool) {
-	if req.codec != ingress.Anthropic || req.native == nil {
+	if req.codec == nil || req.native == nil {
 		return nil, false
 	}
+	return nativeIn(a, req.codec.Format())
+}
+
+// nativeIn returns the native side of an adapter that speaks format f.
+func nativeIn(a provider.Adapter, f wire.Format) (provider.Native, bool) {
 	tr, ok := a.(provider.Translator)
-	if !ok || tr.Format() != provider.FormatAnthropic {
+	if !ok || tr.Format() != f {
 		return nil, false
 	}
 	n, ok := a.(provider.Native)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/http"
 
 	"github.com/sluice-gateway/sluice/gateway/ingress"
 	"github.com/sluice-gateway/sluice/gateway/provider"
@@ -25,11 +26,11 @@ type request struct {
 	maxTokens    int64 // the completion cap the client asked for (0: none)
 
 	// Clients of another API than OpenAI Chat Completions: the codec of
-	// their API, and (Anthropic Messages) their own body and beta
-	// headers, relayed natively to upstreams that speak it.
-	codec      ingress.Codec
-	native     map[string]json.RawMessage
-	nativeBeta []string
+	// their API and, when a channel speaks that API natively, their own
+	// body and the API's headers, relayed to it untranslated.
+	codec        ingress.Codec
+	native       map[string]json.RawMessage
+	nativeHeader http.Header
 }
 
 // defaultCompletionEstimate is the completion size reserved when a chat
@@ -285,55 +286,18 @@ func encodeParams(defaults, overrides map[string]any) (*params, error) {
 	return &p, nil
 }
 
-// anthropic is p in Anthropic Messages terms, for native bodies: the
-// parameters a translated request would carry to Anthropic, under their
-// Anthropic names (max_completion_tokens and max_tokens → max_tokens, stop →
-// stop_sequences, user → metadata.user_id), and Anthropic's own fields
-// (top_k, stop_sequences, metadata, thinking, service_tier) as written.
-// The rest (penalties, seed, logit_bias…) the translation ignores, and
-// Anthropic would refuse, so they are left out.
-func (p *params) anthropic() *params {
-	if p == nil {
+// native is p in the terms of an API that adapter a speaks natively, for
+// bodies relayed untranslated; nil when a speaks none or nothing is left.
+func (p *params) native(a provider.Adapter) *params {
+	n, ok := a.(provider.Native)
+	if p == nil || !ok {
 		return nil
 	}
-	out := params{defaults: anthropicFields(p.defaults), overrides: anthropicFields(p.overrides)}
+	out := params{defaults: n.NativeParams(p.defaults), overrides: n.NativeParams(p.overrides)}
 	if len(out.defaults) == 0 && len(out.overrides) == 0 {
 		return nil
 	}
 	return &out
-}
-
-// anthropicFields renames and filters one map of parameters.
-func anthropicFields(in map[string]json.RawMessage) map[string]json.RawMessage {
-	out := map[string]json.RawMessage{}
-	for k, v := range in {
-		switch k {
-		case "temperature", "top_p", "top_k", "stop_sequences", "metadata", "thinking", "service_tier":
-			out[k] = v
-		case "max_tokens":
-			if _, both := in["max_completion_tokens"]; !both { // it wins, as when translated
-				out[k] = v
-			}
-		case "max_completion_tokens":
-			out["max_tokens"] = v
-		case "stop":
-			var one string
-			if json.Unmarshal(v, &one) == nil {
-				v, _ = json.Marshal([]string{one})
-			}
-			out["stop_sequences"] = v
-		case "user":
-			if _, both := in["metadata"]; both {
-				continue // metadata as written wins
-			}
-			if bytes.Equal(v, []byte("null")) {
-				out["metadata"] = v
-			} else {
-				out["metadata"], _ = json.Marshal(map[string]json.RawMessage{"user_id": v})
-			}
-		}
-	}
-	return out
 }
 
 func encodeAll(values map[string]any) (map[string]json.RawMessage, error) {

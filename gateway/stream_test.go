@@ -11,7 +11,7 @@ import (
 
 	"github.com/sluice-gateway/sluice/breaker"
 	"github.com/sluice-gateway/sluice/gateway/provider/mock"
-	sse "github.com/tmaxmax/go-sse"
+	"github.com/sluice-gateway/sluice/gateway/provider/wire"
 )
 
 const streamBody = `{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`
@@ -45,7 +45,7 @@ func TestStreamRelay(t *testing.T) {
 					Choices []struct {
 						Delta struct{ Content string } `json:"delta"`
 					} `json:"choices"`
-					Usage *usage `json:"usage"`
+					Usage *wire.Usage `json:"usage"`
 				}
 				if err := json.Unmarshal([]byte(e), &chunk); err != nil || chunk.Object != "chat.completion.chunk" {
 					t.Fatalf("bad chunk %q: %v", e, err)
@@ -207,62 +207,12 @@ func TestEmbeddingsRelay(t *testing.T) {
 		Data []struct {
 			Embedding []float64 `json:"embedding"`
 		} `json:"data"`
-		Usage usage `json:"usage"`
+		Usage wire.Usage `json:"usage"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("status %d: %v", resp.StatusCode, err)
 	}
 	if len(out.Data) != 2 || len(out.Data[0].Embedding) != 8 || out.Usage.PromptTokens == 0 {
 		t.Fatalf("embeddings %+v", out)
-	}
-}
-
-// TestNativeStreamUsage: a natively relayed Anthropic stream is charged
-// its input and output tokens, whichever events report them (Anthropic's
-// documented message_delta carries output_tokens only).
-func TestNativeStreamUsage(t *testing.T) {
-	start := sse.Event{Type: "message_start", Data: `{"type":"message_start","message":{"id":"msg_1","model":"claude","usage":{"input_tokens":1000,"cache_read_input_tokens":24,"output_tokens":1}}}`}
-	for _, tc := range []struct {
-		name  string
-		delta string
-		want  usage
-	}{
-		{"output only", `{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":15}}`, usage{1024, 15, 1039}},
-		{"cumulative input too", `{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"input_tokens":1000,"cache_read_input_tokens":24,"output_tokens":15}}`, usage{1024, 15, 1039}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			s := &streamUsage{native: true}
-			var info answerInfo
-			s.observe(start, &info)
-			s.observe(sse.Event{Type: "message_delta", Data: tc.delta}, &info)
-			if *s.usage != tc.want || s.usage.total(0) != int64(tc.want.TotalTokens) {
-				t.Fatalf("usage %+v, want %+v", *s.usage, tc.want)
-			}
-		})
-	}
-}
-
-// TestNativeDataOnlyEvents: an Anthropic-compatible upstream that sends
-// data-only events (no "event:" lines) is read by the payload's type: the
-// answer ends at message_stop, not as a stream cut short.
-func TestNativeDataOnlyEvents(t *testing.T) {
-	body := "data: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":3}}}\n\n" +
-		"data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hi\"}}\n\n" +
-		"data: {\"type\":\"message_stop\"}\n\n"
-	events := newSSEEvents(strings.NewReader(body), true)
-	defer events.close()
-	var types []string
-	for {
-		ev, err := events.next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("after %v: %v", types, err)
-		}
-		types = append(types, ev.Type)
-	}
-	if strings.Join(types, ",") != "message_start,content_block_delta,message_stop" {
-		t.Fatalf("events %v", types)
 	}
 }

@@ -258,59 +258,64 @@ func (g *Gateway) startAttempt(ctx context.Context, req *request, adm *admitted,
 }
 
 // endAttempt records an attempt's outcome on its span and in metrics.
-func (g *Gateway) endAttempt(ctx context.Context, span trace.Span, req *request, adm *admitted, r *attemptResult, out outcome) {
-	cred := adm.cand.cred
+func (g *Gateway) endAttempt(a *attempt, rep report, v verdict, used int64) {
+	cred, span := a.cred, a.span
 	result := "ok"
 	switch {
-	case out.err == nil:
-	case out.committed:
+	case rep.err == nil:
+	case v.committed:
 		result = "interrupted"
-	case out.retry:
+	case v.retry:
 		result = "failover"
 	default:
 		result = "error"
 	}
-	if r.info.model != "" {
-		span.SetAttributes(telemetry.GenAIResponseModel.String(r.info.model))
+	if a.sum.Model != "" {
+		span.SetAttributes(telemetry.GenAIResponseModel.String(a.sum.Model))
 	}
-	if r.info.id != "" {
-		span.SetAttributes(telemetry.GenAIResponseID.String(r.info.id))
+	if a.sum.ID != "" {
+		span.SetAttributes(telemetry.GenAIResponseID.String(a.sum.ID))
 	}
-	if len(r.info.finish) > 0 {
-		span.SetAttributes(telemetry.GenAIFinishReasons.StringSlice(r.info.finish))
+	if len(a.sum.Finish) > 0 {
+		span.SetAttributes(telemetry.GenAIFinishReasons.StringSlice(a.sum.Finish))
 	}
-	if r.status > 0 {
-		span.SetAttributes(telemetry.HTTPStatus.Int(r.status))
+	if a.status > 0 {
+		span.SetAttributes(telemetry.HTTPStatus.Int(a.status))
 	}
-	if g.captureContent && r.info.completion != "" {
-		span.SetAttributes(telemetry.GenAICompletion.String(truncate(r.info.completion, 8<<10)))
+	if g.captureContent && a.sum.Text != "" {
+		span.SetAttributes(telemetry.GenAICompletion.String(truncate(a.sum.Text, 8<<10)))
 	}
-	in, outTok := r.tokens(req)
+	in, outTok := a.tokens(used)
 	span.SetAttributes(telemetry.GenAIInputTokens.Int64(in), telemetry.GenAIOutputTokens.Int64(outTok), telemetry.Outcome.String(result))
-	if out.err != nil {
+	if rep.err != nil {
 		span.SetAttributes(telemetry.ErrorType.String(result))
-		span.SetStatus(codes.Error, g.redactor.String(out.err.Error()))
+		span.SetStatus(codes.Error, g.redactor.String(rep.err.Error()))
 	}
 	span.End()
 
-	m := g.metrics
+	ctx, m := a.ctx, g.metrics
 	where := metric.WithAttributes(telemetry.Channel.String(cred.ch.name), telemetry.Credential.String(cred.id), telemetry.Outcome.String(result))
 	m.attempts.Add(ctx, 1, where)
 	if result == "failover" {
 		m.failovers.Add(ctx, 1, metric.WithAttributes(telemetry.Channel.String(cred.ch.name), telemetry.Credential.String(cred.id)))
 	}
-	if in+outTok > 0 && (out.err == nil || out.committed) {
-		system := telemetry.GenAISystem.String(genAISystem(cred.spec))
-		model := telemetry.GenAIRequestModel.String(req.label)
-		op := telemetry.GenAIOperation.String(operation(req.ep))
-		for _, t := range []struct {
-			kind string
-			n    int64
-		}{{"input", in}, {"output", outTok}} {
-			typ := telemetry.GenAITokenType.String(t.kind)
-			m.tokenUsage.Record(ctx, t.n, metric.WithAttributes(typ, system, model, op))
-			m.tokens.Add(ctx, t.n, metric.WithAttributes(typ, model, telemetry.Channel.String(cred.ch.name), telemetry.Credential.String(cred.id)))
-		}
+	if in+outTok > 0 && (rep.err == nil || v.committed) {
+		g.recordTokens(a, in, outTok)
+	}
+}
+
+// recordTokens counts an answered attempt's tokens.
+func (g *Gateway) recordTokens(a *attempt, in, out int64) {
+	system := telemetry.GenAISystem.String(genAISystem(a.cred.spec))
+	model := telemetry.GenAIRequestModel.String(a.req.label)
+	op := telemetry.GenAIOperation.String(operation(a.req.ep))
+	for _, t := range []struct {
+		kind string
+		n    int64
+	}{{"input", in}, {"output", out}} {
+		typ := telemetry.GenAITokenType.String(t.kind)
+		g.metrics.tokenUsage.Record(a.ctx, t.n, metric.WithAttributes(typ, system, model, op))
+		g.metrics.tokens.Add(a.ctx, t.n, metric.WithAttributes(typ, model, telemetry.Channel.String(a.cred.ch.name), telemetry.Credential.String(a.cred.id)))
 	}
 }
 

@@ -2,17 +2,14 @@ package gateway
 
 import (
 	"cmp"
-	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"iter"
 	"maps"
 	"net/http"
-	"strings"
+	"net/url"
 	"time"
 
-	"github.com/labstack/echo/v4"
 	sse "github.com/tmaxmax/go-sse"
 	"go.opentelemetry.io/otel/propagation"
 
@@ -26,9 +23,9 @@ import (
 //   - OpenAI-compatible upstreams get the canonical body and answer in it;
 //   - translating adapters (Claude, Gemini) write their upstream's format
 //     from the canonical body and bring the answer back to it;
-//   - a client speaking the upstream's own API (Anthropic Messages to a
-//     Claude channel) is relayed natively, its body and answer untouched
-//     but for the model name;
+//   - a client speaking the upstream's own API (provider.Native) is
+//     relayed natively, its body and answer untouched but for the model
+//     name and the channel's parameters;
 //   - exchanging adapters (Spark's WebSocket API) make the whole call
 //     themselves and hand back a canonical answer.
 //
@@ -39,11 +36,11 @@ import (
 type answer struct {
 	status  int
 	header  http.Header
-	errBody []byte      // a refusal's body (non-2xx): OpenAI's error shape unless native
-	body    []byte      // a complete answer: a canonical chat.completion unless native
-	events  eventSource // a streamed answer: canonical chunks unless native
-	idle    *idleReader // the streamed HTTP body, whose reads keep the stream alive
-	native  bool        // in the client's own API (Anthropic Messages)
+	errBody []byte               // a refusal's body (non-2xx): OpenAI's error shape unless native
+	body    []byte               // a complete answer: a canonical chat.completion unless native
+	events  provider.EventStream // a streamed answer: canonical chunks unless native
+	idle    *idleReader          // the streamed HTTP body, whose reads keep the stream alive
+	native  provider.Native      // set when the answer is in the client's own API
 	closers []func()
 }
 
@@ -63,17 +60,25 @@ type transportError struct {
 func (e *transportError) Error() string { return e.err.Error() }
 func (e *transportError) Unwrap() error { return e.err }
 
-// exchange sends one attempt's body to its credential's upstream and
+// unreadableAnswer is a 2xx answer that could not be translated: the
+// upstream answered (and billed), but the client cannot be given it.
+type unreadableAnswer struct{ err error }
+
+func (e *unreadableAnswer) Error() string {
+	return "the upstream's answer could not be read: " + e.err.Error()
+}
+
+// exchange sends an attempt's body to its credential's upstream and
 // returns the answer. Its errors are a *provider.Error (the adapter cannot
-// express the request), a *transportError, or another error (the request
-// could not be built).
-func (g *Gateway) exchange(ctx context.Context, c echo.Context, req *request, cred *credential, model string, body []byte, native provider.Native) (*answer, error) {
-	t := cred.target(model)
+// express the request), a *transportError, an *unreadableAnswer, or
+// another error (the request could not be built).
+func (a *attempt) exchange(body []byte, native provider.Native) (*answer, error) {
+	t := a.cred.target(a.adm.cand.upstreamModel())
 	// The request ID and trace context go to every upstream.
 	hdr := http.Header{}
-	hdr.Set("X-Request-Id", callOf(c).id)
-	g.propagator.Inject(ctx, propagation.HeaderCarrier(hdr))
-	if ex, ok := cred.adapter.(provider.Exchanger); ok {
+	hdr.Set("X-Request-Id", callOf(a.c).id)
+	a.g.propagator.Inject(a.actx, propagation.HeaderCarrier(hdr))
+	if ex, ok := a.cred.adapter.(provider.Exchanger); ok {
 		t.Headers = maps.Clone(t.Headers)
 		if t.Headers == nil {
 			t.Headers = map[string]string{}
@@ -81,67 +86,84 @@ func (g *Gateway) exchange(ctx context.Context, c echo.Context, req *request, cr
 		for k := range hdr {
 			t.Headers[k] = hdr.Get(k)
 		}
-		return g.exchangeVia(ctx, ex, cred, t, req, body)
+		return a.exchangeVia(ex, t, body)
 	}
-
-	tr, translated := cred.adapter.(provider.Translator)
-	var hreq *http.Request
-	var err error
-	if native != nil {
-		translated = false
-		hreq, err = native.NewNativeRequest(ctx, t, body)
-		if err == nil && len(req.nativeBeta) > 0 && hreq.Header.Get("anthropic-beta") == "" {
-			// The client's beta features, unless the channel sets its own.
-			hreq.Header.Set("anthropic-beta", strings.Join(req.nativeBeta, ","))
-		}
-	} else {
-		hreq, err = cred.adapter.NewRequest(ctx, t, req.ep, body)
-	}
+	hreq, err := a.newRequest(t, body, native)
 	if err != nil {
 		return nil, err
 	}
 	for k := range hdr {
 		hreq.Header.Set(k, hdr.Get(k))
 	}
-	resp, err := cred.ch.client.Do(hreq)
+	resp, err := a.cred.ch.client.Do(hreq)
 	if err != nil {
 		return nil, &transportError{err: err}
 	}
-	ans := &answer{status: resp.StatusCode, header: resp.Header, native: native != nil}
+	ans := &answer{status: resp.StatusCode, header: resp.Header, native: native}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()
 		ans.errBody, _ = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		ans.errBody = g.redactor.JSON(ans.errBody)
-		if translated {
+		ans.errBody = a.g.redactor.JSON(ans.errBody)
+		if tr, translated := a.translator(native); translated {
 			ans.errBody = tr.Error(resp.StatusCode, ans.errBody)
 		}
 		return ans, nil
 	}
-	if req.stream {
-		ans.idle = &idleReader{r: resp.Body}
-		switch {
-		case translated:
-			ans.events = chunkEvents{tr.Stream(ans.idle, model)}
-		default:
-			ans.events = newSSEEvents(ans.idle, ans.native)
-		}
-		ans.closers = append(ans.closers, ans.events.close, func() { resp.Body.Close() })
+	if a.req.stream {
+		a.streamFrom(ans, resp)
 		return ans, nil
 	}
+	return a.readAnswer(ans, resp)
+}
+
+// newRequest builds the upstream HTTP request.
+func (a *attempt) newRequest(t provider.Target, body []byte, native provider.Native) (*http.Request, error) {
+	if native != nil {
+		t.ClientHeader = a.req.nativeHeader
+		return native.NewNativeRequest(a.actx, t, body)
+	}
+	return a.cred.adapter.NewRequest(a.actx, t, a.req.ep, body)
+}
+
+// translator returns the credential's adapter when it translates the
+// answer (not when the client's own API is relayed natively).
+func (a *attempt) translator(native provider.Native) (provider.Translator, bool) {
+	tr, ok := a.cred.adapter.(provider.Translator)
+	return tr, ok && native == nil
+}
+
+// streamFrom reads a streamed answer's body as events.
+func (a *attempt) streamFrom(ans *answer, resp *http.Response) {
+	ans.idle = &idleReader{r: resp.Body}
+	tr, translated := a.translator(ans.native)
+	switch {
+	case ans.native != nil:
+		ans.events = ans.native.NativeEvents(ans.idle, a.g.captureContent)
+	case translated:
+		ans.events = newChunkEvents(tr.Stream(ans.idle, a.adm.cand.upstreamModel()), a.g.captureContent)
+	default:
+		ans.events = newChatEvents(ans.idle, a.g.captureContent)
+	}
+	ans.closers = append(ans.closers, func() { _ = ans.events.Close() }, func() { resp.Body.Close() })
+}
+
+// readAnswer reads a complete 2xx answer, translated to the canonical
+// form when the adapter translates.
+func (a *attempt) readAnswer(ans *answer, resp *http.Response) (*answer, error) {
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamBody))
 	if err != nil {
 		return nil, &transportError{err: err, midBody: true}
 	}
-	if translated && validJSON(data) {
-		out, err := tr.Response(req.ep, data, model)
+	if tr, translated := a.translator(ans.native); translated && validJSON(data) {
+		out, err := tr.Response(a.req.ep, data, a.adm.cand.upstreamModel())
 		var upErr *provider.Error
 		switch {
 		case errors.As(err, &upErr):
 			// An error sent with a 2xx status (Anthropic's error object
 			// in a 200): handled as the refusal it is.
 			ans.status = cmp.Or(upErr.Status, http.StatusBadGateway)
-			ans.errBody = wire.NewError(upErr.Type, "", g.redactor.String(upErr.Message))
+			ans.errBody = wire.NewError(upErr.Type, "", a.g.redactor.String(upErr.Message))
 			return ans, nil
 		case err != nil:
 			return nil, &unreadableAnswer{err: err}
@@ -152,17 +174,12 @@ func (g *Gateway) exchange(ctx context.Context, c echo.Context, req *request, cr
 	return ans, nil
 }
 
-// unreadableAnswer is a 2xx answer that could not be translated: the
-// upstream answered (and billed), but the client cannot be given it.
-type unreadableAnswer struct{ err error }
-
-func (e *unreadableAnswer) Error() string {
-	return "the upstream's answer could not be read: " + e.err.Error()
-}
+// maxUpstreamBody caps a non-streaming answer.
+const maxUpstreamBody = 256 << 20
 
 // exchangeVia makes an attempt through an Exchanger.
-func (g *Gateway) exchangeVia(ctx context.Context, ex provider.Exchanger, cred *credential, t provider.Target, req *request, body []byte) (*answer, error) {
-	rep, err := ex.Exchange(ctx, cred.ch.client, t, req.ep, body, req.stream)
+func (a *attempt) exchangeVia(ex provider.Exchanger, t provider.Target, body []byte) (*answer, error) {
+	rep, err := ex.Exchange(a.actx, a.cred.ch.client, t, a.req.ep, body, a.req.stream)
 	var refused *provider.Error
 	switch {
 	case errors.As(err, &refused):
@@ -173,10 +190,10 @@ func (g *Gateway) exchangeVia(ctx context.Context, ex provider.Exchanger, cred *
 	ans := &answer{status: rep.Status, header: http.Header{}}
 	switch {
 	case rep.Status < 200 || rep.Status > 299:
-		ans.errBody = g.redactor.JSON(rep.Body)
+		ans.errBody = a.g.redactor.JSON(rep.Body)
 	case rep.Stream != nil:
-		ans.events = chunkEvents{rep.Stream}
-		ans.closers = append(ans.closers, ans.events.close)
+		ans.events = newChunkEvents(rep.Stream, a.g.captureContent)
+		ans.closers = append(ans.closers, func() { _ = ans.events.Close() })
 	default:
 		ans.body = rep.Body
 	}
@@ -186,16 +203,17 @@ func (g *Gateway) exchangeVia(ctx context.Context, ex provider.Exchanger, cred *
 // translationRefusal is the error of a request an adapter cannot
 // express: a 400 for the client, in OpenAI's error shape.
 func translationRefusal(e *provider.Error) error {
-	status := e.Status
-	if status == 0 {
-		status = http.StatusBadRequest
+	return &upstreamError{status: cmp.Or(e.Status, http.StatusBadRequest), header: http.Header{},
+		body: openAIErrorJSON(e.Message, cmp.Or(e.Type, "invalid_request_error"))}
+}
+
+// transportMessage describes a transport error without the upstream URL.
+func transportMessage(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
 	}
-	typ := e.Type
-	if typ == "" {
-		typ = "invalid_request_error"
-	}
-	body, _ := json.Marshal(openAIError{Error: openAIErrorBody{Message: e.Message, Type: typ}})
-	return &upstreamError{status: status, header: http.Header{}, body: body}
+	return "upstream connection failed: " + err.Error()
 }
 
 // idleReader restarts the stream's idle timer whenever the upstream sends
@@ -214,45 +232,27 @@ func (i *idleReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// eventSource yields the events of a streamed answer. next returns io.EOF
-// once the answer is complete, a *streamFault when the upstream reported
-// an error, errEndedEarly when the stream ended before the answer did,
-// and any other error when reading failed.
-type eventSource interface {
-	next() (sse.Event, error)
-	close()
+// maxEventSize caps one upstream SSE event (a chunk carrying a large tool
+// call argument or an image can be big, but not unbounded).
+const maxEventSize = 8 << 20
+
+// chatEvents reads an OpenAI-compatible upstream's stream: chat.completion
+// chunks, ending with [DONE] or with a chunk that finishes the answer.
+type chatEvents struct {
+	pull     func() (sse.Event, error, bool)
+	stop     func()
+	finished bool // a chunk with a finish_reason came
+	sum      chunkSummary
 }
 
-// streamFault is an error an upstream reported in its stream.
-type streamFault struct {
-	data string // the event's payload, to extract a message from
-	msg  string // the message, when the adapter already knows it
-}
-
-func (f *streamFault) Error() string { return "upstream stream error" }
-
-// errEndedEarly is a stream that closed before its answer finished.
-var errEndedEarly = errors.New("the upstream closed the stream before it finished")
-
-// sseEvents reads an upstream's server-sent events: OpenAI chunks, or
-// Anthropic Messages events relayed natively.
-type sseEvents struct {
-	pull      func() (sse.Event, error, bool)
-	stop      func()
-	anthropic bool
-	finished  bool // a chunk with a finish_reason; Anthropic's message_stop
-}
-
-func newSSEEvents(r io.Reader, anthropic bool) *sseEvents {
+func newChatEvents(r io.Reader, content bool) *chatEvents {
 	pull, stop := iter.Pull2(sse.Read(r, &sse.ReadConfig{MaxEventSize: maxEventSize}))
-	return &sseEvents{pull: pull, stop: stop, anthropic: anthropic}
+	return &chatEvents{pull: pull, stop: stop, sum: chunkSummary{content: content}}
 }
 
-func (s *sseEvents) next() (sse.Event, error) {
+// Next implements provider.EventStream.
+func (s *chatEvents) Next() (sse.Event, error) {
 	for {
-		if s.anthropic && s.finished {
-			return sse.Event{}, io.EOF
-		}
 		ev, err, ok := s.pull()
 		switch {
 		case !ok && s.finished:
@@ -260,61 +260,58 @@ func (s *sseEvents) next() (sse.Event, error) {
 			// [DONE] finished its answer all the same.
 			return ev, io.EOF
 		case !ok:
-			return ev, errEndedEarly
+			return ev, io.ErrUnexpectedEOF
 		case err != nil:
 			return ev, err
 		case ev.Data == "":
 			continue
-		}
-		if s.anthropic && ev.Type == "" {
-			// Some Anthropic-compatible upstreams send data-only events:
-			// the type is in the payload too.
-			ev.Type = anthropicEventType(ev.Data)
-		}
-		switch {
-		case ev.Type == "error" || !s.anthropic && isErrorPayload(ev.Data):
-			return ev, &streamFault{data: ev.Data}
-		case s.anthropic:
-			s.finished = ev.Type == "message_stop"
-			return ev, nil
+		case isErrorPayload(ev.Data):
+			return ev, &provider.Error{Message: upstreamMessage([]byte(ev.Data))}
 		case ev.Data == "[DONE]":
 			return ev, io.EOF
 		}
 		s.finished = s.finished || hasFinishReason(ev.Data)
+		s.sum.chunk(ev.Data)
 		return ev, nil
 	}
 }
 
-func (s *sseEvents) close() { s.stop() }
+// Summary implements provider.EventStream.
+func (s *chatEvents) Summary() provider.Summary { return s.sum.Summary }
 
-// anthropicEventType is the type an Anthropic event's payload names.
-func anthropicEventType(data string) string {
-	var e struct {
-		Type string `json:"type"`
-	}
-	_ = json.Unmarshal([]byte(data), &e)
-	return e.Type
+// Close implements provider.EventStream.
+func (s *chatEvents) Close() error {
+	s.stop()
+	return nil
 }
 
-// chunkEvents reads an adapter's canonical chunks.
-type chunkEvents struct{ s provider.Stream }
+// chunkEvents reads the canonical chunks an adapter hands back.
+type chunkEvents struct {
+	s   provider.Stream
+	sum chunkSummary
+}
 
-func (c chunkEvents) next() (sse.Event, error) {
+func newChunkEvents(s provider.Stream, content bool) *chunkEvents {
+	return &chunkEvents{s: s, sum: chunkSummary{content: content}}
+}
+
+// Next implements provider.EventStream.
+func (c *chunkEvents) Next() (sse.Event, error) {
 	b, err := c.s.Next()
-	var pe *provider.Error
-	switch {
-	case err == nil:
-		return sse.Event{Data: string(b)}, nil
-	case errors.As(err, &pe):
-		return sse.Event{}, &streamFault{msg: pe.Message}
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return sse.Event{}, errEndedEarly
+	if err != nil {
+		return sse.Event{}, err
 	}
-	return sse.Event{}, err
+	c.sum.chunk(string(b))
+	return sse.Event{Data: string(b)}, nil
 }
 
-func (c chunkEvents) close() {
+// Summary implements provider.EventStream.
+func (c *chunkEvents) Summary() provider.Summary { return c.sum.Summary }
+
+// Close implements provider.EventStream.
+func (c *chunkEvents) Close() error {
 	if cl, ok := c.s.(io.Closer); ok {
-		_ = cl.Close()
+		return cl.Close()
 	}
+	return nil
 }

@@ -1,0 +1,213 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluice-gateway/sluice/gateway/provider"
+	"github.com/sluice-gateway/sluice/gateway/provider/wire"
+)
+
+// What Sluice reads of answers in the canonical (OpenAI) format: their
+// usage and what telemetry records, cheaply, and the messages of errors.
+
+// parseAnswer reads a complete canonical answer's summary, best effort.
+func parseAnswer(data []byte, content bool) provider.Summary {
+	var a struct {
+		ID      string `json:"id"`
+		Model   string `json:"model"`
+		Choices []struct {
+			FinishReason string `json:"finish_reason"`
+			Message      struct {
+				Content json.RawMessage `json:"content"`
+			} `json:"message"`
+		} `json:"choices"`
+		Usage *wire.Usage `json:"usage"`
+	}
+	if json.Unmarshal(data, &a) != nil {
+		return provider.Summary{}
+	}
+	s := provider.Summary{ID: a.ID, Model: a.Model, Usage: a.Usage}
+	for _, c := range a.Choices {
+		if c.FinishReason != "" {
+			s.Finish = append(s.Finish, c.FinishReason)
+		}
+		if content {
+			var text string
+			if json.Unmarshal(c.Message.Content, &text) == nil {
+				s.Text += text
+			}
+		}
+	}
+	return s
+}
+
+// chunkSummary gathers what a stream of canonical chunks says of its
+// answer, decoding as few chunks as it can.
+type chunkSummary struct {
+	provider.Summary
+	content bool
+}
+
+// chunk reads one chunk.
+func (s *chunkSummary) chunk(data string) {
+	if u, _ := scanUsage(data); u != nil {
+		s.Usage = u
+	}
+	first := s.ID == "" && s.Model == ""
+	if !first && !s.content && !hasFinishReason(data) {
+		return
+	}
+	var c struct {
+		ID      string `json:"id"`
+		Model   string `json:"model"`
+		Choices []struct {
+			FinishReason *string `json:"finish_reason"`
+			Delta        struct {
+				Content string `json:"content"`
+			} `json:"delta"`
+		} `json:"choices"`
+	}
+	if json.Unmarshal([]byte(data), &c) != nil {
+		return
+	}
+	if first {
+		s.ID, s.Model = c.ID, c.Model
+	}
+	for _, ch := range c.Choices {
+		if ch.FinishReason != nil && *ch.FinishReason != "" {
+			s.Finish = append(s.Finish, *ch.FinishReason)
+		}
+		if s.content {
+			s.Text += ch.Delta.Content
+		}
+	}
+}
+
+// scanUsage finds the usage of a chunk, cheaply skipping chunks without
+// one. usageOnly is true for the final chunk that carries only usage.
+func scanUsage(data string) (u *wire.Usage, usageOnly bool) {
+	i := strings.Index(data, `"usage"`)
+	if i < 0 {
+		return nil, false
+	}
+	if rest := strings.TrimLeft(data[i+len(`"usage"`):], " \t\r\n:"); strings.HasPrefix(rest, "null") {
+		return nil, false
+	}
+	var chunk struct {
+		Choices []json.RawMessage `json:"choices"`
+		Usage   *wire.Usage       `json:"usage"`
+	}
+	if json.Unmarshal([]byte(data), &chunk) != nil {
+		return nil, false
+	}
+	return chunk.Usage, chunk.Usage != nil && len(chunk.Choices) == 0
+}
+
+// hasFinishReason reports whether a chunk ends a choice.
+func hasFinishReason(data string) bool {
+	i := strings.Index(data, `"finish_reason"`)
+	if i < 0 {
+		return false
+	}
+	rest := strings.TrimLeft(data[i+len(`"finish_reason"`):], " \t\r\n:")
+	return rest != "" && !strings.HasPrefix(rest, "null")
+}
+
+// isErrorPayload reports whether an event carries an error object instead
+// of a chunk.
+func isErrorPayload(data string) bool {
+	return strings.HasPrefix(strings.TrimLeft(data, " \t\r\n"), `{"error"`)
+}
+
+// validJSON reports whether a complete answer is a JSON object.
+func validJSON(data []byte) bool {
+	data = bytes.TrimSpace(data)
+	return len(data) > 0 && data[0] == '{' && json.Valid(data)
+}
+
+// upstreamMessage extracts an upstream error's message for our own error,
+// falling back to a short excerpt of the body.
+func upstreamMessage(body []byte) string {
+	var e struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(body, &e) == nil && len(e.Error) > 0 {
+		var obj struct {
+			Message string `json:"message"`
+		}
+		if json.Unmarshal(e.Error, &obj) == nil && obj.Message != "" {
+			return excerpt(obj.Message)
+		}
+		var s string
+		if json.Unmarshal(e.Error, &s) == nil && s != "" {
+			return excerpt(s)
+		}
+	}
+	return excerpt(string(bytes.TrimSpace(body)))
+}
+
+func excerpt(s string) string {
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	if s == "" {
+		return "(empty body)"
+	}
+	return s
+}
+
+// rejectsCredential reports whether an OpenAI error body says the
+// upstream rejected the credential, whatever its status.
+func rejectsCredential(body []byte) bool {
+	e, ok := openAIErrorOf(body)
+	return ok && (e.Type == "authentication_error" || e.Code != nil && *e.Code == "invalid_api_key")
+}
+
+// isOpenAIError reports whether a body is an OpenAI error object.
+func isOpenAIError(body []byte) bool {
+	var e struct {
+		Error *struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	return json.Unmarshal(body, &e) == nil && e.Error != nil && e.Error.Message != ""
+}
+
+// openAIErrorJSON encodes an OpenAI error body.
+func openAIErrorJSON(msg, typ string) []byte {
+	b, _ := json.Marshal(openAIError{Error: openAIErrorBody{Message: msg, Type: typ}})
+	return b
+}
+
+// cooldownFor reads how long an upstream asked to be left alone, within
+// routing.retry.max_cooldown.
+func (g *Gateway) cooldownFor(h http.Header) time.Duration {
+	retry := g.cfg.Routing.Retry
+	limit := retry.MaxCooldown.D()
+	d := retry.Cooldown.D()
+	if ms, err := strconv.ParseFloat(h.Get("retry-after-ms"), 64); err == nil && ms > 0 {
+		d = time.Duration(min(ms, float64(limit.Milliseconds())) * float64(time.Millisecond))
+	} else if v := h.Get("Retry-After"); v != "" {
+		if secs, err := strconv.ParseFloat(v, 64); err == nil && secs > 0 {
+			d = time.Duration(min(secs, limit.Seconds()) * float64(time.Second))
+		} else if t, err := http.ParseTime(v); err == nil && time.Until(t) > 0 {
+			d = time.Until(t)
+		}
+	}
+	return min(d, limit)
+}
+
+// cooldown rests a credential, even when the request's context is gone.
+func (g *Gateway) cooldown(ctx context.Context, id string, d time.Duration) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := g.limiter.Cooldown(cctx, id, d); err != nil {
+		g.log.WarnContext(ctx, "cool-down failed", "credential", id, "error", err.Error())
+	}
+}
