@@ -4,15 +4,22 @@
 // before dialing, done(err) when the call (or the stream) has ended.
 //
 // With a Sharer (Redis), the instances of a cluster share transitions: a
-// breaker that opens on one instance is open on all of them until the
-// same moment, and when that moment passes exactly one instance in the
+// breaker that opens on one instance is open on all of them for the same
+// time, kept by the shared store (a key with a time to live, not a moment
+// on some instance's clock), and when it ends exactly one instance in the
 // cluster sends the probe. gobreaker's DistributedCircuitBreaker is not
 // used: it holds a Redis lock for the whole upstream call, which a
 // streaming LLM call can keep for minutes.
+//
+// gobreaker counts the outcomes and decides when to trip; how long a
+// breaker stays open is this package's, on Config.Now, so that tests move
+// a clock instead of sleeping.
 package breaker
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -54,6 +61,8 @@ type Config struct {
 	Instance string
 	// Logger reports sharing failures. Nil: slog.Default().
 	Logger *slog.Logger
+	// Now is the clock open breakers are timed on. Nil: time.Now.
+	Now func() time.Time
 }
 
 func (c Config) withDefaults() Config {
@@ -77,6 +86,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	return c
 }
@@ -108,10 +120,11 @@ func excluded(err error) bool {
 // Event is a transition shared between instances.
 type Event struct {
 	ID       string
-	Open     bool      // opened until Until; false: closed
-	Until    time.Time // when an open breaker lets a probe through
-	Failures uint32    // consecutive failures that opened it
-	From     string    // the instance that saw it
+	Open     bool          // opened; false: closed
+	For      time.Duration // how long from now an open breaker stays open, before a probe
+	Failures uint32        // consecutive failures that opened it
+	From     string        // the instance that saw it
+	Trip     string        // names this opening, so that a snapshot of it never extends it
 }
 
 // Sharer distributes transitions between instances (see Redis).
@@ -136,9 +149,16 @@ type Set struct {
 
 	mu       sync.Mutex
 	breakers map[string]*gobreaker.TwoStepCircuitBreaker[struct{}]
-	shared   map[string]Event // open breakers known cluster-wide
-	probes   map[string]int   // successful shared probes so far, by this instance
-	probing  map[string]bool  // probes out without the shared lease (store unreachable)
+	opened   map[string]time.Time // this instance's open breakers, until when (Config.Now)
+	shared   map[string]opening   // open breakers known cluster-wide
+	probes   map[string]int       // successful shared probes so far, by this instance
+	probing  map[string]bool      // probes out without the shared lease (store unreachable)
+}
+
+// opening is a shared open breaker, timed on this instance's clock.
+type opening struct {
+	Event
+	until time.Time
 }
 
 // New returns an empty Set.
@@ -147,7 +167,8 @@ func New(cfg Config) *Set {
 		cfg:      cfg.withDefaults(),
 		events:   make(chan Event, 1024),
 		breakers: make(map[string]*gobreaker.TwoStepCircuitBreaker[struct{}]),
-		shared:   make(map[string]Event),
+		opened:   make(map[string]time.Time),
+		shared:   make(map[string]opening),
 		probes:   make(map[string]int),
 		probing:  make(map[string]bool),
 	}
@@ -158,16 +179,16 @@ func New(cfg Config) *Set {
 // success (including an upstream refusal that was the client's fault),
 // an error for a failure.
 func (s *Set) Allow(ctx context.Context, id string) (done func(error), err error) {
-	if s.cfg.Sharer != nil {
-		s.mu.Lock()
-		e, open := s.shared[id]
-		s.mu.Unlock()
-		if open {
-			if time.Now().Before(e.Until) {
-				return nil, fmt.Errorf("credential %s: %w", id, ErrOpen)
-			}
-			return s.probe(ctx, id)
-		}
+	now := s.cfg.Now()
+	s.mu.Lock()
+	e, shared := s.shared[id]
+	until, opened := s.opened[id]
+	s.mu.Unlock()
+	switch {
+	case shared && now.Before(e.until), opened && now.Before(until):
+		return nil, fmt.Errorf("credential %s: %w", id, ErrOpen)
+	case shared:
+		return s.probe(ctx, id)
 	}
 	done, err = s.get(id).Allow()
 	if err != nil {
@@ -220,9 +241,9 @@ func (s *Set) probe(ctx context.Context, id string) (func(error), error) {
 	}, nil
 }
 
-// open marks id open cluster-wide until OpenTimeout from now.
+// open marks id open cluster-wide for OpenTimeout.
 func (s *Set) open(ctx context.Context, id string, failures uint32) {
-	e := Event{ID: id, Open: true, Until: time.Now().Add(s.cfg.OpenTimeout), Failures: failures, From: s.cfg.Instance}
+	e := s.opening(id, failures)
 	s.apply(e)
 	if err := s.cfg.Sharer.Publish(ctx, e); err != nil {
 		s.cfg.Logger.Warn("sharing a breaker transition failed", slog.String("credential", id), slog.String("error", err.Error()))
@@ -238,18 +259,29 @@ func (s *Set) close(ctx context.Context, id string) {
 	}
 }
 
-// apply records a transition, from this instance or another.
+// opening is the event of this instance opening id for OpenTimeout.
+func (s *Set) opening(id string, failures uint32) Event {
+	var trip [8]byte
+	_, _ = rand.Read(trip[:])
+	return Event{ID: id, Open: true, For: s.cfg.OpenTimeout, Failures: failures, From: s.cfg.Instance, Trip: hex.EncodeToString(trip[:])}
+}
+
+// apply records a transition, from this instance or another. An opening
+// already known (the same trip, seen again in a snapshot) keeps the time
+// it was first given, and a shorter one never cuts a longer one short.
 func (s *Set) apply(e Event) {
 	s.mu.Lock()
 	prev, wasOpen := s.shared[e.ID]
 	if e.Open {
-		if wasOpen && prev.Until.After(e.Until) {
+		until := s.cfg.Now().Add(e.For)
+		if wasOpen && (prev.Trip == e.Trip && e.Trip != "" || prev.until.After(until)) {
 			s.mu.Unlock()
 			return
 		}
-		s.shared[e.ID] = e
+		s.shared[e.ID] = opening{Event: e, until: until}
 	} else {
 		delete(s.shared, e.ID)
+		delete(s.opened, e.ID)
 		delete(s.probes, e.ID)
 		// Start the local breaker afresh: its counts belong to the outage.
 		delete(s.breakers, e.ID)
@@ -268,19 +300,25 @@ func (s *Set) apply(e Event) {
 
 // State returns the state of credential id's breaker.
 func (s *Set) State(id string) State {
-	if s.cfg.Sharer != nil {
-		s.mu.Lock()
-		e, open := s.shared[id]
-		s.mu.Unlock()
-		if open {
-			if time.Now().Before(e.Until) {
-				return Open
-			}
-			return HalfOpen
-		}
+	now := s.cfg.Now()
+	s.mu.Lock()
+	e, shared := s.shared[id]
+	until, opened := s.opened[id]
+	s.mu.Unlock()
+	switch {
+	case shared && now.Before(e.until):
+		return Open
+	case shared:
+		return HalfOpen
+	case opened && now.Before(until):
+		return Open
 	}
 	return s.get(id).State()
 }
+
+// Counts returns the outcomes credential id's breaker has counted in its
+// current period (excluded outcomes are not counted).
+func (s *Set) Counts(id string) gobreaker.Counts { return s.get(id).Counts() }
 
 // Ready reports whether credential id may be tried: its breaker is not
 // open. A half-open breaker is ready, though Allow may still refuse once
@@ -304,7 +342,9 @@ func (s *Set) settings(id string) gobreaker.Settings {
 		Name:        id,
 		MaxRequests: cfg.HalfOpenProbes,
 		Interval:    cfg.Interval,
-		Timeout:     cfg.OpenTimeout,
+		// gobreaker's own open state ends at once: how long a breaker
+		// stays open is timed here (opened), on Config.Now.
+		Timeout: time.Nanosecond,
 		ReadyToTrip: func(c gobreaker.Counts) bool {
 			if c.ConsecutiveFailures >= cfg.Failures {
 				return true
@@ -315,10 +355,11 @@ func (s *Set) settings(id string) gobreaker.Settings {
 		},
 		IsExcluded: excluded,
 		OnStateChange: func(name string, from, to gobreaker.State) {
+			s.track(name, to)
 			if cfg.Sharer != nil && to == Open {
 				// Published by Run: this runs under gobreaker's lock.
 				select {
-				case s.events <- Event{ID: name, Open: true, Until: time.Now().Add(cfg.OpenTimeout), Failures: cfg.Failures, From: cfg.Instance}:
+				case s.events <- s.opening(name, cfg.Failures):
 				default:
 				}
 			}
@@ -328,6 +369,18 @@ func (s *Set) settings(id string) gobreaker.Settings {
 		},
 	}
 	return st
+}
+
+// track times this instance's own open breakers: open for OpenTimeout
+// from a trip, until gobreaker lets its probes through.
+func (s *Set) track(id string, to State) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if to == Open {
+		s.opened[id] = s.cfg.Now().Add(s.cfg.OpenTimeout)
+	} else {
+		delete(s.opened, id)
+	}
 }
 
 // Run shares this instance's transitions and applies the others', until

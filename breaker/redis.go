@@ -22,11 +22,15 @@ type RedisConfig struct {
 	Logger *slog.Logger
 }
 
-// Redis shares breaker transitions through Redis (see docs/redis-keys.md):
+// Redis shares breaker transitions through Redis (see docs/redis-keys.md).
+// An open breaker is a key whose time to live is the time it stays open,
+// so that Redis, not an instance's clock, says when it ends:
 //
-//	<prefix>{brk}:open          hash: credential id → "until_ms|failures|instance"
+//	<prefix>{brk}:open:<id>     string, expiring when the breaker half-opens
+//	<prefix>{brk}:opened        hash: id → "failures|instance|trip" of every breaker open or
+//	                            half-open in the cluster, until a probe closes it
 //	<prefix>{brk}:probe:<id>    string: the instance holding the probe lease (SET NX PX)
-//	<prefix>{brk}:events        pub/sub channel: "open|id|until_ms|failures|instance" or "closed|id|instance"
+//	<prefix>{brk}:events        pub/sub channel: "opened|id|ms|failures|instance|trip" or "closed|id|instance"
 type Redis struct {
 	client redis.UniversalClient
 	cfg    RedisConfig
@@ -48,16 +52,52 @@ func NewRedis(client redis.UniversalClient, cfg RedisConfig) *Redis {
 	return &Redis{client: client, cfg: cfg}
 }
 
-func (r *Redis) openKey() string           { return r.cfg.Prefix + "{brk}:open" }
+func (r *Redis) openKey(id string) string  { return r.cfg.Prefix + "{brk}:open:" + id }
+func (r *Redis) indexKey() string          { return r.cfg.Prefix + "{brk}:opened" }
 func (r *Redis) probeKey(id string) string { return r.cfg.Prefix + "{brk}:probe:" + id }
 func (r *Redis) channel() string           { return r.cfg.Prefix + "{brk}:events" }
 
+// openScript records an open breaker with its time to live, and tells the
+// other instances, in one round trip.
+//
+// KEYS[1] the open key, KEYS[2] the index, ARGV[1] the id, ARGV[2] the
+// value, ARGV[3] the time to live in ms, ARGV[4] the channel, ARGV[5] the
+// event.
+//
+// The index expires a day after the last opening, so that breakers of
+// credentials no longer configured do not stay listed forever.
+var openScript = redis.NewScript(`
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], 86400000)
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1`)
+
+// listScript returns every breaker open or half-open in the cluster as
+// id, value, ms left open (0: half-open).
+//
+// KEYS[1] the index, ARGV[1] the open keys' prefix.
+var listScript = redis.NewScript(`
+local out = {}
+local h = redis.call('HGETALL', KEYS[1])
+for i = 1, #h, 2 do
+  out[#out + 1] = h[i]
+  out[#out + 1] = h[i + 1]
+  out[#out + 1] = math.max(0, redis.call('PTTL', ARGV[1] .. h[i]))
+end
+return out`)
+
+// encode writes an event for the channel.
 func encode(e Event) string {
 	if !e.Open {
 		return "closed|" + e.ID + "|" + e.From
 	}
-	return "open|" + e.ID + "|" + strconv.FormatInt(e.Until.UnixMilli(), 10) + "|" +
-		strconv.FormatUint(uint64(e.Failures), 10) + "|" + e.From
+	return "opened|" + e.ID + "|" + strconv.FormatInt(e.For.Milliseconds(), 10) + "|" + value(e)
+}
+
+// value is what the open key holds.
+func value(e Event) string {
+	return strconv.FormatUint(uint64(e.Failures), 10) + "|" + e.From + "|" + e.Trip
 }
 
 // decode reads an event; IDs may contain "|", so fields are taken from
@@ -74,37 +114,51 @@ func decode(msg string) (Event, bool) {
 			return Event{}, false
 		}
 		return Event{ID: rest[:i], From: rest[i+1:]}, true
-	case "open":
+	case "opened":
 		parts := strings.Split(rest, "|")
-		if len(parts) < 4 {
-			return Event{}, false
-		}
 		n := len(parts)
-		until, err1 := strconv.ParseInt(parts[n-3], 10, 64)
-		fails, err2 := strconv.ParseUint(parts[n-2], 10, 32)
-		if err1 != nil || err2 != nil {
+		if n < 5 {
 			return Event{}, false
 		}
-		return Event{ID: strings.Join(parts[:n-3], "|"), Open: true, Until: time.UnixMilli(until),
-			Failures: uint32(fails), From: parts[n-1]}, true
+		ms, err := strconv.ParseInt(parts[n-4], 10, 64)
+		if err != nil {
+			return Event{}, false
+		}
+		e, ok := decodeValue(strings.Join(parts[:n-4], "|"), strings.Join(parts[n-3:], "|"))
+		e.For = time.Duration(ms) * time.Millisecond
+		return e, ok
 	}
 	return Event{}, false
 }
 
+// decodeValue reads an open key's value for id.
+func decodeValue(id, v string) (Event, bool) {
+	parts := strings.Split(v, "|")
+	if len(parts) < 3 {
+		return Event{}, false
+	}
+	n := len(parts)
+	fails, err := strconv.ParseUint(parts[n-3], 10, 32)
+	if err != nil {
+		return Event{}, false
+	}
+	return Event{ID: id, Open: true, Failures: uint32(fails), From: parts[n-2], Trip: parts[n-1]}, true
+}
+
 // Publish implements Sharer.
 func (r *Redis) Publish(ctx context.Context, e Event) error {
+	if e.Open {
+		ms := max(1, e.For.Milliseconds())
+		return openScript.Run(ctx, r.client, []string{r.openKey(e.ID), r.indexKey()},
+			e.ID, value(e), ms, r.channel(), encode(e)).Err()
+	}
 	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		if e.Open {
-			p.HSet(ctx, r.openKey(), e.ID, strings.TrimPrefix(encode(e), "open|"+e.ID+"|"))
-		} else {
-			p.HDel(ctx, r.openKey(), e.ID)
-		}
+		p.Del(ctx, r.openKey(e.ID))
+		p.HDel(ctx, r.indexKey(), e.ID)
+		p.Publish(ctx, r.channel(), encode(e))
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	return r.client.Publish(ctx, r.channel(), encode(e)).Err()
+	return err
 }
 
 // Watch implements Sharer: pub/sub for news within milliseconds, and a
@@ -137,15 +191,20 @@ func (r *Redis) Watch(ctx context.Context, onEvent func(Event), onSnapshot func(
 	}
 }
 
-// Open reads every breaker open in the cluster.
+// Open reads every breaker open or half-open in the cluster, with how
+// long each stays open (as Redis counts it; 0 for a half-open one).
 func (r *Redis) Open(ctx context.Context) ([]Event, error) {
-	h, err := r.client.HGetAll(ctx, r.openKey()).Result()
+	v, err := listScript.Run(ctx, r.client, []string{r.indexKey()}, r.openKey("")).Slice()
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Event, 0, len(h))
-	for id, v := range h {
-		if e, ok := decode("open|" + id + "|" + v); ok {
+	out := make([]Event, 0, len(v)/3)
+	for i := 0; i+2 < len(v); i += 3 {
+		id, _ := v[i].(string)
+		val, _ := v[i+1].(string)
+		ms, _ := v[i+2].(int64)
+		if e, ok := decodeValue(id, val); ok {
+			e.For = time.Duration(ms) * time.Millisecond
 			out = append(out, e)
 		}
 	}

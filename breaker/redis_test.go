@@ -13,19 +13,17 @@ import (
 )
 
 func TestEventEncoding(t *testing.T) {
-	until := time.UnixMilli(1_700_000_000_123)
 	for _, e := range []Event{
-		{ID: "openai#0", Open: true, Until: until, Failures: 5, From: "inst-a"},
-		{ID: "weird|id|with|bars", Open: true, Until: until, Failures: 1, From: "b"},
+		{ID: "openai#0", Open: true, For: 30 * time.Second, Failures: 5, From: "inst-a", Trip: "t1"},
+		{ID: "weird|id|with|bars", Open: true, For: time.Millisecond, Failures: 1, From: "b", Trip: "t2"},
 		{ID: "x|y", From: "c"},
 	} {
 		got, ok := decode(encode(e))
-		if !ok || got.ID != e.ID || got.Open != e.Open || got.From != e.From || got.Failures != e.Failures ||
-			(e.Open && !got.Until.Equal(e.Until)) {
+		if !ok || got != e {
 			t.Fatalf("round trip of %+v gave %+v", e, got)
 		}
 	}
-	for _, bad := range []string{"", "open|x", "closed", "open|a|notanumber|1|b", "nonsense|a|b"} {
+	for _, bad := range []string{"", "opened|x", "closed", "opened|a|notanumber|1|b|t", "open|a|1700000000000|1|b", "nonsense|a|b"} {
 		if _, ok := decode(bad); ok {
 			t.Fatalf("decoded garbage %q", bad)
 		}
