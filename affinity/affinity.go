@@ -1,27 +1,17 @@
-// Package affinity remembers which credential served a sticky key (a
-// client IP, a session header, a client key), so that the next request
-// with the same key goes to the same credential while the mapping is
-// fresh. Each use slides the mapping's time to live.
+// Package affinity derives the sticky keys that send a client's requests
+// to the same credential while the mapping is fresh: the key of a client
+// IP (found behind trusted proxies), a session header or a client key,
+// hashed. The mappings themselves belong to the quota limiter, which
+// reads and writes them in the same step as the quota (in one Redis round
+// trip with the Redis backend).
 package affinity
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/netip"
 	"strings"
-	"sync"
-	"time"
 )
-
-// Store maps sticky keys to credential IDs with a sliding TTL.
-type Store interface {
-	// Get returns the credential last stored for key ("" if none or
-	// expired) and restarts its TTL.
-	Get(ctx context.Context, key string) (string, error)
-	// Set maps key to credential id for one TTL.
-	Set(ctx context.Context, key, id string) error
-}
 
 // Key derives the stored key for a sticky value of some kind ("ip",
 // "header", "client"). The value is hashed: client keys are secrets and
@@ -78,84 +68,4 @@ func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 		}
 	}
 	return false
-}
-
-// MemoryConfig configures a Memory store. TTL zero means 10 minutes; Now
-// nil means time.Now.
-type MemoryConfig struct {
-	TTL time.Duration
-	Now func() time.Time
-}
-
-// Memory is a Store for one process.
-type Memory struct {
-	ttl time.Duration
-	now func() time.Time
-
-	mu        sync.Mutex
-	entries   map[string]entry
-	sweepSize int // sweep expired entries when the map grows past this
-}
-
-type entry struct {
-	id      string
-	expires time.Time
-}
-
-var _ Store = (*Memory)(nil)
-
-// NewMemory returns an empty Memory store.
-func NewMemory(cfg MemoryConfig) *Memory {
-	if cfg.TTL <= 0 {
-		cfg.TTL = 10 * time.Minute
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	return &Memory{ttl: cfg.TTL, now: cfg.Now, entries: make(map[string]entry), sweepSize: 1024}
-}
-
-// Get implements Store.
-func (m *Memory) Get(_ context.Context, key string) (string, error) {
-	now := m.now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.entries[key]
-	if !ok || !now.Before(e.expires) {
-		return "", nil
-	}
-	e.expires = now.Add(m.ttl)
-	m.entries[key] = e
-	return e.id, nil
-}
-
-// Set implements Store.
-func (m *Memory) Set(_ context.Context, key, id string) error {
-	now := m.now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.entries[key] = entry{id: id, expires: now.Add(m.ttl)}
-	if len(m.entries) > m.sweepSize {
-		for k, e := range m.entries {
-			if !now.Before(e.expires) {
-				delete(m.entries, k)
-			}
-		}
-		m.sweepSize = max(1024, 2*len(m.entries))
-	}
-	return nil
-}
-
-// Len returns how many live mappings the store holds.
-func (m *Memory) Len() int {
-	now := m.now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	n := 0
-	for _, e := range m.entries {
-		if now.Before(e.expires) {
-			n++
-		}
-	}
-	return n
 }

@@ -1,13 +1,9 @@
 package affinity
 
 import (
-	"context"
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/sluice-gateway/sluice/integration/redistest"
 )
 
 func TestClientIP(t *testing.T) {
@@ -45,72 +41,5 @@ func TestKeyHidesValue(t *testing.T) {
 	}
 	if Key("client", "a") == Key("client", "b") || Key("ip", "a") == Key("client", "a") {
 		t.Fatal("keys must differ by kind and value")
-	}
-}
-
-func TestMemorySlidingTTL(t *testing.T) {
-	now := time.Unix(1000, 0)
-	m := NewMemory(MemoryConfig{TTL: time.Minute, Now: func() time.Time { return now }})
-	ctx := context.Background()
-	if id, _ := m.Get(ctx, "k"); id != "" {
-		t.Fatalf("empty store returned %q", id)
-	}
-	_ = m.Set(ctx, "k", "cred-1")
-	now = now.Add(50 * time.Second)
-	if id, _ := m.Get(ctx, "k"); id != "cred-1" {
-		t.Fatalf("got %q", id)
-	}
-	now = now.Add(50 * time.Second) // 100 s after Set, 50 s after the last use
-	if id, _ := m.Get(ctx, "k"); id != "cred-1" {
-		t.Fatal("each use must slide the TTL")
-	}
-	now = now.Add(61 * time.Second)
-	if id, _ := m.Get(ctx, "k"); id != "" {
-		t.Fatal("expired mapping returned")
-	}
-	if m.Len() != 0 {
-		t.Fatal("Len counts expired entries")
-	}
-}
-
-func TestMemorySweepsExpired(t *testing.T) {
-	now := time.Unix(1000, 0)
-	m := NewMemory(MemoryConfig{TTL: time.Second, Now: func() time.Time { return now }})
-	for i := range 5000 {
-		_ = m.Set(context.Background(), Key("ip", string(rune(i))), "c")
-		now = now.Add(time.Millisecond)
-	}
-	m.mu.Lock()
-	n := len(m.entries)
-	m.mu.Unlock()
-	if n > 3000 {
-		t.Fatalf("%d entries kept; expired ones must be swept", n)
-	}
-}
-
-func TestRedisStore(t *testing.T) {
-	c := redistest.Start(t).Client(t)
-	ctx := context.Background()
-	s := NewRedis(c, RedisConfig{Prefix: "t:", TTL: 300 * time.Millisecond})
-	if id, err := s.Get(ctx, "k"); err != nil || id != "" {
-		t.Fatalf("empty: %q %v", id, err)
-	}
-	if err := s.Set(ctx, "k", "cred-1"); err != nil {
-		t.Fatal(err)
-	}
-	_ = s.Set(ctx, "k2", "cred-1")
-	_ = s.Set(ctx, "k3", "cred-2")
-	for range 3 { // used every 200ms: the 300ms TTL slides
-		time.Sleep(200 * time.Millisecond)
-		if id, _ := s.Get(ctx, "k"); id != "cred-1" {
-			t.Fatal("each use must restart the TTL")
-		}
-	}
-	counts, err := s.CountByCredential(ctx)
-	if err != nil || counts["cred-1"] != 1 || counts["cred-2"] != 0 {
-		t.Fatalf("after the others expired: %v %v", counts, err)
-	}
-	if ttl := c.PTTL(ctx, "t:{q}:aff:k").Val(); ttl <= 0 || ttl > 300*time.Millisecond {
-		t.Fatalf("key layout or ttl: %v", ttl)
 	}
 }

@@ -14,8 +14,8 @@ type MemoryConfig struct {
 	// Now returns the current time. Nil means time.Now; tests inject a
 	// clock here instead of sleeping.
 	Now func() time.Time
-	// Sticky keeps the mappings of requests that name one. Nil: requests
-	// are not sticky.
+	// Sticky, when set, keeps the sticky mappings instead of the
+	// limiter's own memory.
 	Sticky StickyStore
 }
 
@@ -23,8 +23,9 @@ type MemoryConfig struct {
 // instance, and the fallback an instance enforces alone when the shared
 // store is unreachable.
 type Memory struct {
-	now    func() time.Time
-	sticky StickyStore
+	now      func() time.Time
+	sticky   StickyStore // nil: stickies
+	stickies *stickies
 
 	mu       sync.Mutex
 	subjects map[string]*subject
@@ -37,15 +38,15 @@ func NewMemory(cfg MemoryConfig) *Memory {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Memory{now: cfg.Now, sticky: cfg.Sticky, subjects: make(map[string]*subject)}
+	return &Memory{now: cfg.Now, sticky: cfg.Sticky, stickies: newStickies(cfg.Now), subjects: make(map[string]*subject)}
 }
 
 // Acquire implements Limiter.
 func (m *Memory) Acquire(ctx context.Context, req Request) (Decision, error) {
-	if req.Sticky == "" || m.sticky == nil {
+	if req.Sticky == "" {
 		return m.acquire(req)
 	}
-	stickyID, err := m.sticky.Get(ctx, req.Sticky)
+	stickyID, err := m.stickyGet(ctx, req)
 	if err != nil {
 		return Decision{}, fmt.Errorf("%w: sticky lookup: %v", ErrBackend, err)
 	}
@@ -58,11 +59,27 @@ func (m *Memory) Acquire(ctx context.Context, req Request) (Decision, error) {
 	d.StickyHit = stickyID != "" && req.Candidates[0].ID == stickyID
 	d.Grant.Index = indexOf(orig, d.Grant.ID)
 	if d.Grant.ID != stickyID {
-		// Best effort: a mapping that could not be stored costs stickiness,
-		// never the grant.
-		_ = m.sticky.Set(ctx, req.Sticky, d.Grant.ID)
+		m.stickySet(ctx, req, d.Grant.ID)
 	}
 	return d, nil
+}
+
+// stickyGet reads a request's sticky mapping, restarting its time to live.
+func (m *Memory) stickyGet(ctx context.Context, req Request) (string, error) {
+	if m.sticky != nil {
+		return m.sticky.Get(ctx, req.Sticky)
+	}
+	return m.stickies.get(req.Sticky, req.StickyTTL), nil
+}
+
+// stickySet stores a request's sticky mapping. Best effort: a mapping
+// that could not be stored costs stickiness, never the grant.
+func (m *Memory) stickySet(ctx context.Context, req Request, id string) {
+	if m.sticky != nil {
+		_ = m.sticky.Set(ctx, req.Sticky, id)
+		return
+	}
+	m.stickies.set(req.Sticky, id, req.StickyTTL)
 }
 
 // stickyFirst returns the candidates with the one named id moved to the

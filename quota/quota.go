@@ -193,8 +193,8 @@ type Limiter interface {
 // ErrBackend marks failures of the store behind a Limiter.
 var ErrBackend = errors.New("quota backend unavailable")
 
-// StickyStore keeps sticky mappings for the Memory limiter
-// (affinity.Memory is one).
+// StickyStore keeps sticky mappings for a Memory limiter, instead of its
+// own memory.
 type StickyStore interface {
 	// Get returns the credential stored for key ("" if none) and
 	// restarts its time to live.

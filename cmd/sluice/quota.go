@@ -12,7 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/sluice-gateway/sluice/affinity"
 	"github.com/sluice-gateway/sluice/breaker"
 	"github.com/sluice-gateway/sluice/gateway"
 	"github.com/sluice-gateway/sluice/gateway/config"
@@ -53,7 +52,6 @@ func quotaCommand(args []string, stdout, stderr io.Writer) int {
 	rc := cfg.Redis
 	limiter := quota.NewRedis(client, quota.RedisConfig{Prefix: rc.KeyPrefix, HashTag: rc.HashTag, Timeout: 5 * time.Second})
 	breakers := breaker.NewRedis(client, breaker.RedisConfig{Prefix: rc.KeyPrefix})
-	sticky := affinity.NewRedis(client, affinity.RedisConfig{Prefix: rc.KeyPrefix, HashTag: rc.HashTag})
 	members := quota.NewMembers(client, quota.Member{}, quota.MembersConfig{Prefix: rc.KeyPrefix})
 	in := gateway.Inspector{
 		Usage: limiter,
@@ -61,11 +59,11 @@ func quotaCommand(args []string, stdout, stderr io.Writer) int {
 			open, err := breakers.Open(ctx)
 			out := make(map[string]time.Time, len(open))
 			for _, e := range open {
-				out[e.ID] = e.Until
+				out[e.ID] = time.Now().Add(e.For)
 			}
 			return out, err
 		},
-		Sticky:    sticky.CountByCredential,
+		Sticky:    limiter.StickyCounts,
 		Instances: members.List,
 	}
 
