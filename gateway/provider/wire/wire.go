@@ -230,10 +230,10 @@ type CompletionTokensDetails struct {
 // integers or floats.
 func (u *Usage) UnmarshalJSON(b []byte) error {
 	var raw struct {
-		PromptTokens            count `json:"prompt_tokens"`
-		CompletionTokens        count `json:"completion_tokens"`
-		TotalTokens             count `json:"total_tokens"`
-		PromptTokensDetails     *struct {
+		PromptTokens        count `json:"prompt_tokens"`
+		CompletionTokens    count `json:"completion_tokens"`
+		TotalTokens         count `json:"total_tokens"`
+		PromptTokensDetails *struct {
 			CachedTokens count `json:"cached_tokens"`
 		} `json:"prompt_tokens_details"`
 		CompletionTokensDetails *struct {
