@@ -74,16 +74,61 @@ func TestFailureRatio(t *testing.T) {
 	}
 }
 
+// clock is a test clock: tests move it instead of sleeping.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Unix(1_000_000, 0)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func TestOpenForOpenTimeout(t *testing.T) {
+	clk := newClock()
+	s := New(Config{Failures: 1, OpenTimeout: 30 * time.Second, Now: clk.Now})
+	call(t, s, "a", errUpstream)
+	clk.Advance(30*time.Second - time.Nanosecond)
+	if s.State("a") != Open || call(t, s, "a", nil) == nil {
+		t.Fatal("open until OpenTimeout has passed")
+	}
+	clk.Advance(time.Nanosecond)
+	if s.State("a") != HalfOpen {
+		t.Fatalf("after OpenTimeout: %v", s.State("a"))
+	}
+	if err := call(t, s, "a", errUpstream); err != nil {
+		t.Fatalf("the probe: %v", err)
+	}
+	if s.State("a") != Open {
+		t.Fatal("a failed probe opens the breaker again")
+	}
+	clk.Advance(30 * time.Second)
+	if err := call(t, s, "a", nil); err != nil || s.State("a") != Closed {
+		t.Fatalf("a successful probe closes: %v %v", err, s.State("a"))
+	}
+}
+
 func TestHalfOpenLetsOneProbeThrough(t *testing.T) {
 	var mu sync.Mutex
 	var transitions []string
-	s := New(Config{Failures: 1, OpenTimeout: 20 * time.Millisecond, OnStateChange: func(id string, from, to State) {
+	clk := newClock()
+	s := New(Config{Failures: 1, OpenTimeout: 20 * time.Millisecond, Now: clk.Now, OnStateChange: func(id string, from, to State) {
 		mu.Lock()
 		transitions = append(transitions, fmt.Sprintf("%s:%v->%v", id, from, to))
 		mu.Unlock()
 	}})
 	call(t, s, "a", errUpstream)
-	time.Sleep(30 * time.Millisecond)
+	clk.Advance(30 * time.Millisecond)
 	if s.State("a") != HalfOpen {
 		t.Fatalf("state %v, want half-open", s.State("a"))
 	}
@@ -132,20 +177,32 @@ func (downSharer) Probe(context.Context, string, time.Duration) (bool, error) {
 }
 func (downSharer) EndProbe(context.Context, string) error { return errors.New("down") }
 
+// waitFor polls a condition, for what another goroutine does.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func TestProbeWithoutTheSharedStore(t *testing.T) {
-	s := New(Config{Failures: 1, OpenTimeout: 20 * time.Millisecond, Sharer: downSharer{}, Instance: "me"})
+	clk := newClock()
+	s := New(Config{Failures: 1, OpenTimeout: 20 * time.Millisecond, Sharer: downSharer{}, Instance: "me", Now: clk.Now})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.Run(ctx)
 	call(t, s, "a", errUpstream)
-	deadline := time.Now().Add(2 * time.Second)
-	for s.State("a") == Closed { // the trip is applied by Run
-		if time.Now().After(deadline) {
-			t.Fatal("never opened")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(30 * time.Millisecond)
+	waitFor(t, "the trip applied by Run", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		_, shared := s.shared["a"]
+		return shared
+	})
+	clk.Advance(30 * time.Millisecond)
 	done, err := s.Allow(ctx, "a")
 	if err != nil {
 		t.Fatalf("with the store down, this instance must still probe: %v", err)

@@ -30,27 +30,36 @@ func TestEventEncoding(t *testing.T) {
 	}
 }
 
-// cluster starts n breaker sets sharing one Redis, each running.
-func cluster(t *testing.T, n int, cfg Config) []*Set {
+// cluster starts n breaker sets sharing one Redis, each running on its
+// own clock: instance i's is i hours ahead, since clocks must not matter.
+// Advancing clk moves every set's clock.
+func cluster(t *testing.T, n int, cfg Config) ([]*Set, *clock) {
 	srv := redistest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	prefix := fmt.Sprintf("t%d:", time.Now().UnixNano())
+	clk := newClock()
 	var sets []*Set
 	for i := range n {
 		c := cfg
 		c.Instance = fmt.Sprint("inst-", i)
 		c.Sharer = NewRedis(srv.Client(t), RedisConfig{Prefix: prefix, Resync: 200 * time.Millisecond})
+		skew := time.Duration(i) * time.Hour
+		c.Now = func() time.Time { return clk.Now().Add(skew) }
 		s := New(c)
 		go s.Run(ctx)
 		sets = append(sets, s)
 	}
-	time.Sleep(100 * time.Millisecond) // subscriptions in place
-	return sets
+	admin := srv.Client(t)
+	waitFor(t, "every set subscribed", func() bool {
+		subs, err := admin.PubSubNumSub(context.Background(), prefix+"{brk}:events").Result()
+		return err == nil && subs[prefix+"{brk}:events"] == int64(n)
+	})
+	return sets, clk
 }
 
 func TestSharedOpenPropagates(t *testing.T) {
-	sets := cluster(t, 3, Config{Failures: 3, OpenTimeout: time.Hour})
+	sets, _ := cluster(t, 3, Config{Failures: 3, OpenTimeout: time.Hour})
 	a, b, c := sets[0], sets[1], sets[2]
 	for range 3 {
 		call(t, a, "cred", errUpstream)
@@ -78,9 +87,12 @@ func TestSharedOpenPropagates(t *testing.T) {
 }
 
 func TestSharedHalfOpenSendsOneProbe(t *testing.T) {
-	sets := cluster(t, 3, Config{Failures: 1, OpenTimeout: 300 * time.Millisecond})
+	sets, clk := cluster(t, 3, Config{Failures: 1, OpenTimeout: 30 * time.Second})
 	call(t, sets[0], "cred", errUpstream)
-	time.Sleep(400 * time.Millisecond) // open everywhere, then half-open
+	for _, s := range sets {
+		waitFor(t, "open everywhere", func() bool { return s.State("cred") == Open })
+	}
+	clk.Advance(30 * time.Second) // then half-open, everywhere at once
 
 	var granted atomic.Int64
 	var mu sync.Mutex
@@ -117,9 +129,10 @@ func TestSharedHalfOpenSendsOneProbe(t *testing.T) {
 }
 
 func TestSharedProbeFailureReopens(t *testing.T) {
-	sets := cluster(t, 2, Config{Failures: 1, OpenTimeout: 200 * time.Millisecond})
+	sets, clk := cluster(t, 2, Config{Failures: 1, OpenTimeout: 20 * time.Second})
 	call(t, sets[0], "cred", errUpstream)
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, "open on the other instance", func() bool { return sets[1].State("cred") == Open })
+	clk.Advance(20 * time.Second)
 	done, err := sets[1].Allow(context.Background(), "cred")
 	if err != nil {
 		t.Fatalf("the probe: %v", err)
@@ -133,5 +146,54 @@ func TestSharedProbeFailureReopens(t *testing.T) {
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
+	}
+}
+
+// TestSharedOpenTimedByRedis: how long a breaker stays open is kept by
+// Redis, as a key's time to live: an instance that learns of it late (or
+// from a snapshot) gets what is left, whatever its own clock says.
+func TestSharedOpenTimedByRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	r := NewRedis(c, RedisConfig{Prefix: "ttl:"})
+	e := Event{ID: "cred", Open: true, For: 30 * time.Second, Failures: 5, From: "inst-a", Trip: "t1"}
+	if err := r.Publish(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := c.PTTL(ctx, "ttl:{brk}:open:cred").Val(); ttl <= 29*time.Second || ttl > 30*time.Second {
+		t.Fatalf("the open key's time to live is %v, want the open timeout", ttl)
+	}
+	open, err := r.Open(ctx)
+	if err != nil || len(open) != 1 || open[0].ID != "cred" || open[0].Trip != "t1" || open[0].For <= 29*time.Second {
+		t.Fatalf("open breakers %+v %v", open, err)
+	}
+	// A late instance, its clock a day off, is open for what is left.
+	clk := newClock()
+	late := New(Config{OpenTimeout: time.Minute, Now: func() time.Time { return clk.Now().Add(24 * time.Hour) }})
+	late.reconcile(open)
+	if late.State("cred") != Open {
+		t.Fatal("open from the snapshot")
+	}
+	clk.Advance(open[0].For)
+	if late.State("cred") != HalfOpen {
+		t.Fatalf("after what was left: %v", late.State("cred"))
+	}
+	// The same trip seen again never extends it.
+	late.reconcile(open)
+	if late.State("cred") != HalfOpen {
+		t.Fatal("a snapshot of the same trip extended it")
+	}
+	// Once the key expired, the breaker is listed half-open until closed.
+	c.PExpire(ctx, "ttl:{brk}:open:cred", time.Millisecond)
+	waitFor(t, "the open key expired", func() bool { return c.Exists(ctx, "ttl:{brk}:open:cred").Val() == 0 })
+	if open, _ := r.Open(ctx); len(open) != 1 || open[0].For != 0 {
+		t.Fatalf("half-open: %+v", open)
+	}
+	if err := r.Publish(ctx, Event{ID: "cred", From: "inst-b"}); err != nil {
+		t.Fatal(err)
+	}
+	if open, _ := r.Open(ctx); len(open) != 0 {
+		t.Fatalf("closed: %+v", open)
 	}
 }
