@@ -286,7 +286,8 @@ func (g *Gateway) endAttempt(a *attempt, rep report, v verdict, used int64) {
 		span.SetAttributes(telemetry.GenAICompletion.String(truncate(a.sum.Text, 8<<10)))
 	}
 	in, outTok := a.tokens(used)
-	span.SetAttributes(telemetry.GenAIInputTokens.Int64(in), telemetry.GenAIOutputTokens.Int64(outTok), telemetry.Outcome.String(result))
+	span.SetAttributes(telemetry.GenAIInputTokens.Int64(in), telemetry.GenAIOutputTokens.Int64(outTok), telemetry.Outcome.String(result),
+		telemetry.AttemptResult.String(rep.what.String()))
 	if rep.err != nil {
 		span.SetAttributes(telemetry.ErrorType.String(result))
 		span.SetStatus(codes.Error, g.redactor.String(rep.err.Error()))

@@ -36,7 +36,8 @@ const (
 	BreakerState       = attribute.Key("sluice.breaker.state") // closed, half-open, open
 	AffinityHit        = attribute.Key("sluice.affinity.hit")  // the sticky mapping chose the credential
 	Stream             = attribute.Key("sluice.stream")
-	Outcome            = attribute.Key("sluice.outcome") // ok, failover, client_error, ...
+	Outcome            = attribute.Key("sluice.outcome")        // ok, failover, error, interrupted
+	AttemptResult      = attribute.Key("sluice.attempt.result") // what happened: answered, rate limited, timed out, ... (the outcome table's row)
 	Endpoint           = attribute.Key("sluice.endpoint")
 	Ingress            = attribute.Key("sluice.ingress") // the client's API: openai, anthropic, responses
 	RetryReason        = attribute.Key("sluice.retry.reason")
