@@ -18,6 +18,7 @@ import (
 // attempt needs.
 type way struct {
 	g        *Gateway
+	st       *state
 	req      *request
 	h        *holder
 	sticky   string
@@ -73,7 +74,7 @@ func (w *way) admit(ctx context.Context, cands []candidate) (*admitted, error) {
 
 // quotaRequest asks for capacity on candidates, in order.
 func (w *way) quotaRequest(cands []candidate) quota.Request {
-	qr := quota.Request{Tokens: w.req.estimate, Sticky: w.sticky, StickyTTL: w.g.cfg.Routing.Affinity.TTL.D(), StickyTier: topTier(cands)}
+	qr := quota.Request{Tokens: w.req.estimate, Sticky: w.sticky, StickyTTL: w.st.cfg.Routing.Affinity.TTL.D(), StickyTier: topTier(cands)}
 	if w.h.part == nil {
 		qr.Client, qr.ClientLimit = w.h.client.name, w.h.client.limit
 	}

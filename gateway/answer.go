@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-gateway/sluice/gateway/config"
 	"github.com/sluice-gateway/sluice/gateway/provider"
 	"github.com/sluice-gateway/sluice/gateway/provider/wire"
 )
@@ -187,8 +188,7 @@ func openAIErrorJSON(msg, typ string) []byte {
 
 // cooldownFor reads how long an upstream asked to be left alone, within
 // routing.retry.max_cooldown.
-func (g *Gateway) cooldownFor(h http.Header) time.Duration {
-	retry := g.cfg.Routing.Retry
+func cooldownFor(retry config.Retry, h http.Header) time.Duration {
 	limit := retry.MaxCooldown.D()
 	d := retry.Cooldown.D()
 	if ms, err := strconv.ParseFloat(h.Get("retry-after-ms"), 64); err == nil && ms > 0 {

@@ -22,6 +22,7 @@ import (
 // what happened; end applies the outcome table to it, exactly once.
 type attempt struct {
 	g    *Gateway
+	st   *state // the config version of the request
 	c    echo.Context
 	req  *request
 	adm  *admitted
@@ -55,7 +56,7 @@ var (
 
 // newAttempt starts attempt n of a request on an admitted credential.
 func (g *Gateway) newAttempt(c echo.Context, req *request, adm *admitted, n int) *attempt {
-	a := &attempt{g: g, c: c, req: req, adm: adm, cred: adm.cand.cred, n: n}
+	a := &attempt{g: g, st: stateOf(c), c: c, req: req, adm: adm, cred: adm.cand.cred, n: n}
 	a.cred.inflight.Add(1)
 	a.ctx, a.span = g.startAttempt(c.Request().Context(), req, adm, n)
 	a.actx, a.cancel = context.WithCancelCause(a.ctx)
@@ -138,7 +139,7 @@ func (a *attempt) refused(ans *answer) report {
 	what := statusHappening(status, ans.native == nil && rejectsCredential(body))
 	switch what {
 	case rateLimited:
-		cool := a.g.cooldownFor(ans.header)
+		cool := cooldownFor(a.st.cfg.Routing.Retry, ans.header)
 		d := quota.Decision{Scope: quota.ScopeCredential, Reason: quota.ReasonCooldown, RetryAfter: cool}
 		return report{what: what, cooldown: cool, err: &refusal{d: d,
 			err: fmt.Errorf("%w: the upstream rate-limited credential %s; retry after %s", ErrRateLimited, a.cred.id, roundUp(cool))}}

@@ -36,7 +36,7 @@ func (g *Gateway) intake(c echo.Context, parse func(body []byte) (*request, erro
 			return nil, fmt.Errorf("%w: %q; send the body as application/json", ErrMediaType, excerpt(ct))
 		}
 	}
-	limit := int64(g.cfg.Server.MaxBodyBytes)
+	limit := int64(g.static.Server.MaxBodyBytes)
 	if r.ContentLength > limit {
 		return nil, fmt.Errorf("%w: the limit is %d bytes", ErrBodyTooLarge, limit)
 	}
@@ -85,7 +85,7 @@ func parseCost(body []byte) int64 {
 func (g *Gateway) readBody(c echo.Context, limit int64) ([]byte, error) {
 	r := c.Request()
 	rc := http.NewResponseController(c.Response())
-	if d := g.cfg.Server.ReadBodyTimeout.D(); d > 0 {
+	if d := g.static.Server.ReadBodyTimeout.D(); d > 0 {
 		_ = rc.SetReadDeadline(time.Now().Add(d))
 		defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
 	}
@@ -95,7 +95,7 @@ func (g *Gateway) readBody(c echo.Context, limit int64) ([]byte, error) {
 	case errors.As(err, &tooLarge):
 		return nil, fmt.Errorf("%w: the limit is %d bytes", ErrBodyTooLarge, tooLarge.Limit)
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return nil, fmt.Errorf("%w: the body did not arrive within %s", ErrBodyTimeout, g.cfg.Server.ReadBodyTimeout)
+		return nil, fmt.Errorf("%w: the body did not arrive within %s", ErrBodyTimeout, g.static.Server.ReadBodyTimeout)
 	case err != nil && r.Context().Err() != nil:
 		return nil, g.gone(r.Context())
 	case err != nil:

@@ -236,9 +236,13 @@ func errorEvent(msg, code string) []byte {
 // redactedError hides the config's secrets in an error's message, keeping
 // what it wraps for errors.Is and errors.As. Every error a request ends
 // with goes through it before it is answered or logged.
-func (g *Gateway) redactedError(err error) error {
+func (g *Gateway) redactedError(c echo.Context, err error) error {
+	st := stateOf(c)
+	if st == nil {
+		st = g.current()
+	}
 	msg := err.Error()
-	if safe := g.redactor.String(msg); safe != msg {
+	if safe := st.redactor.String(msg); safe != msg {
 		return &redactedErr{msg: safe, err: err}
 	}
 	return err

@@ -9,11 +9,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,10 +23,6 @@ import (
 	"github.com/sluice-gateway/sluice/breaker"
 	"github.com/sluice-gateway/sluice/gateway/config"
 	"github.com/sluice-gateway/sluice/gateway/ingress"
-	"github.com/sluice-gateway/sluice/gateway/provider"
-	"github.com/sluice-gateway/sluice/gateway/provider/mock"
-	"github.com/sluice-gateway/sluice/gateway/provider/wire"
-	"github.com/sluice-gateway/sluice/gateway/redact"
 	"github.com/sluice-gateway/sluice/quota"
 )
 
@@ -45,16 +40,18 @@ type Deps struct {
 }
 
 // Gateway serves the OpenAI API and relays calls upstream. Build it with
-// New; it is an http.Handler.
+// New; it is an http.Handler. What it builds from the reloadable parts of
+// its config (channels, credentials, clients, routing) is a state that
+// Apply swaps: a request keeps the state it started with to its end.
 type Gateway struct {
-	cfg      *config.Config
+	static   *config.Config // the settings a reload cannot change (server, telemetry, redis, breaker, admin)
 	log      *slog.Logger
 	limiter  quota.Limiter
 	breakers *breaker.Set
+	state    atomic.Pointer[state]
+	mu       sync.Mutex // serializes Apply
+	upstream *transports
 
-	clients  *clients
-	router   *router
-	creds    []*credential
 	trusted  []netip.Prefix
 	started  time.Time
 	echo     *echo.Echo
@@ -65,22 +62,20 @@ type Gateway struct {
 	metricsHandler http.Handler
 	captureContent bool
 
-	redactor      *redact.Redactor     // every secret of the config, kept from clients, logs and spans
-	nativeFormats map[wire.Format]bool // client APIs that some channel speaks natively
-	parsing       *parseBudget         // request bytes being read and parsed at once
-	propagator    propagation.TextMapPropagator
+	parsing    *parseBudget // request bytes being read and parsed at once
+	propagator propagation.TextMapPropagator
 }
 
 // New builds a Gateway from a provisioned, validated config.
 func New(cfg *config.Config, deps Deps) (*Gateway, error) {
 	g := &Gateway{
-		cfg: cfg, log: deps.Logger, limiter: deps.Limiter, breakers: deps.Breakers, started: time.Now(),
+		static: cfg, log: deps.Logger, limiter: deps.Limiter, breakers: deps.Breakers, started: time.Now(),
 		metricsHandler: deps.Metrics, metricsPath: cfg.Telemetry.Metrics.Path, captureContent: cfg.Telemetry.CaptureContent,
+		upstream: newTransports(),
 	}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
-	g.redactor = redact.New(cfg.Secrets()...)
 	g.parsing = newParseBudget(int64(cfg.Server.MaxParsingBytes), cfg.Server.ParsingWait.D())
 	g.propagator = tracePropagator(cfg.Telemetry.Traces.ForwardClientContext)
 	if g.limiter == nil {
@@ -96,32 +91,9 @@ func New(cfg *config.Config, deps Deps) (*Gateway, error) {
 		}
 		g.trusted = append(g.trusted, prefix)
 	}
-
-	var channels []*channel
-	shared := newTransport("")
-	g.nativeFormats = map[wire.Format]bool{}
-	for i, chc := range cfg.Channels {
-		ch, err := newChannel(chc, shared)
-		if err != nil {
-			return nil, fmt.Errorf("channels[%d]: %w", i, err)
-		}
-		channels = append(channels, ch)
-		if tr, ok := ch.adapter.(provider.Translator); ok {
-			if _, native := ch.adapter.(provider.Native); native {
-				g.nativeFormats[tr.Format()] = true
-			}
-		}
-		if !chc.IsEnabled() {
-			continue
-		}
-		for _, crc := range chc.Credentials {
-			if crc.IsEnabled() {
-				g.creds = append(g.creds, newCredential(ch, chc, crc))
-			}
-		}
+	if err := g.Apply(cfg); err != nil {
+		return nil, err
 	}
-	g.clients = newClients(cfg.Clients)
-	g.router = newRouter(cfg, channels, g.creds)
 	var err error
 	if g.metrics, err = newInstruments(g); err != nil {
 		return nil, err
@@ -129,6 +101,25 @@ func New(cfg *config.Config, deps Deps) (*Gateway, error) {
 	g.echo = g.routes()
 	return g, nil
 }
+
+// Apply makes a new version of the config the one new requests use:
+// channels, credentials, client keys, model names and routing. Requests
+// in flight finish on the version they started with. The settings a
+// reload cannot change (server, telemetry, redis, breaker, admin) stay as
+// New had them. cfg must be provisioned and valid.
+func (g *Gateway) Apply(cfg *config.Config) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st, err := g.newState(cfg, g.state.Load())
+	if err != nil {
+		return err
+	}
+	g.state.Store(st)
+	return nil
+}
+
+// current is the state new requests use.
+func (g *Gateway) current() *state { return g.state.Load() }
 
 // NewMemoryLimiter returns the in-memory limiter for a config; it keeps
 // the sticky mappings too.
@@ -150,122 +141,6 @@ func BreakerConfig(b config.Breaker, log *slog.Logger) breaker.Config {
 	}
 }
 
-func newChannel(c config.Channel, shared http.RoundTripper) (*channel, error) {
-	spec, _ := provider.Lookup(c.Type)
-	adapter, err := provider.For(spec.API)
-	if err != nil {
-		return nil, err
-	}
-	p, err := encodeParams(c.Params.Defaults, c.Params.Overrides)
-	if err != nil {
-		return nil, err
-	}
-	rt := shared
-	switch {
-	case spec.API == provider.APIMock:
-		rt = mock.Transport(mock.New(mockConfig(c.Mock)))
-	case c.Proxy != "":
-		rt = newTransport(c.Proxy)
-	}
-	// Redirects are not followed: an upstream's secret headers (Azure's
-	// api-key, channel headers) would go to wherever it points. A 3xx is
-	// an upstream failure and fails over.
-	client := &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	return &channel{
-		name: c.Name, spec: spec, adapter: adapter, client: client,
-		models: c.Models, modelMap: c.ModelMap, priority: c.Priority,
-		timeout: c.Timeout.D(), idleTimeout: c.StreamIdleTimeout.D(),
-		params: p, nativeParams: p.native(adapter), headers: c.Headers, apiVersion: c.APIVersion, maxTokens: c.MaxTokens,
-	}, nil
-}
-
-func newCredential(ch *channel, chc config.Channel, c config.Credential) *credential {
-	l := credentialLimits(chc, c)
-	cr := &credential{
-		id: c.ID, ch: ch, spec: ch.spec, adapter: ch.adapter, key: c.Key, baseURL: or(c.BaseURL, chc.BaseURL),
-		weight: chc.Weight * c.Weight, limit: quotaLimit(l), wait: l.WaitTimeout.D(),
-	}
-	if c.AppID != "" {
-		// iFlytek Spark credentials with an app_id and api_secret speak
-		// its native WebSocket API; the others its OpenAI-compatible one.
-		cr.spec = provider.SparkSpec()
-		cr.adapter, _ = provider.For(cr.spec.API)
-		cr.appID, cr.secret = c.AppID, c.APISecret
-		if sameHost(cr.baseURL, ch.spec.BaseURL) { // the HTTP API's host, by default or as written
-			cr.baseURL = cr.spec.BaseURL
-		}
-	}
-	if shared := quotaLimit(chc.SharedLimits); !shared.IsZero() {
-		cr.pool, cr.shared = poolName(chc.Name), shared
-		cr.wait = max(cr.wait, chc.SharedLimits.WaitTimeout.D())
-	}
-	return cr
-}
-
-// sameHost reports whether two URLs name the same host (and port).
-func sameHost(a, b string) bool {
-	ua, errA := url.Parse(a)
-	ub, errB := url.Parse(b)
-	return errA == nil && errB == nil && ua.Host != "" && strings.EqualFold(ua.Host, ub.Host)
-}
-
-// credentialLimits are a credential's effective limits: its own over its
-// channel's, field by field.
-func credentialLimits(ch config.Channel, c config.Credential) config.Limits {
-	return mergeLimits(ch.Limits, c.Limits)
-}
-
-// mergeLimits overrides base with every non-zero field of over.
-func mergeLimits(base, over config.Limits) config.Limits {
-	base.QPS = or(over.QPS, base.QPS)
-	base.Burst = or(over.Burst, base.Burst)
-	base.RPM = or(over.RPM, base.RPM)
-	base.RPD = or(over.RPD, base.RPD)
-	base.TPM = or(over.TPM, base.TPM)
-	base.TPD = or(over.TPD, base.TPD)
-	base.Concurrency = or(over.Concurrency, base.Concurrency)
-	base.WaitTimeout = or(over.WaitTimeout, base.WaitTimeout)
-	return base
-}
-
-func or[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}
-
-func mockConfig(m *config.Mock) mock.Config {
-	if m == nil {
-		return mock.Config{}
-	}
-	return mock.Config{
-		Latency: m.Latency.D(), Jitter: m.Jitter.D(), FailureRate: m.FailureRate, RateLimitRate: m.RateLimitRate,
-		StreamChunks: m.StreamChunks, ChunkInterval: m.ChunkInterval.D(), ReplyTokens: m.ReplyTokens,
-	}
-}
-
-// newTransport returns the transport for upstream calls, through a proxy
-// when one is given (validated by config: http, https, socks5, socks5h).
-func newTransport(proxy string) *http.Transport {
-	t := &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}
-	if proxy != "" {
-		if u, err := url.Parse(proxy); err == nil {
-			t.Proxy = http.ProxyURL(u)
-		}
-	}
-	return t
-}
-
 // ServeHTTP implements http.Handler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.echo.ServeHTTP(w, r) }
 
@@ -276,8 +151,9 @@ func (g *Gateway) Drain() { g.draining.Store(true) }
 
 // Credentials returns the IDs of the enabled credentials.
 func (g *Gateway) Credentials() []string {
-	ids := make([]string, len(g.creds))
-	for i, c := range g.creds {
+	creds := g.current().creds
+	ids := make([]string, len(creds))
+	for i, c := range creds {
 		ids[i] = c.id
 	}
 	return ids
@@ -327,23 +203,23 @@ type modelObject struct {
 }
 
 func (g *Gateway) listModels(c echo.Context) error {
-	cl := clientOf(c)
+	cl, st := clientOf(c), stateOf(c)
 	data := []modelObject{}
-	for _, m := range g.router.listModels(cl) {
-		data = append(data, modelObject{ID: m, Object: "model", Created: g.started.Unix(), OwnedBy: ownedBy(g.creds, m)})
+	for _, m := range st.router.listModels(cl) {
+		data = append(data, modelObject{ID: m, Object: "model", Created: g.started.Unix(), OwnedBy: ownedBy(st.creds, m)})
 	}
 	return c.JSON(http.StatusOK, map[string]any{"object": "list", "data": data})
 }
 
 func (g *Gateway) getModel(c echo.Context) error {
-	cl := clientOf(c)
+	cl, st := clientOf(c), stateOf(c)
 	m := c.Param("model")
 	if err := checkModelName(m); err != nil {
 		return err
 	}
-	for _, name := range g.router.listModels(cl) {
+	for _, name := range st.router.listModels(cl) {
 		if config.ModelKey(name) == config.ModelKey(m) {
-			return c.JSON(http.StatusOK, modelObject{ID: name, Object: "model", Created: g.started.Unix(), OwnedBy: ownedBy(g.creds, name)})
+			return c.JSON(http.StatusOK, modelObject{ID: name, Object: "model", Created: g.started.Unix(), OwnedBy: ownedBy(st.creds, name)})
 		}
 	}
 	return fmt.Errorf("%w: the model %q does not exist", ErrModelNotFound, m)
@@ -354,8 +230,10 @@ func (g *Gateway) getModel(c echo.Context) error {
 // concurrency before the body is read.
 func (g *Gateway) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		callOf(c).endpoint = strings.TrimPrefix(c.Path(), "/v1/")
-		cl, err := g.clients.authenticate(c.Request().Header)
+		ci := callOf(c)
+		ci.endpoint = strings.TrimPrefix(c.Path(), "/v1/")
+		ci.st = g.current()
+		cl, err := ci.st.clients.authenticate(c.Request().Header)
 		if err != nil {
 			return err
 		}
@@ -375,6 +253,9 @@ const (
 	callKey   = "sluice.call"
 )
 
+// stateOf is the config version a call uses (nil before authentication).
+func stateOf(c echo.Context) *state { return callOf(c).st }
+
 func clientOf(c echo.Context) *client {
 	if cl, ok := c.Get(clientKey).(*client); ok {
 		return cl
@@ -390,6 +271,7 @@ type callInfo struct {
 	client     string
 	model      string // as requested, once checked (checkModelName)
 	label      string // the model's metric label: a configured name, or "unknown"
+	st         *state // the config version the call uses, from authentication on
 	bodyRead   bool   // the request's body was read whole
 	credential string
 	channel    string
@@ -420,7 +302,7 @@ func (g *Gateway) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Response().Header().Set("X-Request-Id", ci.id)
 		err := g.recovered(c, next)
 		if err != nil {
-			err = g.redactedError(err)
+			err = g.redactedError(c, err)
 			c.Error(err)
 		}
 		g.observeRequest(c.Request().Context(), c, ci, time.Since(start))

@@ -38,7 +38,7 @@ func speaks(codec ingress.Codec) echo.MiddlewareFunc {
 // relayVia decodes a request of another API into the canonical form and
 // relays it.
 func (g *Gateway) relayVia(c echo.Context, codec ingress.Codec) error {
-	native := g.nativeFormats[codec.Format()]
+	native := stateOf(c).nativeFormats[codec.Format()]
 	req, err := g.intake(c, func(body []byte) (*request, error) { return decodeVia(codec, body, native) })
 	if err != nil {
 		return err

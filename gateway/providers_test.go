@@ -241,7 +241,7 @@ channels:
 		"ws-default": "wss://spark-api.xf-yun.com",
 		"ws-proxy":   "wss://spark-proxy.example/v3.5/chat",
 	}
-	for _, c := range g.creds {
+	for _, c := range g.current().creds {
 		if c.baseURL != want[c.id] {
 			t.Errorf("%s: base URL %q, want %q", c.id, c.baseURL, want[c.id])
 		}

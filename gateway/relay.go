@@ -40,7 +40,12 @@ func (g *Gateway) relay(c echo.Context, ep provider.Endpoint) error {
 func (g *Gateway) serve(c echo.Context, req *request) error {
 	cl := clientOf(c)
 	ci := callOf(c)
-	req.label = g.router.label(req.model)
+	st := stateOf(c)
+	if st == nil { // served without the auth middleware
+		st = g.current()
+		ci.st = st
+	}
+	req.label = st.router.label(req.model)
 	ci.model, ci.label, ci.stream = req.model, req.label, req.stream
 	ctx := c.Request().Context()
 	api := "openai"
@@ -53,7 +58,7 @@ func (g *Gateway) serve(c echo.Context, req *request) error {
 	if !cl.allows(req.model) {
 		return fmt.Errorf("%w: the API key %q may not use the model %q", ErrModelNotAllowed, cl.name, req.model)
 	}
-	cands, err := g.router.resolve(req.model)
+	cands, err := st.router.resolve(req.model)
 	if err != nil {
 		return err
 	}
@@ -64,7 +69,7 @@ func (g *Gateway) serve(c echo.Context, req *request) error {
 // model is part of it: one session's chat and embedding calls go to
 // different credentials and must not evict each other.
 func (g *Gateway) stickyKey(c echo.Context, cl *client, model string) string {
-	a := g.cfg.Routing.Affinity
+	a := stateOf(c).cfg.Routing.Affinity
 	var kind, value string
 	switch a.By {
 	case "ip":
@@ -86,8 +91,9 @@ func (g *Gateway) stickyKey(c echo.Context, cl *client, model string) string {
 // across all its attempts.
 func (g *Gateway) failover(c echo.Context, cl *client, req *request, cands []candidate, sticky string) error {
 	ctx := c.Request().Context()
-	retry := g.cfg.Routing.Retry
-	w := &way{g: g, req: req, h: &holder{client: cl}, sticky: sticky, deadline: time.Now().Add(retry.MaxTime.D())}
+	st := stateOf(c)
+	retry := st.cfg.Routing.Retry
+	w := &way{g: g, st: st, req: req, h: &holder{client: cl}, sticky: sticky, deadline: time.Now().Add(retry.MaxTime.D())}
 	defer w.h.release(ctx, g)
 
 	var lastErr error
@@ -110,7 +116,7 @@ func (g *Gateway) failover(c echo.Context, cl *client, req *request, cands []can
 		}
 		lastErr = rep.err
 		g.log.InfoContext(ctx, "upstream attempt failed, failing over", slog.String("request_id", callOf(c).id),
-			slog.String("credential", adm.cand.cred.id), slog.Int("attempt", n), slog.String("error", g.redactor.String(rep.err.Error())))
+			slog.String("credential", adm.cand.cred.id), slog.Int("attempt", n), slog.String("error", st.redactor.String(rep.err.Error())))
 		if ctx.Err() != nil || !time.Now().Before(w.deadline) {
 			break
 		}

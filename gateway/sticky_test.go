@@ -109,7 +109,7 @@ channels:
 		t.Fatalf("first pick %q", resp.Header.Get("X-Sluice-Credential"))
 	}
 	// Credential a breaks: point it at the failing upstream.
-	for _, c := range g.creds {
+	for _, c := range g.current().creds {
 		if c.id == "a" {
 			c.baseURL = bad.URL
 		}

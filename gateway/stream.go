@@ -184,7 +184,7 @@ func (a *attempt) brokenMidway(err error, sink streamSink) report {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		msg = errEndedEarly.Error()
 	default:
-		msg = a.g.redactor.String(transportMessage(err))
+		msg = a.st.redactor.String(transportMessage(err))
 	}
 	_ = a.write(sink.fail("stream interrupted: "+msg, "upstream_stream_error"))
 	return report{what: brokenMidway, err: fmt.Errorf("%w: stream interrupted: %s", ErrUpstream, msg)}
@@ -193,7 +193,7 @@ func (a *attempt) brokenMidway(err error, sink streamSink) report {
 // faultMessage is what a client may be told of an upstream's stream
 // error: never a secret.
 func (a *attempt) faultMessage(f *provider.Error) string {
-	return excerpt(a.g.redactor.String(f.Message))
+	return excerpt(a.st.redactor.String(f.Message))
 }
 
 // errEndedEarly is a stream that closed before its answer finished.

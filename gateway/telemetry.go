@@ -92,7 +92,7 @@ func newInstruments(g *Gateway) (*instruments, error) {
 		return nil, err
 	}
 	in.observed, errs[11] = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		for _, c := range g.creds {
+		for _, c := range g.current().creds {
 			o.ObserveInt64(breakerState, stateValue(g.breakers.State(c.id)),
 				metric.WithAttributes(telemetry.Credential.String(c.id), telemetry.Channel.String(c.ch.name)))
 		}
@@ -290,7 +290,7 @@ func (g *Gateway) endAttempt(a *attempt, rep report, v verdict, used int64) {
 		telemetry.AttemptResult.String(rep.what.String()))
 	if rep.err != nil {
 		span.SetAttributes(telemetry.ErrorType.String(result))
-		span.SetStatus(codes.Error, g.redactor.String(rep.err.Error()))
+		span.SetStatus(codes.Error, a.st.redactor.String(rep.err.Error()))
 	}
 	span.End()
 

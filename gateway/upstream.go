@@ -103,7 +103,7 @@ func (a *attempt) exchange(body []byte, native provider.Native) (*answer, error)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()
 		ans.errBody, _ = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		ans.errBody = a.g.redactor.JSON(ans.errBody)
+		ans.errBody = a.st.redactor.JSON(ans.errBody)
 		if tr, translated := a.translator(native); translated {
 			ans.errBody = tr.Error(resp.StatusCode, ans.errBody)
 		}
@@ -163,7 +163,7 @@ func (a *attempt) readAnswer(ans *answer, resp *http.Response) (*answer, error) 
 			// An error sent with a 2xx status (Anthropic's error object
 			// in a 200): handled as the refusal it is.
 			ans.status = cmp.Or(upErr.Status, http.StatusBadGateway)
-			ans.errBody = wire.NewError(upErr.Type, "", a.g.redactor.String(upErr.Message))
+			ans.errBody = wire.NewError(upErr.Type, "", a.st.redactor.String(upErr.Message))
 			return ans, nil
 		case err != nil:
 			return nil, &unreadableAnswer{err: err}
@@ -190,7 +190,7 @@ func (a *attempt) exchangeVia(ex provider.Exchanger, t provider.Target, body []b
 	ans := &answer{status: rep.Status, header: http.Header{}}
 	switch {
 	case rep.Status < 200 || rep.Status > 299:
-		ans.errBody = a.g.redactor.JSON(rep.Body)
+		ans.errBody = a.st.redactor.JSON(rep.Body)
 	case rep.Stream != nil:
 		ans.events = newChunkEvents(rep.Stream, a.g.captureContent)
 		ans.closers = append(ans.closers, func() { _ = ans.events.Close() })
