@@ -320,6 +320,23 @@ func (s *Set) State(id string) State {
 // current period (excluded outcomes are not counted).
 func (s *Set) Counts(id string) gobreaker.Counts { return s.get(id).Counts() }
 
+// Reset closes credential id's breaker, forgetting its counts: on every
+// instance when the breakers are shared.
+func (s *Set) Reset(ctx context.Context, id string) {
+	s.mu.Lock()
+	_, wasOpen := s.opened[id]
+	delete(s.breakers, id)
+	delete(s.opened, id)
+	s.mu.Unlock()
+	if s.cfg.Sharer != nil {
+		s.close(ctx, id)
+		return
+	}
+	if wasOpen && s.cfg.OnStateChange != nil {
+		s.cfg.OnStateChange(id, Open, Closed)
+	}
+}
+
 // Ready reports whether credential id may be tried: its breaker is not
 // open. A half-open breaker is ready, though Allow may still refuse once
 // its probes are out.

@@ -216,6 +216,9 @@ func (a *attempt) end(rep report, h *holder) verdict {
 	a.cred.inflight.Add(-1)
 	used := a.charged(v.charge)
 	a.g.endAttempt(a, rep, v, used)
+	if rep.err != nil && (v.breaker == breakerFailure || v.cooldown) {
+		a.g.errors.note(a.cred.id, excerpt(a.st.redactor.String(rep.err.Error())))
+	}
 	a.adm.done(v.breaker.err())
 	if v.cooldown {
 		a.g.cooldown(a.ctx, a.cred.id, rep.cooldown)

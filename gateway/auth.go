@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"slices"
@@ -104,16 +105,27 @@ func (c *client) allows(model string) bool {
 // clients authenticates client keys. Keys are kept only as SHA-256
 // digests, looked up by digest and compared in constant time.
 type clients struct {
-	byDigest map[[32]byte]*client
+	byDigest map[[32]byte]keyEntry
+	now      func() time.Time
+}
+
+// keyEntry is one accepted key: a client's current key, or a rotated one
+// still accepted until its time.
+type keyEntry struct {
+	client   *client
+	digest   [32]byte
+	until    time.Time // zero: no end but the client's own expiry
+	disabled bool      // the client's key was revoked
+	expires  time.Time // zero: never
 }
 
 func newClients(cfg []config.Client) *clients {
 	if len(cfg) == 0 {
 		return &clients{}
 	}
-	cs := &clients{byDigest: make(map[[32]byte]*client, len(cfg))}
+	cs := &clients{byDigest: make(map[[32]byte]keyEntry, len(cfg)), now: time.Now}
 	for _, c := range cfg {
-		cl := &client{name: c.Name, limit: quotaLimit(c.Limits), wait: c.Limits.WaitTimeout.D(), digest: sha256.Sum256([]byte(c.Key))}
+		cl := &client{name: c.Name, limit: quotaLimit(c.Limits), wait: c.Limits.WaitTimeout.D()}
 		if n := c.Limits.Concurrency; n > 0 {
 			cl.slots = make(chan struct{}, n)
 		}
@@ -122,9 +134,30 @@ func newClients(cfg []config.Client) *clients {
 				cl.models = append(cl.models, config.ModelKey(m))
 			}
 		}
-		cs.byDigest[cl.digest] = cl
+		e := keyEntry{client: cl, disabled: !c.IsEnabled()}
+		if c.ExpiresAt != nil {
+			e.expires = *c.ExpiresAt
+		}
+		cl.digest = digestOf(c.Key, c.KeySHA256)
+		e.digest = cl.digest
+		cs.byDigest[cl.digest] = e
+		for _, pk := range c.PreviousKeys {
+			prev := e
+			prev.digest, prev.until = digestOf("", pk.SHA256), pk.Until
+			cs.byDigest[prev.digest] = prev
+		}
 	}
 	return cs
+}
+
+// digestOf is the digest of a key given as written or as its hex digest.
+func digestOf(key, hexDigest string) [32]byte {
+	if key != "" {
+		return sha256.Sum256([]byte(key))
+	}
+	var d [32]byte
+	_, _ = hex.Decode(d[:], []byte(strings.ToLower(hexDigest)))
+	return d
 }
 
 // open reports whether the gateway serves without authentication.
@@ -143,11 +176,20 @@ func (cs *clients) authenticate(h http.Header) (*client, error) {
 	digest := sha256.Sum256([]byte(key))
 	// Secrets are never compared byte by byte: the lookup is by digest,
 	// and the digests are compared again in constant time.
-	cl, ok := cs.byDigest[digest]
-	if !ok || subtle.ConstantTimeCompare(cl.digest[:], digest[:]) != 1 {
+	e, ok := cs.byDigest[digest]
+	if !ok || subtle.ConstantTimeCompare(e.digest[:], digest[:]) != 1 {
 		return nil, fmt.Errorf("%w: incorrect API key provided", ErrUnauthorized)
 	}
-	return cl, nil
+	now := cs.now()
+	switch {
+	case e.disabled:
+		return nil, fmt.Errorf("%w: this API key has been disabled", ErrUnauthorized)
+	case !e.expires.IsZero() && !now.Before(e.expires):
+		return nil, fmt.Errorf("%w: this API key expired at %s", ErrUnauthorized, e.expires.UTC().Format(time.RFC3339))
+	case !e.until.IsZero() && !now.Before(e.until):
+		return nil, fmt.Errorf("%w: this API key was rotated; its grace period ended at %s", ErrUnauthorized, e.until.UTC().Format(time.RFC3339))
+	}
+	return e.client, nil
 }
 
 // presentedKey returns the key a request carries: a bearer token, else

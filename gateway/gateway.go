@@ -62,6 +62,7 @@ type Gateway struct {
 	metricsHandler http.Handler
 	captureContent bool
 
+	errors     errorLog     // each credential's last upstream error
 	parsing    *parseBudget // request bytes being read and parsed at once
 	propagator propagation.TextMapPropagator
 }

@@ -16,7 +16,8 @@ type Member struct {
 	Addr    string    `json:"addr"`
 	Version string    `json:"version"`
 	Started time.Time `json:"started"`
-	Seen    time.Time `json:"seen"` // last heartbeat
+	Seen    time.Time `json:"seen"`             // last heartbeat
+	Config  string    `json:"config,omitempty"` // the config version it runs
 }
 
 // MembersConfig configures membership. Zero fields mean the defaults
@@ -31,6 +32,9 @@ type MembersConfig struct {
 	Every time.Duration
 	// Logger reports heartbeat failures once per outage.
 	Logger *slog.Logger
+	// Config, when set, gives the config version this instance runs, for
+	// each heartbeat.
+	Config func() string
 }
 
 // Members announces this instance in Redis and counts the live ones.
@@ -79,7 +83,7 @@ func (m *Members) Heartbeat(ctx context.Context) error {
 		p.ZAdd(ctx, m.setKey(), redis.Z{Score: float64(now.UnixMilli()), Member: m.self.ID})
 		p.ZRemRangeByScore(ctx, m.setKey(), "-inf", strconv.FormatInt(now.Add(-m.cfg.TTL).UnixMilli(), 10))
 		p.HSet(ctx, m.memberKey(m.self.ID), "addr", m.self.Addr, "version", m.self.Version,
-			"started", m.self.Started.UTC().Format(time.RFC3339Nano))
+			"started", m.self.Started.UTC().Format(time.RFC3339Nano), "config", m.configVersion())
 		p.PExpire(ctx, m.memberKey(m.self.ID), m.cfg.TTL)
 		p.PExpire(ctx, m.setKey(), 24*time.Hour)
 		return nil
@@ -92,6 +96,20 @@ func (m *Members) Heartbeat(ctx context.Context) error {
 		m.live.Store(max(1, n))
 	}
 	return err
+}
+
+func (m *Members) configVersion() string {
+	if m.cfg.Config == nil {
+		return ""
+	}
+	return m.cfg.Config()
+}
+
+// Self is this instance as it announces itself.
+func (m *Members) Self() Member {
+	s := m.self
+	s.Config = m.configVersion()
+	return s
 }
 
 // Run heartbeats until ctx ends, then leaves the set at once.
@@ -138,7 +156,7 @@ func (m *Members) List(ctx context.Context) ([]Member, error) {
 			return nil, err
 		}
 		started, _ := time.Parse(time.RFC3339Nano, h["started"])
-		out = append(out, Member{ID: id, Addr: h["addr"], Version: h["version"], Started: started, Seen: time.UnixMilli(int64(z.Score))})
+		out = append(out, Member{ID: id, Addr: h["addr"], Version: h["version"], Started: started, Seen: time.UnixMilli(int64(z.Score)), Config: h["config"]})
 	}
 	return out, nil
 }

@@ -2,16 +2,13 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
 	"runtime"
 	"sync"
-	"time"
 
 	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
@@ -110,7 +107,7 @@ type cluster struct {
 // newCluster builds the Redis-backed state of a config with a redis
 // section. Redis need not be reachable now: the fallback policy decides
 // until it is.
-func newCluster(cfg *config.Config, log *slog.Logger, addr string) (*cluster, error) {
+func newCluster(cfg *config.Config, log *slog.Logger, self quota.Member, configVersion func() string) (*cluster, error) {
 	rc := cfg.Redis
 	redis.SetLogger(redisLog{log})
 	client, err := newRedisClient(rc)
@@ -124,12 +121,7 @@ func newCluster(cfg *config.Config, log *slog.Logger, addr string) (*cluster, er
 	if err := redisotel.InstrumentMetrics(client); err != nil {
 		return nil, fmt.Errorf("redis metrics: %w", err)
 	}
-	var id [6]byte
-	_, _ = rand.Read(id[:])
-	host, _ := os.Hostname()
-	self := quota.Member{ID: host + "-" + hex.EncodeToString(id[:]), Addr: addr, Version: version, Started: time.Now()}
-
-	members := quota.NewMembers(client, self, quota.MembersConfig{Prefix: rc.KeyPrefix, Logger: log})
+	members := quota.NewMembers(client, self, quota.MembersConfig{Prefix: rc.KeyPrefix, Logger: log, Config: configVersion})
 	shared := quota.NewRedis(client, quota.RedisConfig{
 		Prefix: rc.KeyPrefix, HashTag: rc.HashTag, LeaseTTL: rc.LeaseTTL.D(), Timeout: rc.Timeout.D(),
 	})

@@ -21,10 +21,6 @@ import (
 	"syscall"
 	"time"
 
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/propagation"
-
-	"github.com/sluice-gateway/sluice/gateway"
 	"github.com/sluice-gateway/sluice/gateway/config"
 	"github.com/sluice-gateway/sluice/telemetry"
 )
@@ -199,7 +195,7 @@ func serve(args []string, stderr io.Writer) int {
 	log := telemetry.NewLogger(telemetry.LogConfig{Level: cfg.Log.Level, Format: cfg.Log.Format}, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := serveConfig(ctx, stop, cfg, log, func(addr string) {
+	if err := serveWith(ctx, stop, cfg, path, log, func(addr string) {
 		log.Info("sluice listening", slog.String("addr", addr), slog.String("config", path),
 			slog.String("format", string(format)), slog.String("version", version))
 	}); err != nil {
@@ -207,119 +203,6 @@ func serve(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// serveConfig runs the gateway until ctx ends (SIGINT or SIGTERM), then
-// shuts down in order: /readyz fails, the listener closes after
-// server.shutdown_delay, in-flight requests and streams get
-// server.drain_timeout to finish, and whatever is left is told the server
-// is shutting down and closed.
-// setupTelemetry builds the trace and metric pipeline and installs it as
-// the process's global providers (each package has its own tracer and
-// meter from them).
-func setupTelemetry(ctx context.Context, cfg *config.Config, log *slog.Logger) (*telemetry.Telemetry, error) {
-	t := cfg.Telemetry
-	tel, err := telemetry.Setup(ctx, telemetry.Config{
-		ServiceName: t.ServiceName, Version: version,
-		TracesEndpoint: t.Traces.Endpoint, TracesProtocol: t.Traces.Protocol, Insecure: t.Traces.Insecure,
-		SampleRatio: t.Traces.SampleRatio, Prometheus: t.Metrics.IsEnabled(),
-	})
-	if err != nil {
-		return nil, err
-	}
-	otel.SetTracerProvider(tel.TracerProvider)
-	otel.SetMeterProvider(tel.MeterProvider)
-	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Debug("opentelemetry", slog.String("error", err.Error())) }))
-	if tel.Tracing {
-		log.Info("tracing on", slog.String("endpoint", t.Traces.Endpoint))
-	}
-	return tel, nil
-}
-
-func serveConfig(ctx context.Context, stop context.CancelFunc, cfg *config.Config, log *slog.Logger, ready func(addr string)) error {
-	tel, err := setupTelemetry(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := tel.Shutdown(sctx); err != nil {
-			log.Warn("flushing telemetry failed", slog.String("error", err.Error()))
-		}
-	}()
-	ln, err := net.Listen("tcp", cfg.Server.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	deps := gateway.Deps{Logger: log, Metrics: tel.Metrics}
-	if l := cfg.Telemetry.Metrics.Listen; l != "" && tel.Metrics != nil {
-		stopMetrics, err := serveMetrics(l, cfg.Telemetry.Metrics.Path, tel.Metrics, log)
-		if err != nil {
-			ln.Close()
-			return err
-		}
-		defer stopMetrics()
-		deps.Metrics = nil // not on the API listener
-	}
-	stopCluster := func() {}
-	if cfg.Redis != nil {
-		cl, err := newCluster(cfg, log, ln.Addr().String())
-		if err != nil {
-			ln.Close()
-			return err
-		}
-		deps.Limiter, deps.Breakers = cl.limiter, cl.breakers
-		stopCluster = cl.run()
-		log.Info("sharing state through Redis", slog.String("key_prefix", cfg.Redis.KeyPrefix),
-			slog.String("on_unavailable", cfg.Redis.OnUnavailable), slog.Bool("lease_mode", cfg.Redis.Lease.Enabled))
-	}
-	// The loops flush what this instance holds when the server is done.
-	defer stopCluster()
-	gw, err := gateway.New(cfg, deps)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	defer gw.Close()
-	if len(cfg.Clients) == 0 {
-		log.Warn("no client keys configured: serving without authentication")
-	}
-	base, abort := context.WithCancelCause(context.Background())
-	defer abort(nil)
-	srv := &http.Server{
-		Handler:           gw,
-		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(),
-		IdleTimeout:       cfg.Server.IdleTimeout.D(),
-		BaseContext:       func(net.Listener) context.Context { return base },
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	ready(ln.Addr().String())
-
-	select {
-	case err := <-served:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	stop() // a second signal ends the process at once
-	log.Info("shutting down: draining", slog.Duration("shutdown_delay", cfg.Server.ShutdownDelay.D()),
-		slog.Duration("drain_timeout", cfg.Server.DrainTimeout.D()))
-	gw.Drain()
-	time.Sleep(cfg.Server.ShutdownDelay.D())
-
-	drain, cancel := context.WithTimeout(context.Background(), cfg.Server.DrainTimeout.D())
-	defer cancel()
-	if err := srv.Shutdown(drain); err != nil {
-		log.Warn("drain timeout reached: ending the remaining requests")
-		abort(gateway.ErrDraining)
-		time.Sleep(500 * time.Millisecond) // let streams write their closing error event
-		_ = srv.Close()
-	}
-	log.Info("shut down")
-	return nil
 }
 
 // serveMetrics serves the Prometheus endpoint on a listener of its own

@@ -8,6 +8,8 @@
 // each bad value. docs/config.md documents every field.
 package config
 
+import "time"
+
 // Config is a whole Sluice configuration.
 type Config struct {
 	Server  Server   `yaml:"server,omitempty" json:"server,omitempty"`
@@ -22,6 +24,9 @@ type Config struct {
 	// Telemetry configures traces and metrics. The standard OTEL_*
 	// environment variables work too; see docs/config.md.
 	Telemetry Telemetry `yaml:"telemetry,omitempty" json:"telemetry,omitempty"`
+	// Admin turns on the control plane (the /api/ routes) when it has a
+	// token; SLUICE_ADMIN_TOKEN gives one too. See docs/admin.md.
+	Admin Admin `yaml:"admin,omitempty" json:"admin,omitempty"`
 	// ModelRedirect renames requested models before routing: "gpt-4":
 	// "gpt-4o". The key "all" redirects every model that has no entry of
 	// its own.
@@ -83,8 +88,18 @@ type Client struct {
 	// Default "client-<index>".
 	Name string `yaml:"name,omitempty" json:"name,omitempty"`
 	// Key is the secret the client sends as "Authorization: Bearer <key>"
-	// or "x-api-key: <key>". Required.
-	Key string `yaml:"key" json:"key"`
+	// or "x-api-key: <key>". Required, unless KeySHA256 is given.
+	Key string `yaml:"key,omitempty" json:"key,omitempty"`
+	// KeySHA256 is the hex SHA-256 digest of the key, for files (and the
+	// admin API) that must not hold the key itself. Give key or this.
+	KeySHA256 string `yaml:"key_sha256,omitempty" json:"key_sha256,omitempty"`
+	// PreviousKeys are earlier keys of a rotated client, by digest, still
+	// accepted until their time.
+	PreviousKeys []PreviousKey `yaml:"previous_keys,omitempty" json:"previous_keys,omitempty"`
+	// ExpiresAt, when set, is when the key stops working.
+	ExpiresAt *time.Time `yaml:"expires_at,omitempty" json:"expires_at,omitempty"`
+	// Enabled: false refuses the key. Default true.
+	Enabled *bool `yaml:"enabled,omitempty" json:"enabled,omitempty"`
 	// Models the client may use: model names, group names, "auto",
 	// "random". Empty or "*" means every model.
 	Models []string `yaml:"models,omitempty" json:"models,omitempty"`
@@ -92,6 +107,47 @@ type Client struct {
 	// concurrency), across all credentials. Default unlimited.
 	Limits Limits `yaml:"limits,omitempty" json:"limits,omitempty"`
 }
+
+// IsEnabled reports whether the client's key is accepted (expiry aside).
+func (c Client) IsEnabled() bool { return c.Enabled == nil || *c.Enabled }
+
+// PreviousKey is a rotated client key still accepted until Until.
+type PreviousKey struct {
+	SHA256 string    `yaml:"sha256" json:"sha256"`
+	Until  time.Time `yaml:"until" json:"until"`
+}
+
+// Admin configures the control plane.
+type Admin struct {
+	// Token is the admin token: every /api/ request must send it as
+	// "Authorization: Bearer <token>". Use ${VAR}; SLUICE_ADMIN_TOKEN
+	// fills it in. Without a token (here, in tokens or in the
+	// environment), /api/ does not exist.
+	Token string `yaml:"token,omitempty" json:"token,omitempty"`
+	// Tokens are named admin tokens; the name is who the audit log says
+	// made a change. Token above is named "admin".
+	Tokens []AdminToken `yaml:"tokens,omitempty" json:"tokens,omitempty"`
+	// Listen, when set, serves /api/ (and the dashboard) on a listener of
+	// its own instead of the API listener.
+	Listen string `yaml:"listen,omitempty" json:"listen,omitempty"`
+	// WatchConfig reloads the config file whenever it changes.
+	WatchConfig bool `yaml:"watch_config,omitempty" json:"watch_config,omitempty"`
+	// StateFile keeps the changes made through the API when there is no
+	// Redis, so that a restart keeps them. Default: the config file's path
+	// with ".state.json" added.
+	StateFile string `yaml:"state_file,omitempty" json:"state_file,omitempty"`
+	// AuditSize is how many admin changes GET /api/audit keeps. Default 1000.
+	AuditSize int `yaml:"audit_size,omitempty" json:"audit_size,omitempty"`
+}
+
+// AdminToken is one named admin token.
+type AdminToken struct {
+	Name  string `yaml:"name" json:"name"`
+	Token string `yaml:"token" json:"token"`
+}
+
+// IsEnabled reports whether the control plane is on: it has a token.
+func (a Admin) IsEnabled() bool { return a.Token != "" || len(a.Tokens) > 0 }
 
 // Routing configures how a credential is chosen and retried.
 type Routing struct {
@@ -273,7 +329,18 @@ type Breaker struct {
 	// ProbeTimeout is how long the cluster's single probe lease lasts if
 	// the instance holding it dies mid-probe. Default 60s.
 	ProbeTimeout Duration `yaml:"probe_timeout,omitempty" json:"probe_timeout,omitempty"`
+	// ActiveProbes: a half-open breaker is probed in the background with
+	// a minimal request (one instance of the cluster at a time), instead
+	// of waiting for live traffic. Default true.
+	ActiveProbes *bool `yaml:"active_probes,omitempty" json:"active_probes,omitempty"`
+	// ProbeInterval is how often half-open breakers are looked for.
+	// Default 5s.
+	ProbeInterval Duration `yaml:"probe_interval,omitempty" json:"probe_interval,omitempty"`
 }
+
+// ActiveProbing reports whether half-open breakers are probed in the
+// background.
+func (b Breaker) ActiveProbing() bool { return b.ActiveProbes == nil || *b.ActiveProbes }
 
 // Channel is a group of credentials of one upstream type serving the
 // same models.

@@ -35,11 +35,20 @@ func Load(path string) (*Config, Format, error) {
 		return nil, format, err
 	}
 	ApplyRedisURL(cfg, os.Getenv("REDIS_URL"))
+	ApplyAdminToken(cfg, os.Getenv("SLUICE_ADMIN_TOKEN"))
 	cfg.Provision()
 	if err := cfg.Validate(); err != nil {
 		return nil, format, err
 	}
 	return cfg, format, nil
+}
+
+// ApplyAdminToken turns the control plane on with token (the
+// SLUICE_ADMIN_TOKEN environment variable) when the config gives none.
+func ApplyAdminToken(cfg *Config, token string) {
+	if token != "" && cfg.Admin.Token == "" {
+		cfg.Admin.Token = token
+	}
 }
 
 // ApplyRedisURL makes a config shared through the Redis at url (the

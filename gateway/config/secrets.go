@@ -21,6 +21,10 @@ func (c *Config) Secrets() []string {
 	for _, cl := range c.Clients {
 		add(cl.Key)
 	}
+	add(c.Admin.Token)
+	for _, t := range c.Admin.Tokens {
+		add(t.Token)
+	}
 	for _, ch := range c.Channels {
 		add(urlSecrets(ch.BaseURL)...)
 		add(urlSecrets(ch.Proxy)...)

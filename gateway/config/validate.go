@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -84,11 +86,13 @@ func (c *Config) Provision() {
 	b.OpenTimeout = or(b.OpenTimeout, Duration(30*time.Second))
 	b.HalfOpenProbes = or(b.HalfOpenProbes, 1)
 	b.ProbeTimeout = or(b.ProbeTimeout, Duration(time.Minute))
+	b.ProbeInterval = or(b.ProbeInterval, Duration(5*time.Second))
 
 	for i := range c.Clients {
 		c.Clients[i].Name = or(c.Clients[i].Name, fmt.Sprintf("client-%d", i))
 	}
 	c.Telemetry.Metrics.Path = or(c.Telemetry.Metrics.Path, "/metrics")
+	c.Admin.AuditSize = or(c.Admin.AuditSize, 1000)
 	c.Telemetry.Traces.Protocol = or(c.Telemetry.Traces.Protocol, "grpc")
 	if rd := c.Redis; rd != nil {
 		rd.KeyPrefix = or(rd.KeyPrefix, "sluice:")
@@ -139,6 +143,7 @@ func (c *Config) Validate() error {
 	served := c.validateChannels(v)
 	c.validateModels(v, served)
 	c.validateClients(v, served)
+	c.validateAdmin(v)
 	return errors.Join(v.errs...)
 }
 
@@ -227,7 +232,7 @@ func (c *Config) validateRouting(v *validator) {
 		{"routing.retry.max_time", r.Retry.MaxTime}, {"routing.retry.cooldown", r.Retry.Cooldown},
 		{"routing.retry.max_cooldown", r.Retry.MaxCooldown},
 		{"breaker.interval", c.Breaker.Interval}, {"breaker.open_timeout", c.Breaker.OpenTimeout},
-		{"breaker.probe_timeout", c.Breaker.ProbeTimeout},
+		{"breaker.probe_timeout", c.Breaker.ProbeTimeout}, {"breaker.probe_interval", c.Breaker.ProbeInterval},
 	} {
 		if d.d < 0 {
 			v.add(d.path, "must not be negative")
@@ -562,16 +567,30 @@ func (c *Config) isRedirected(name string) bool {
 }
 
 func (c *Config) validateClients(v *validator, served map[string]bool) {
-	keys := make(map[string]int)
+	keys := make(map[string]string)
 	names := make(map[string]int)
 	for i, cl := range c.Clients {
 		p := fmt.Sprintf("clients[%d]", i)
-		if cl.Key == "" {
-			v.add(p+".key", "required")
-		} else if j, dup := keys[cl.Key]; dup {
-			v.add(p+".key", "same key as clients[%d]", j)
+		digest, path := cl.KeySHA256, p+".key_sha256"
+		switch {
+		case cl.Key == "" && cl.KeySHA256 == "":
+			v.add(p+".key", "required (or key_sha256, its SHA-256 digest)")
+		case cl.Key != "" && cl.KeySHA256 != "":
+			v.add(p+".key_sha256", "give key or key_sha256, not both")
+		case cl.Key != "":
+			digest, path = KeyDigest(cl.Key), p+".key"
+		case !isDigest(cl.KeySHA256):
+			v.add(path, "want the 64 hex digits of a SHA-256 digest")
 		}
-		keys[cl.Key] = i
+		if other, dup := keys[strings.ToLower(digest)]; dup && digest != "" {
+			v.add(path, "same key as %s", other)
+		}
+		keys[strings.ToLower(digest)] = p
+		for j, pk := range cl.PreviousKeys {
+			if !isDigest(pk.SHA256) {
+				v.add(fmt.Sprintf("%s.previous_keys[%d].sha256", p, j), "want the 64 hex digits of a SHA-256 digest")
+			}
+		}
 		if j, dup := names[cl.Name]; dup {
 			v.add(p+".name", "duplicate client name %q (also clients[%d])", cl.Name, j)
 		}
@@ -582,5 +601,59 @@ func (c *Config) validateClients(v *validator, served map[string]bool) {
 			}
 		}
 		validateLimits(v, p+".limits", cl.Limits)
+	}
+}
+
+// KeyDigest is the hex SHA-256 digest of a client key, as key_sha256
+// holds it.
+func KeyDigest(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}
+
+// isDigest reports whether s is a hex SHA-256 digest.
+func isDigest(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+// minAdminToken is the shortest admin token accepted: a guessable token
+// would hand over the whole gateway.
+const minAdminToken = 16
+
+func (c *Config) validateAdmin(v *validator) {
+	a := c.Admin
+	names := map[string]bool{}
+	if a.Token != "" {
+		names["admin"] = true
+		if len(a.Token) < minAdminToken {
+			v.add("admin.token", "at least %d characters (use a random token: openssl rand -hex 32)", minAdminToken)
+		}
+	}
+	for i, t := range a.Tokens {
+		p := fmt.Sprintf("admin.tokens[%d]", i)
+		switch {
+		case t.Name == "":
+			v.add(p+".name", "required")
+		case names[t.Name]:
+			v.add(p+".name", "duplicate token name %q", t.Name)
+		}
+		names[t.Name] = true
+		if len(t.Token) < minAdminToken {
+			v.add(p+".token", "at least %d characters (use a random token: openssl rand -hex 32)", minAdminToken)
+		}
+	}
+	if a.Listen != "" {
+		if _, _, err := net.SplitHostPort(a.Listen); err != nil {
+			v.add("admin.listen", "want host:port or :port, got %q", a.Listen)
+		} else if a.Listen == c.Server.Listen || a.Listen == c.Telemetry.Metrics.Listen {
+			v.add("admin.listen", "must differ from server.listen and telemetry.metrics.listen")
+		}
+	}
+	if a.AuditSize < 0 {
+		v.add("admin.audit_size", "must not be negative")
 	}
 }
