@@ -34,7 +34,7 @@ type Overlay struct {
 }
 
 // Keys of Overlay.Enabled.
-func channelKey(name string) string { return "channel/" + name }
+func channelKey(name string) string  { return "channel/" + name }
 func credentialKey(id string) string { return "credential/" + id }
 func clientKey(name string) string   { return "client/" + name }
 
