@@ -199,7 +199,7 @@ func TestClusterBreaker(t *testing.T) {
 	insts := instances(t, 3, fmt.Sprintf(`
 server: {listen: "127.0.0.1:0"}
 redis: {url: "redis://%s"}
-breaker: {failures: 3, open_timeout: 1s}
+breaker: {failures: 3, open_timeout: 1s, active_probes: false}
 channels: [{name: flaky, type: openai, base_url: "%s/v1", models: [m], credentials: [{id: flaky}]}]
 `, srv.Addr, up))
 	a, b, c := insts[0], insts[1], insts[2]
