@@ -9,6 +9,7 @@ package admin
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -229,6 +230,9 @@ func (c *Control) Reload(ctx context.Context, cluster bool) error {
 	}
 	c.mu.Lock()
 	ov := c.overlay
+	if restart := restartNeeded(c.file, file); len(restart) > 0 {
+		c.cfg.Logger.Warn("the reloaded config changes settings that take effect at the next restart", slog.Any("sections", restart))
+	}
 	if err := c.use(file, raw, ov); err != nil {
 		c.mu.Unlock()
 		return &ReloadError{Problems: errorsIn(err)}
@@ -326,4 +330,25 @@ func (c *Control) audit(ctx context.Context, e Entry) {
 	if err := c.cfg.Store.Audit(ctx, e, keep); err != nil {
 		c.cfg.Logger.Warn("recording an admin change in the audit log failed", slog.String("error", err.Error()))
 	}
+}
+
+// restartNeeded lists the sections of a new config file that differ from
+// the running one's and that a running instance cannot change.
+func restartNeeded(old, next *config.Config) []string {
+	var out []string
+	for _, s := range []struct {
+		name string
+		a, b any
+	}{
+		{"server", old.Server, next.Server}, {"log", old.Log, next.Log}, {"redis", old.Redis, next.Redis},
+		{"telemetry", old.Telemetry, next.Telemetry}, {"breaker", old.Breaker, next.Breaker},
+		{"admin.listen", old.Admin.Listen, next.Admin.Listen}, {"admin.state_file", old.Admin.StateFile, next.Admin.StateFile},
+	} {
+		a, _ := json.Marshal(s.a)
+		b, _ := json.Marshal(s.b)
+		if !bytes.Equal(a, b) {
+			out = append(out, s.name)
+		}
+	}
+	return out
 }
