@@ -63,6 +63,7 @@ type Gateway struct {
 	captureContent bool
 
 	errors     errorLog     // each credential's last upstream error
+	stats      Stats        // the last minutes' calls, for the dashboard
 	parsing    *parseBudget // request bytes being read and parsed at once
 	propagator propagation.TextMapPropagator
 }

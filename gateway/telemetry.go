@@ -342,6 +342,7 @@ func (g *Gateway) observeRequest(ctx context.Context, c echo.Context, ci *callIn
 	)
 	g.metrics.requests.Add(ctx, 1, attrs)
 	g.metrics.duration.Record(ctx, took.Seconds(), attrs)
+	g.stats.record(ci.start.Add(took), c.Response().Status, took)
 	if ci.ttfb > 0 {
 		g.metrics.ttft.Record(ctx, ci.ttfb.Seconds(), metric.WithAttributes(
 			telemetry.GenAIRequestModel.String(label), telemetry.Channel.String(ci.channel), telemetry.Stream.Bool(ci.stream)))
