@@ -141,17 +141,50 @@ func (g *Gateway) RunProbes(ctx context.Context, every time.Duration) {
 	}
 }
 
+// TestDefinition tests a channel that is not served (yet): a definition
+// in the native schema, as the dashboard's form holds it before saving.
+// Its credentials' quota state is kept apart from any served one's.
+func (g *Gateway) TestDefinition(ctx context.Context, ch config.Channel, model string) ([]TestResult, error) {
+	cfg := &config.Config{Channels: []config.Channel{ch}}
+	cfg.Provision()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	chc := cfg.Channels[0]
+	built, err := newChannel(chc, g.upstream)
+	if err != nil {
+		return nil, err
+	}
+	st := g.current()
+	var out []TestResult
+	for _, crc := range chc.Credentials {
+		crc.ID = "dry-run:" + crc.ID
+		cand := candidate{cred: newCredential(built, chc, crc), model: chc.Models[0]}
+		if model != "" {
+			cand.model = model
+		}
+		r := g.callCandidate(ctx, st, cand, func(error) {})
+		r.Credential = strings.TrimPrefix(r.Credential, "dry-run:")
+		out = append(out, r)
+	}
+	return out, nil
+}
+
 // call makes one test call through credential id; done is the breaker's
 // second step.
 func (g *Gateway) call(ctx context.Context, id, model string, done func(error)) TestResult {
 	st := g.current()
 	cand, ok := st.candidate(id, model)
-	res := TestResult{Credential: id, Model: cand.model}
 	if !ok {
 		done(breaker.ErrNotCounted)
-		res.Status, res.Error = http.StatusNotFound, fmt.Sprintf("no credential %q serves %q", id, model)
-		return res
+		return TestResult{Credential: id, Model: model, Status: http.StatusNotFound, Error: fmt.Sprintf("no credential %q serves %q", id, model)}
 	}
+	return g.callCandidate(ctx, st, cand, done)
+}
+
+// callCandidate makes one test call through a candidate.
+func (g *Gateway) callCandidate(ctx context.Context, st *state, cand candidate, done func(error)) TestResult {
+	res := TestResult{Credential: cand.cred.id, Model: cand.model}
 	ep, body := testBody(cand.model)
 	req, err := parseRequest(ep, body)
 	if err != nil {
@@ -328,4 +361,21 @@ func (g *Gateway) Clients(ctx context.Context) ([]ClientStatus, error) {
 		}
 	}
 	return out, nil
+}
+
+// SharedState says how quotas are kept: shared (through Redis), and
+// whether the fallback policy decides now because Redis is unreachable.
+type SharedState struct {
+	Shared   bool   `json:"shared"`
+	Degraded bool   `json:"degraded"`
+	Policy   string `json:"policy,omitempty"` // what decides while Redis is unreachable
+}
+
+// Shared reports how this instance keeps its quotas now.
+func (g *Gateway) Shared() SharedState {
+	f, ok := g.limiter.(fallback)
+	if !ok {
+		return SharedState{}
+	}
+	return SharedState{Shared: true, Degraded: f.Degraded(), Policy: string(f.Policy())}
 }

@@ -415,6 +415,35 @@ channels:
 	if code, _, _ := n.api(t, "POST", "/api/channels/test", `{"name":"nope"}`); code != 404 {
 		t.Fatalf("unknown channel: %d", code)
 	}
+
+	// A definition not saved yet, as the dashboard's form tests it: it
+	// is tested as it would serve, and nothing is saved.
+	for _, tc := range []struct {
+		base   string
+		status float64
+	}{{ok.URL, 200}, {rejecting.URL, 502}} {
+		code, out, _ := n.api(t, "POST", "/api/channels/test", `{"channel":{"name":"draft","type":"openai","base_url":"`+tc.base+`","models":["m"],"credentials":[{"key":"`+apiKey+`"}]}}`)
+		results, _ := out["results"].([]any)
+		if code != 200 || len(results) != 1 || results[0].(map[string]any)["status"] != tc.status || results[0].(map[string]any)["credential"] != "draft#0" {
+			t.Fatalf("draft on %s: %d %v", tc.base, code, out)
+		}
+	}
+	code, out, _ := n.api(t, "POST", "/api/channels/test", `{"channel":{"name":"draft","type":"openai","credentials":[{}]}}`)
+	if problems := fmt.Sprint(out["error"]); code != 400 || !strings.Contains(problems, "models: at least one model") {
+		t.Fatalf("an invalid draft: %d %v", code, out)
+	}
+	// Dry runs check, and change nothing.
+	code, out, _ = n.api(t, "POST", "/api/channels?dry_run=true", `{"name":"draft","type":"openai","base_url":"`+ok.URL+`","models":["m"],"credentials":[{"key":"`+apiKey+`"}]}`)
+	if code != 200 {
+		t.Fatalf("a valid dry run: %d %v", code, out)
+	}
+	if code, out, _ = n.api(t, "POST", "/api/channels?dry_run=true", `{"name":"draft","type":"openai","models":[],"credentials":[{}]}`); code != 400 {
+		t.Fatalf("an invalid dry run: %d %v", code, out)
+	}
+	_, list, _ := n.api(t, "GET", "/api/channels", "")
+	if strings.Contains(fmt.Sprint(list), "draft") {
+		t.Fatal("a test or a dry run saved the channel")
+	}
 }
 
 func TestReload(t *testing.T) {
@@ -483,5 +512,52 @@ func TestRedisStoreReachesEveryInstance(t *testing.T) {
 	t.Logf("revoked on a, refused by b after %v", time.Since(start))
 	if b.ctl.Version() != a.ctl.Version() {
 		t.Fatalf("versions %s and %s", a.ctl.Version(), b.ctl.Version())
+	}
+}
+
+func TestOverviewAndSchema(t *testing.T) {
+	up := upstream(t)
+	n := startNode(t, writeConfig(t, t.TempDir(), baseConfig, "UP", up.URL), &MemoryStore{}, nil)
+	for range 30 {
+		n.chat(t, clientKey1, "m")
+	}
+	n.chat(t, "sk-wrong-key-wrong-key", "m") // a 401: not an error of the gateway's
+	// The counts of a second are reported once it is over.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+	code, out, _ := n.api(t, "GET", "/api/overview", "")
+	if code != 200 || out["stats_scope"] != "instance" {
+		t.Fatalf("%d %v", code, out)
+	}
+	last := out["last_minute"].(map[string]any)
+	if rps := last["rps"].(float64); rps < 31.0/60-0.001 || rps > 31.0/60+0.001 || last["error_rate"].(float64) != 0 {
+		t.Fatalf("last minute: %v, want 31 calls in 60s and no errors", last)
+	}
+	if p50, p99 := last["p50_ms"].(float64), last["p99_ms"].(float64); p50 <= 0 || p99 < p50 {
+		t.Fatalf("latencies: p50 %v, p99 %v", p50, p99)
+	}
+	if series := out["series"].([]any); len(series) != overviewWindow/overviewStep {
+		t.Fatalf("%d points, want %d", len(series), overviewWindow/overviewStep)
+	}
+	if redis := out["redis"].(map[string]any); redis["shared"] != false {
+		t.Fatalf("redis: %v", redis)
+	}
+	if instances := out["instances"].([]any); len(instances) != 1 {
+		t.Fatalf("instances: %v", instances)
+	}
+
+	code, out, _ = n.api(t, "GET", "/api/schema", "")
+	if code != 200 {
+		t.Fatal(code)
+	}
+	types := map[string]map[string]any{}
+	for _, ty := range out["types"].([]any) {
+		m := ty.(map[string]any)
+		types[m["type"].(string)] = m
+	}
+	if types["openai"]["base_url"] != "https://api.openai.com/v1" || types["claude"] == nil || types["gemini"] == nil {
+		t.Fatalf("types: %v", types)
+	}
+	if fields := fmt.Sprint(out["fields"]); !strings.Contains(fields, "credentials[].key") || !strings.Contains(fields, "models") {
+		t.Fatalf("fields: %s", fields)
 	}
 }

@@ -88,17 +88,23 @@ func apiChannel(ov Overlay, name string) int {
 	return slices.IndexFunc(ov.Channels, func(ch config.Channel) bool { return ch.Name == name })
 }
 
-// testRequest is the body of POST /api/channels/test.
+// testRequest is the body of POST /api/channels/test: a served channel
+// by name, or a definition not saved yet (the dashboard's "test before
+// save").
 type testRequest struct {
-	Name       string `json:"name"`
-	Credential string `json:"credential,omitempty"`
-	Model      string `json:"model,omitempty"`
+	Name       string          `json:"name,omitempty"`
+	Credential string          `json:"credential,omitempty"`
+	Model      string          `json:"model,omitempty"`
+	Channel    *config.Channel `json:"channel,omitempty"`
 }
 
 func (c *Control) testChannel(w http.ResponseWriter, r *http.Request, _ string) error {
 	var req testRequest
 	if err := decode(r, &req); err != nil {
 		return err
+	}
+	if req.Channel != nil {
+		return c.testDefinition(w, r, req)
 	}
 	ch, ok := c.channel(req.Name)
 	if !ok {
@@ -122,6 +128,30 @@ func (c *Control) testChannel(w http.ResponseWriter, r *http.Request, _ string) 
 		return notFound("credential", req.Credential)
 	}
 	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// testDefinition tests a channel definition that is not saved; secrets
+// sent back as *** are those of the API channel of that name.
+func (c *Control) testDefinition(w http.ResponseWriter, r *http.Request, req testRequest) error {
+	ch := *req.Channel
+	if i := apiChannel(c.overlayNow(), ch.Name); i >= 0 {
+		stored, err := openChannel(c.overlayNow().Channels[i], c.cfg.Sealer)
+		if err == nil {
+			keepSecrets(&ch, stored)
+		}
+	}
+	rctx, cancel := ctx(r)
+	defer cancel()
+	results, err := c.gw.TestDefinition(rctx, ch, req.Model)
+	if err != nil {
+		return relativeProblems(&invalidError{problems: errorsIn(err)}, 0)
+	}
+	ok := len(results) > 0
+	for _, t := range results {
+		ok = ok && t.Status == http.StatusOK
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ok": ok, "results": results})
 	return nil
 }
 
@@ -175,6 +205,9 @@ func (c *Control) putChannel(w http.ResponseWriter, r *http.Request, actor, name
 	if _, ok := c.fileChannel(ch.Name); ok {
 		return c.inFile("channel", ch.Name)
 	}
+	if r.URL.Query().Get("dry_run") == "true" {
+		return c.checkChannel(w, ch, name)
+	}
 	var before json.RawMessage
 	at := 0 // the channel's index among the effective config's
 	rctx, cancel := ctx(r)
@@ -220,6 +253,28 @@ func (c *Control) putChannel(w http.ResponseWriter, r *http.Request, actor, name
 		status = http.StatusOK
 	}
 	writeJSON(w, status, map[string]any{"version": ov.Version, "channel": maskChannel(ch)})
+	return nil
+}
+
+// checkChannel validates a channel as a write would, without storing it
+// or needing a sealing key (?dry_run=true).
+func (c *Control) checkChannel(w http.ResponseWriter, ch config.Channel, name string) error {
+	ov := c.overlayNow().clone()
+	i := apiChannel(ov, ch.Name)
+	at := len(c.fileOnly().Channels) + len(ov.Channels)
+	switch {
+	case name == "" && i >= 0:
+		return &apiError{status: http.StatusConflict, code: "exists", msg: fmt.Sprintf("channel %q exists", ch.Name)}
+	case i >= 0:
+		keepSecrets(&ch, ov.Channels[i])
+		ov.Channels[i], at = ch, len(c.fileOnly().Channels)+i
+	default:
+		ov.Channels = append(ov.Channels, ch)
+	}
+	if _, _, err := effective(c.fileOnly(), ov, c.cfg.Sealer); err != nil {
+		return relativeProblems(&invalidError{problems: errorsIn(err)}, at)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true})
 	return nil
 }
 

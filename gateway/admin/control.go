@@ -36,6 +36,12 @@ type Gateway interface {
 	Reset(ctx context.Context, credential string)
 	// Clients reports the live state of every client key.
 	Clients(ctx context.Context) ([]gateway.ClientStatus, error)
+	// TestDefinition tests a channel that is not served yet.
+	TestDefinition(ctx context.Context, ch config.Channel, model string) ([]gateway.TestResult, error)
+	// Stats are the instance's counts of the last minutes' calls.
+	Stats() *gateway.Stats
+	// Shared says how the instance keeps its quotas now.
+	Shared() gateway.SharedState
 }
 
 // Config configures a Control. File, Load and Store are required.
@@ -161,6 +167,9 @@ func (c *Control) redactor() *redact.Redactor {
 func (c *Control) Run(ctx context.Context, watch bool) {
 	if watch {
 		go c.watchFile(ctx)
+	}
+	if ss, ok := c.cfg.Store.(StatsStore); ok {
+		go c.pushStats(ctx, ss)
 	}
 	c.cfg.Store.Watch(ctx, c.cfg.Poll, func(ov Overlay) {
 		if err := c.applyOverlay(ov); err != nil {

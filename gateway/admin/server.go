@@ -2,8 +2,6 @@ package admin
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,8 +12,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/sluice-gateway/sluice/gateway/config"
 )
 
 // Handler serves the /api/ routes. Every route needs an admin token
@@ -27,6 +23,8 @@ func (c *Control) Handler() http.Handler {
 		h       func(w http.ResponseWriter, r *http.Request, actor string) error
 	}{
 		{"GET /api/instances", c.instances},
+		{"GET /api/overview", c.overview},
+		{"GET /api/schema", c.schema},
 		{"GET /api/channels", c.channels},
 		{"POST /api/channels/test", c.testChannel},
 		{"POST /api/channels", c.addChannel},
@@ -58,6 +56,8 @@ func (c *Control) route(h func(w http.ResponseWriter, r *http.Request, actor str
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("X-Frame-Options", "DENY")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 		actor, err := c.authenticate(r)
 		if err == nil {
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
@@ -83,18 +83,11 @@ func (c *Control) authenticate(r *http.Request) (string, error) {
 	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	token = strings.TrimSpace(token)
 	if strings.EqualFold(scheme, "Bearer") && token != "" {
-		got := sha256.Sum256([]byte(token))
-		a := c.Effective().Admin
-		named := append([]config.AdminToken{{Name: "admin", Token: a.Token}}, a.Tokens...)
-		for _, t := range named {
-			if t.Token == "" {
-				continue
-			}
-			want := sha256.Sum256([]byte(t.Token))
-			if subtle.ConstantTimeCompare(got[:], want[:]) == 1 {
-				return t.Name, nil
-			}
+		if name, ok := c.tokenName(token); ok {
+			return name, nil
 		}
+	} else if name, ok := c.Session(r); ok {
+		return name, nil
 	}
 	c.guard.fail(ip)
 	return "", &apiError{status: http.StatusUnauthorized, code: "invalid_admin_token",

@@ -56,6 +56,7 @@ type Entry struct {
 //	<prefix>{adm}:version   string: its version
 //	<prefix>{adm}:audit     list: the audit log, newest first
 //	<prefix>{adm}:changes   pub/sub channel: each new version
+//	<prefix>{adm}:stats:<s> hash: each instance's counts of second s
 type RedisStore struct {
 	client redis.UniversalClient
 	prefix string
