@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluice-gateway/sluice/gateway"
 	"github.com/sluice-gateway/sluice/gateway/admin"
+	"github.com/sluice-gateway/sluice/gateway/admin/dashboard"
 	"github.com/sluice-gateway/sluice/gateway/config"
 	"github.com/sluice-gateway/sluice/quota"
 	"github.com/sluice-gateway/sluice/telemetry"
@@ -199,14 +200,23 @@ func (in *instance) startLoops() {
 }
 
 // handler is what the API listener serves: the gateway, and the admin
-// routes unless they have a listener of their own.
+// API and dashboard unless they have a listener of their own.
 func (in *instance) handler() http.Handler {
 	if in.ctl == nil || !in.cfg.Admin.IsEnabled() || in.cfg.Admin.Listen != "" {
 		return in.gw
 	}
+	mux := in.adminMux()
+	mux.Handle("/", in.gw)
+	return mux
+}
+
+// adminMux serves the admin API (/api/) and the dashboard (/admin).
+func (in *instance) adminMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/api/", in.ctl.Handler())
-	mux.Handle("/", in.gw)
+	dash := dashboard.Handler(in.ctl)
+	mux.Handle("/admin", dash)
+	mux.Handle("/admin/", dash)
 	return mux
 }
 
@@ -295,7 +305,7 @@ func (in *instance) serveAdmin() error {
 	if err != nil {
 		return fmt.Errorf("admin.listen: %w", err)
 	}
-	srv := &http.Server{Handler: in.ctl.Handler(), ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: in.adminMux(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(in.log.Handler(), slog.LevelWarn)}
 	go func() { _ = srv.Serve(ln) }()
 	in.closers = append(in.closers, func() { _ = srv.Close() })
