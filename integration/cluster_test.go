@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-gateway/sluice/integration/redistest"
 )
@@ -78,6 +81,35 @@ func offer(t *testing.T, insts []*process, rate int, d time.Duration, model stri
 	return out
 }
 
+// admittedBy counts the admitted answers by what decided them: "redis",
+// or the fallback policy an answer names in X-Sluice-Quota-Mode.
+func admittedBy(rs []result) map[string]int {
+	out := map[string]int{}
+	for _, r := range rs {
+		if r.status == 200 {
+			out[cmp.Or(r.mode, "redis")]++
+		}
+	}
+	return out
+}
+
+// requireRedis checks what an exact limit presumes: Redis decided every
+// answer. A Redis call slower than redis.timeout hands the decisions to
+// the fallback policy for a while, and its shares of a limit, one per
+// instance, do not add up to an exact limit.
+func requireRedis(t *testing.T, rs []result) {
+	t.Helper()
+	n := 0
+	for _, r := range rs {
+		if r.mode != "" {
+			n++
+		}
+	}
+	if n > 0 {
+		t.Errorf("%d of %d answers decided by the fallback policy, not by Redis (admitted by %v): a Redis call took longer than redis.timeout", n, len(rs), admittedBy(rs))
+	}
+}
+
 func count(rs []result, status int) int {
 	n := 0
 	for _, r := range rs {
@@ -93,7 +125,10 @@ func count(rs []result, status int) int {
 func clusterConfig(redisAddr, upstream string) string {
 	return fmt.Sprintf(`
 server: {listen: "127.0.0.1:0"}
-redis: {url: "redis://%s", timeout: 200ms}
+# Exact limits need Redis to decide every call: a call slower than the
+# timeout hands decisions to the fallback policy. A starved machine can
+# stall a round trip past 200ms; 1s leaves that to the outage tests.
+redis: {url: "redis://%s", timeout: 1s}
 clients:
   - {name: open, key: sk-open}
   - {name: limited, key: sk-limited, limits: {rpm: 100}}
@@ -126,6 +161,7 @@ func TestClusterLimitsAreExact(t *testing.T) {
 		ok := count(rs, 200)
 		bound := 20 + 20*elapsed
 		t.Logf("QPS 20, burst 20: %d offered, %d admitted in %.1fs; burst + rate × time = %.0f (%.1f%%)", len(rs), ok, elapsed, bound, 100*float64(ok)/bound)
+		requireRedis(t, rs)
 		if float64(ok) > bound {
 			t.Fatalf("admitted %d, above burst + rate × time = %.0f", ok, bound)
 		}
@@ -141,6 +177,7 @@ func TestClusterLimitsAreExact(t *testing.T) {
 		rs := offer(t, insts, 50, 10*time.Second, "rpm-model", open...)
 		ok := count(rs, 200)
 		t.Logf("RPM 100: %d offered, %d admitted", len(rs), ok)
+		requireRedis(t, rs)
 		if ok != 100 {
 			t.Fatalf("admitted %d in one minute, want exactly 100", ok)
 		}
@@ -150,6 +187,7 @@ func TestClusterLimitsAreExact(t *testing.T) {
 		rs := offer(t, insts, 50, 10*time.Second, "free-model", "Authorization", "Bearer sk-limited")
 		ok := count(rs, 200)
 		t.Logf("client RPM 100: %d offered, %d admitted", len(rs), ok)
+		requireRedis(t, rs)
 		if ok != 100 {
 			t.Fatalf("admitted %d for the client in one minute, want exactly 100", ok)
 		}
@@ -191,11 +229,14 @@ func TestClusterLimitsAreExact(t *testing.T) {
 // the others within 100 ms, and one probe goes out when it half-opens.
 func TestClusterBreaker(t *testing.T) {
 	srv := redistest.Start(t)
+	rdb := srv.Client(t)
 	var failing atomic.Bool
 	var hits atomic.Int64
 	failing.Store(true)
-	probeDelay := 500 * time.Millisecond
-	up := newFlakyUpstream(t, &failing, &hits, probeDelay)
+	// A healthy answer waits for release: the probe stays in flight until
+	// the test lets it go.
+	release := make(chan struct{})
+	up := newFlakyUpstream(t, &failing, &hits, release)
 	insts := instances(t, 3, fmt.Sprintf(`
 server: {listen: "127.0.0.1:0"}
 redis: {url: "redis://%s"}
@@ -233,15 +274,25 @@ channels: [{name: flaky, type: openai, base_url: "%s/v1", models: [m], credentia
 	}
 
 	// Half-open: the upstream is healthy again; thirty requests arrive at
-	// once across the three instances while the probe is in flight.
+	// once across the three instances while the probe is in flight. The
+	// probe is held at the upstream until the other 29 have been answered,
+	// however long a busy machine takes to deliver them.
 	failing.Store(false)
-	time.Sleep(time.Second + 100*time.Millisecond)
+	waitHalfOpen(t, rdb, "flaky")
 	before := hits.Load()
 	var wg sync.WaitGroup
+	var answered atomic.Int64
 	statuses := make([]int, 30)
 	for i := range 30 {
-		wg.Go(func() { statuses[i] = post(insts[i%3]) })
+		wg.Go(func() {
+			statuses[i] = post(insts[i%3])
+			answered.Add(1)
+		})
 	}
+	// (Should a second probe get through, it is held too: the wait ends
+	// at its deadline and the count below tells.)
+	poll(30*time.Second, func() bool { return answered.Load() >= 29 })
+	close(release)
 	wg.Wait()
 	probes := hits.Load() - before
 	ok := 0
@@ -254,8 +305,8 @@ channels: [{name: flaky, type: openai, base_url: "%s/v1", models: [m], credentia
 	if probes != 1 || ok != 1 {
 		t.Fatalf("exactly one probe must go out across the cluster: %d upstream calls, %d answered", probes, ok)
 	}
-	// The probe succeeded: closed everywhere.
-	time.Sleep(200 * time.Millisecond)
+	// The probe succeeded: closed everywhere, once the prober has shared it.
+	waitBreakerClosed(t, rdb, "flaky")
 	for _, p := range insts {
 		if s := post(p); s != 200 {
 			t.Fatalf("after the probe: %d", s)
@@ -263,9 +314,108 @@ channels: [{name: flaky, type: openai, base_url: "%s/v1", models: [m], credentia
 	}
 }
 
+// poll checks cond every 10ms until it holds or d has passed, and
+// reports whether it held.
+func poll(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+// waitFor is poll that fails the test, saying what it waited for.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if !poll(d, cond) {
+		t.Fatalf("waited %v for %s", d, what)
+	}
+}
+
+// The cluster state the tests wait on, read from Redis (default key
+// prefix; see docs/redis-keys.md).
+const (
+	membersKey     = "sluice:{m}:members"
+	openedBreakers = "sluice:{brk}:opened"
+	openKeyPrefix  = "sluice:{brk}:open:"
+	probeKeyPrefix = "sluice:{brk}:probe:"
+)
+
+// waitHeartbeats waits until n instances are members and each has
+// heartbeated again since all n were: a heartbeat adds its instance, then
+// counts the live ones, so each instance then counts n (which the local
+// policy divides its limits by).
+func waitHeartbeats(t *testing.T, rdb redis.Cmdable, n int) {
+	t.Helper()
+	ctx := context.Background()
+	var first map[string]float64 // scores when all n were first seen
+	waitFor(t, 60*time.Second, fmt.Sprintf("a heartbeat from each of %d instances after all were members", n), func() bool {
+		zs, err := rdb.ZRangeWithScores(ctx, membersKey, 0, -1).Result()
+		if err != nil || len(zs) != n {
+			return false
+		}
+		if first == nil {
+			first = map[string]float64{}
+			for _, z := range zs {
+				first[z.Member.(string)] = z.Score
+			}
+			return false
+		}
+		for _, z := range zs {
+			if s, ok := first[z.Member.(string)]; !ok || s == z.Score {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// waitHalfOpen waits until the cluster's open breaker for a credential
+// half-opens (lets a probe through), as Redis records it: its open key,
+// whose time to live is the time it stays open, has expired while the
+// breaker is still listed. The open timeout counts from the last trip,
+// which a busy machine may have delayed.
+func waitHalfOpen(t *testing.T, rdb redis.Cmdable, id string) {
+	t.Helper()
+	ctx := context.Background()
+	var gone time.Time
+	waitFor(t, 60*time.Second, "the breaker of "+id+" to half-open", func() bool {
+		listed, err := rdb.HExists(ctx, openedBreakers, id).Result()
+		if err != nil || !listed {
+			t.Fatalf("the breaker of %s is not open in Redis: %v", id, err)
+		}
+		open, err := rdb.Exists(ctx, openKeyPrefix+id).Result()
+		if err != nil || open == 1 {
+			return false
+		}
+		// A margin for the instances' own reading of the same expiry.
+		if gone.IsZero() {
+			gone = time.Now()
+		}
+		return time.Since(gone) > 50*time.Millisecond
+	})
+}
+
+// waitBreakerClosed waits until a credential's breaker is closed in the
+// cluster and its probe lease given back: from then on every instance
+// lets calls through (one that has not heard of the close yet takes the
+// free lease and probes).
+func waitBreakerClosed(t *testing.T, rdb redis.Cmdable, id string) {
+	t.Helper()
+	ctx := context.Background()
+	waitFor(t, 30*time.Second, "the breaker of "+id+" to close in Redis", func() bool {
+		open, err1 := rdb.HExists(ctx, openedBreakers, id).Result()
+		probing, err2 := rdb.Exists(ctx, probeKeyPrefix+id).Result()
+		return err1 == nil && err2 == nil && !open && probing == 0
+	})
+}
+
 // newFlakyUpstream answers 500 while failing is set, and otherwise an
-// OpenAI answer after delay; hits counts every call.
-func newFlakyUpstream(t *testing.T, failing *atomic.Bool, hits *atomic.Int64, delay time.Duration) string {
+// OpenAI answer once release is closed; hits counts every call.
+func newFlakyUpstream(t *testing.T, failing *atomic.Bool, hits *atomic.Int64, release <-chan struct{}) string {
 	t.Helper()
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
@@ -275,7 +425,11 @@ func newFlakyUpstream(t *testing.T, failing *atomic.Bool, hits *atomic.Int64, de
 			io.WriteString(w, `{"error":{"message":"boom","type":"server_error"}}`)
 			return
 		}
-		time.Sleep(delay)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
 		io.WriteString(w, `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
 	})}
 	ln := listen(t)

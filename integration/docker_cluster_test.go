@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
 )
@@ -36,9 +37,15 @@ type dockerCluster struct {
 // dockerSluiceConfig is the config of the Sluice containers.
 const dockerSluiceConfig = `
 server: {listen: ":8080", shutdown_delay: 1s, drain_timeout: 20s}
-redis: {url: "redis://redis:6379", timeout: 200ms, lease_ttl: 3s, on_unavailable: local}
+# The timeout bounds every Redis call, dialing (and its DNS lookup through
+# Docker) included. Exact limits need every call to finish within it, and
+# a starved machine stalls round trips and lookups past 200ms: 1s keeps
+# the fallback policy for real outages, and a request waiting on a dead
+# Redis still answers well within case 5's 2s.
+redis: {url: "redis://redis:6379", timeout: 1s, lease_ttl: 3s, on_unavailable: local}
 telemetry: {traces: {endpoint: "jaeger:4317", insecure: true}}
-breaker: {failures: 3, open_timeout: 2s}
+breaker: {failures: 3, open_timeout: 2s, active_probes: false}
+admin: {token: ` + itAdminToken + `}
 clients:
   - {name: open, key: sk-open}
   - {name: limited, key: sk-limited, limits: {rpm: 100}}
@@ -113,8 +120,24 @@ func startDockerCluster(t *testing.T) *dockerCluster {
 		})
 	}
 	wg.Wait()
-	time.Sleep(6 * time.Second) // every instance has heartbeated: each counts three
+	if t.Failed() {
+		return dc
+	}
+	waitHeartbeats(t, dc.redisClient(), 3) // every instance counts three
 	return dc
+}
+
+// redisClient connects the test to the cluster's Redis, through its
+// published port (read anew: a restart may move it).
+func (dc *dockerCluster) redisClient() *redis.Client {
+	dc.t.Helper()
+	addr, err := dc.redis.PortEndpoint(context.Background(), "6379/tcp", "")
+	if err != nil {
+		dc.t.Fatalf("redis endpoint: %v", err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second})
+	dc.t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // run starts a container, terminated when the test ends.
@@ -142,7 +165,8 @@ func (dc *dockerCluster) run(req testcontainers.ContainerRequest) testcontainers
 func notable(log string, n int) string {
 	var b strings.Builder
 	for line := range strings.Lines(log) {
-		if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
+		// (Without the per-request lines, which would crowd them out.)
+		if (strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`)) && !strings.Contains(line, `"msg":"request"`) {
 			b.WriteString(line)
 		}
 	}
@@ -159,20 +183,31 @@ func tail(s string, n int) string {
 // endpoint is a container's published endpoint for a port, read once per
 // start of the container.
 func (dc *dockerCluster) endpoint(c testcontainers.Container, port string) string {
+	u, err := dc.tryEndpoint(c, port)
+	if err != nil {
+		dc.t.Fatalf("endpoint: %v", err)
+	}
+	return u
+}
+
+// tryEndpoint is endpoint for goroutines other than the test's, which
+// must not fail it: a container being restarted has no published port
+// until Docker has started it again.
+func (dc *dockerCluster) tryEndpoint(c testcontainers.Container, port string) (string, error) {
 	dc.mu.Lock()
 	defer dc.mu.Unlock()
 	key := c
 	if u, ok := dc.urls[key]; ok && port == "8080/tcp" {
-		return u
+		return u, nil
 	}
 	u, err := c.PortEndpoint(context.Background(), port, "http")
 	if err != nil {
-		dc.t.Fatalf("endpoint: %v", err)
+		return "", err
 	}
 	if port == "8080/tcp" {
 		dc.urls[key] = u
 	}
-	return u
+	return u, nil
 }
 
 // forget drops a container's cached endpoint (after a restart).
@@ -183,6 +218,11 @@ func (dc *dockerCluster) forget(c testcontainers.Container) {
 }
 
 func (dc *dockerCluster) url(i int) string { return dc.endpoint(dc.sluice[i], "8080/tcp") }
+
+// tryURL is url for goroutines other than the test's.
+func (dc *dockerCluster) tryURL(i int) (string, error) {
+	return dc.tryEndpoint(dc.sluice[i], "8080/tcp")
+}
 
 // mock changes a mock upstream's knobs at run time.
 func (dc *dockerCluster) mock(c testcontainers.Container, knobs string) {

@@ -18,7 +18,9 @@ func TestActiveProbes(t *testing.T) {
 	var failing atomic.Bool
 	var hits atomic.Int64
 	failing.Store(true)
-	up := newFlakyUpstream(t, &failing, &hits, 0)
+	answer := make(chan struct{})
+	close(answer) // answers at once
+	up := newFlakyUpstream(t, &failing, &hits, answer)
 	insts := instances(t, 3, fmt.Sprintf(`
 server: {listen: "127.0.0.1:0"}
 redis: {url: "redis://%s"}
