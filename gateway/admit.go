@@ -10,6 +10,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/sluice-gateway/sluice/gateway/config"
+	"github.com/sluice-gateway/sluice/gateway/provider"
 	"github.com/sluice-gateway/sluice/quota"
 	"github.com/sluice-gateway/sluice/telemetry"
 )
@@ -22,7 +24,8 @@ type way struct {
 	req      *request
 	h        *holder
 	sticky   string
-	deadline time.Time // of the whole failover (routing.retry.max_time)
+	deadline time.Time    // of the whole failover (routing.retry.max_time)
+	reserve  quota.Amount // what the last quota request reserved
 }
 
 // admitted is a candidate that passed its quota and its breaker.
@@ -72,16 +75,42 @@ func (w *way) admit(ctx context.Context, cands []candidate) (*admitted, error) {
 	}
 }
 
-// quotaRequest asks for capacity on candidates, in order.
+// quotaRequest asks for capacity on candidates, in order. It reserves the
+// request's token estimate and the most it can cost on any of them.
 func (w *way) quotaRequest(cands []candidate) quota.Request {
-	qr := quota.Request{Tokens: w.req.estimate, Sticky: w.sticky, StickyTTL: w.st.cfg.Routing.Affinity.TTL.D(), StickyTier: topTier(cands)}
+	model := config.ModelKey(w.req.model)
+	qr := quota.Request{Model: model, Sticky: w.sticky, StickyTTL: w.st.cfg.Routing.Affinity.TTL.D(), StickyTier: topTier(cands)}
+	qr.Reserve.Tokens = w.req.estimate
 	if w.h.part == nil {
 		qr.Client, qr.ClientLimit = w.h.client.name, w.h.client.limit
+		qr.Group, qr.GroupLimit = w.h.client.group, w.h.client.shared
 	}
 	for _, c := range cands {
-		qr.Candidates = append(qr.Candidates, quota.Candidate{ID: c.cred.id, Limit: c.cred.limit, Pool: c.cred.pool, PoolLimit: c.cred.shared})
+		served := config.ModelKey(c.model)
+		if served == model {
+			served = ""
+		}
+		qr.Candidates = append(qr.Candidates, quota.Candidate{ID: c.cred.id, Limit: c.cred.limit, Model: served, Pool: c.cred.pool, PoolLimit: c.cred.shared})
+		qr.Reserve.Cost = max(qr.Reserve.Cost, w.st.maxCost(w.req, c))
 	}
+	w.reserve = qr.Reserve
 	return qr
+}
+
+// capOutput makes a request that sets no completion cap send one when a
+// budget governs it, so that what it can cost is bounded by what it
+// reserves.
+func (w *way) capOutput(cands []candidate) {
+	if w.req.maxTokens > 0 || w.req.ep != provider.Chat {
+		return
+	}
+	money := budgeted(w.h.client.limit) || budgeted(w.h.client.shared)
+	for _, c := range cands {
+		money = money || budgeted(c.cred.limit) || budgeted(c.cred.shared)
+	}
+	if money {
+		w.req.outputCap = w.st.cfg.Billing.MaxOutputTokens
+	}
 }
 
 // acquire asks the limiter once, under its own span.
@@ -101,7 +130,7 @@ func (w *way) acquire(ctx context.Context, qr quota.Request) (quota.Decision, er
 func (w *way) allow(ctx context.Context, c candidate, d quota.Decision) (*admitted, bool) {
 	done, err := w.g.breakers.Allow(ctx, c.cred.id)
 	if err != nil {
-		w.g.settle(ctx, w.h.keep(d.Grant), 0)
+		w.g.settle(ctx, w.h.keep(d.Grant), quota.Amount{})
 		return nil, false
 	}
 	return &admitted{cand: c, grant: d.Grant, decision: d, done: done}, true
@@ -114,7 +143,7 @@ func (w *way) waitOrRefuse(ctx context.Context, d quota.Decision, cands []candid
 	for _, c := range cands {
 		limit = max(limit, c.cred.wait)
 	}
-	if d.Scope == quota.ScopeClient {
+	if d.Scope == quota.ScopeClient || d.Scope == quota.ScopeGroup {
 		limit = w.h.client.wait
 	}
 	waitUntil := min(start.Add(limit).UnixNano(), w.deadline.UnixNano())
@@ -122,7 +151,7 @@ func (w *way) waitOrRefuse(ctx context.Context, d quota.Decision, cands []candid
 		w.g.metrics.refusals.Add(ctx, 1, metric.WithAttributes(telemetry.QuotaScope.String(string(d.Scope)),
 			telemetry.QuotaResult.String(string(d.Reason)), telemetry.GenAIRequestModel.String(w.req.label)))
 		w.h.client.remember(d)
-		return &refusal{d: d, err: refusalError(w.h.client, w.req, d)}
+		return &refusal{d: d, err: w.refusalError(d)}
 	}
 	t := time.NewTimer(d.RetryAfter)
 	defer t.Stop()
@@ -160,19 +189,65 @@ func topTier(cands []candidate) int {
 	return n
 }
 
-func refusalError(cl *client, req *request, d quota.Decision) error {
+// refusalError is the error of a request the quota refused.
+func (w *way) refusalError(d quota.Decision) error {
+	cl, req := w.h.client, w.req
 	if d.Reason == quota.ReasonTooLarge {
-		return fmt.Errorf("%w: request too large for %q: about %d tokens exceed a tokens-per-minute or per-day limit; lower max_tokens or the input", ErrRateLimited, req.model, req.estimate)
+		if budget, ok := w.smallestBudget(); ok && budget < w.reserve.Cost {
+			return fmt.Errorf("%w: this request may cost up to $%s, more than a whole budget ($%s) that governs it; lower max_tokens or the input",
+				ErrBudgetExceeded, dollars(w.reserve.Cost), dollars(budget))
+		}
 	}
-	if d.Scope == quota.ScopeClient {
+	switch {
+	case d.Reason == quota.ReasonTooLarge:
+		return fmt.Errorf("%w: request too large for %q: what it may use (about %d tokens) or cost exceeds a limit or a budget outright; lower max_tokens or the input", ErrRateLimited, req.model, req.estimate)
+	case d.Reason == quota.ReasonBudget:
+		return budgetRefusal(cl, req, d)
+	case d.Scope == quota.ScopeClient:
 		return clientRefusal(cl, d)
+	case d.Scope == quota.ScopeGroup:
+		return fmt.Errorf("%w: the group %q of the API key %q is over its %s quota; retry after %s", ErrRateLimited, cl.group, cl.name, d.Reason, roundUp(d.RetryAfter))
 	}
 	return fmt.Errorf("%w: every credential serving %q is at its limit (%s); retry after %s", ErrRateLimited, req.model, d.Reason, roundUp(d.RetryAfter))
+}
+
+// smallestBudget is the smallest money window that governs the request.
+func (w *way) smallestBudget() (int64, bool) {
+	limits := []quota.Limit{w.h.client.limit, w.h.client.shared}
+	var smallest int64
+	found := false
+	model := config.ModelKey(w.req.model)
+	for _, l := range limits {
+		for _, win := range l.All(model) {
+			if win.Unit == quota.Cost && (!found || win.Limit < smallest) {
+				smallest, found = win.Limit, true
+			}
+		}
+	}
+	return smallest, found
 }
 
 // clientRefusal is the error of a request refused by its client's quota.
 func clientRefusal(cl *client, d quota.Decision) error {
 	return fmt.Errorf("%w: the API key %q is over its %s quota; retry after %s", ErrRateLimited, cl.name, d.Reason, roundUp(d.RetryAfter))
+}
+
+// budgetRefusal is the error of a request whose budget cannot cover what
+// it may cost: whose budget, and when it resets.
+func budgetRefusal(cl *client, req *request, d quota.Decision) error {
+	whose := fmt.Sprintf("the API key %q", cl.name)
+	switch d.Scope {
+	case quota.ScopeGroup:
+		whose = fmt.Sprintf("the group %q of the API key %q", cl.group, cl.name)
+	case quota.ScopeCredential:
+		whose = fmt.Sprintf("every channel serving %q", req.model)
+	}
+	if d.Mode != "" {
+		return fmt.Errorf("%w: %s has a budget, which cannot be checked while the shared quota store is unreachable; retry after %s", ErrBudgetExceeded, whose, roundUp(d.RetryAfter))
+	}
+	resets := time.Now().Add(d.RetryAfter).UTC().Truncate(time.Second)
+	return fmt.Errorf("%w: %s has used its budget, or what is left of it cannot cover what this request may cost; it resets at %s (in %s)",
+		ErrBudgetExceeded, whose, resets.Format(time.RFC3339), roundUp(d.RetryAfter))
 }
 
 func roundUp(d time.Duration) time.Duration {

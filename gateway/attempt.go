@@ -39,6 +39,7 @@ type attempt struct {
 	status int              // the upstream's HTTP status
 	sum    provider.Summary // what the answer says of itself
 	stream *streamed        // a streamed answer's progress
+	billed bool             // bill worked out the attempt's cost
 }
 
 // report is what run says of an attempt.
@@ -91,10 +92,10 @@ func (a *attempt) run() report {
 func (a *attempt) body() ([]byte, provider.Native, error) {
 	model := a.adm.cand.upstreamModel()
 	if native, ok := a.req.nativeFor(a.cred.adapter); ok {
-		b, err := a.req.nativeBody(model, a.cred.ch.nativeParams)
+		b, err := a.req.nativeBody(model, a.cred.ch.nativeParams, a.req.nativeCap())
 		return b, native, err
 	}
-	b, err := a.req.upstreamBody(model, a.cred.ch.params)
+	b, err := a.req.upstreamBody(model, a.cred.ch.params, a.req.canonicalCap(a.cred.spec))
 	return b, nil, err
 }
 
@@ -182,6 +183,7 @@ func (a *attempt) relayBody(ans *answer) report {
 	}
 	a.begin()
 	w := a.c.Response()
+	w.Header().Set(costHeader, dollars(a.bill()))
 	deadline(w, a.cred.ch.idleTimeout)
 	defer deadline(w, 0)
 	if err := a.c.Blob(http.StatusOK, "application/json", data); err != nil {
@@ -214,8 +216,14 @@ func (a *attempt) end(rep report, h *holder) verdict {
 	}
 	a.cancel(nil)
 	a.cred.inflight.Add(-1)
-	used := a.charged(v.charge)
-	a.g.endAttempt(a, rep, v, used)
+	used := quota.Amount{Tokens: a.charged(v.charge)}
+	if v.billed {
+		used.Cost = a.bill()
+		if a.stream != nil && a.stream.begun {
+			a.c.Response().Header().Set(costHeader, dollars(used.Cost)) // the trailer
+		}
+	}
+	a.g.endAttempt(a, rep, v, used.Tokens)
 	if rep.err != nil && (v.breaker == breakerFailure || v.cooldown) {
 		a.g.errors.note(a.cred.id, excerpt(a.st.redactor.String(rep.err.Error())))
 	}
@@ -223,8 +231,10 @@ func (a *attempt) end(rep report, h *holder) verdict {
 	if v.cooldown {
 		a.g.cooldown(a.ctx, a.cred.id, rep.cooldown)
 	}
-	h.used += used
-	callOf(a.c).tokens = h.used
+	h.used.Tokens += used.Tokens
+	h.used.Cost += used.Cost
+	ci := callOf(a.c)
+	ci.tokens = h.used.Tokens
 	grant := a.adm.grant
 	if v.retry {
 		grant = h.keep(grant) // the request keeps its place in the client's quota

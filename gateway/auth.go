@@ -21,6 +21,8 @@ type client struct {
 	name   string
 	models []string // model keys (config.ModelKey); nil: every model
 	limit  quota.Limit
+	group  string        // the client's group ("" for none)
+	shared quota.Limit   // the group's limits and budgets
 	wait   time.Duration // how long a request may wait for the client's quota
 	digest [32]byte      // SHA-256 of the key
 
@@ -119,13 +121,19 @@ type keyEntry struct {
 	expires  time.Time // zero: never
 }
 
-func newClients(cfg []config.Client) *clients {
+func newClients(cfg []config.Client, groups []config.Group) *clients {
 	if len(cfg) == 0 {
 		return &clients{}
 	}
 	cs := &clients{byDigest: make(map[[32]byte]keyEntry, len(cfg)), now: time.Now}
 	for _, c := range cfg {
-		cl := &client{name: c.Name, limit: quotaLimit(c.Limits), wait: c.Limits.WaitTimeout.D()}
+		cl := &client{name: c.Name, limit: clientLimit(c), wait: c.Limits.WaitTimeout.D()}
+		for _, g := range groups {
+			if g.Name == c.Group {
+				cl.group, cl.shared = g.Name, groupLimit(g)
+				cl.wait = max(cl.wait, g.Limits.WaitTimeout.D())
+			}
+		}
 		if n := c.Limits.Concurrency; n > 0 {
 			cl.slots = make(chan struct{}, n)
 		}
@@ -203,12 +211,4 @@ func presentedKey(h http.Header) string {
 		return strings.TrimSpace(k)
 	}
 	return strings.TrimSpace(h.Get("api-key"))
-}
-
-// quotaLimit converts configured limits.
-func quotaLimit(l config.Limits) quota.Limit {
-	return quota.Limit{
-		QPS: l.QPS, Burst: l.Burst, RPM: l.RPM, RPD: l.RPD,
-		TPM: l.TPM, TPD: l.TPD, Concurrency: l.Concurrency,
-	}
 }

@@ -30,6 +30,17 @@ type ChannelStatus struct {
 	Enabled     bool               `json:"enabled"`
 	Models      []string           `json:"models"`
 	Credentials []CredentialStatus `json:"credentials"`
+	// Shared is what the channel's credentials share: its shared limits
+	// and budgets (nil without any).
+	Shared *SubjectStatus `json:"shared,omitempty"`
+}
+
+// SubjectStatus is the live state of a limit: a channel's shared one, a
+// group's.
+type SubjectStatus struct {
+	Name  string      `json:"name"`
+	Limit quota.Limit `json:"limit"`
+	Usage quota.Usage `json:"usage"` // cluster-wide with Redis
 }
 
 // CredentialStatus is a credential's live state: never its secret.
@@ -71,6 +82,11 @@ func (g *Gateway) Status(ctx context.Context) ([]ChannelStatus, error) {
 			subjects = append(subjects, quota.Subject{Kind: quota.KindCredential, ID: cr.id})
 			limits = append(limits, cr.limit)
 		}
+		if shared := channelLimit(chc); !shared.IsZero() {
+			cs.Shared = &SubjectStatus{Name: poolName(chc.Name), Limit: shared}
+			subjects = append(subjects, quota.Subject{Kind: quota.KindPool, ID: cs.Shared.Name})
+			limits = append(limits, shared)
+		}
 		out = append(out, cs)
 	}
 	if r, ok := g.limiter.(usageReader); ok && len(subjects) > 0 {
@@ -82,6 +98,10 @@ func (g *Gateway) Status(ctx context.Context) ([]ChannelStatus, error) {
 		for c := range out {
 			for k := range out[c].Credentials {
 				out[c].Credentials[k].Usage = usage[i]
+				i++
+			}
+			if out[c].Shared != nil {
+				out[c].Shared.Usage = usage[i]
 				i++
 			}
 		}
@@ -219,7 +239,7 @@ func (g *Gateway) testAttempt(c echo.Context, w *way, cand candidate, done func(
 	}
 	if !d.Allowed {
 		done(breaker.ErrNotCounted)
-		return &refusal{d: d, err: refusalError(anonymous, w.req, d)}
+		return &refusal{d: d, err: w.refusalError(d)}
 	}
 	adm := &admitted{cand: cand, grant: d.Grant, decision: d, done: done}
 	a := g.newAttempt(c, w.req, adm, 1)
@@ -333,6 +353,7 @@ func (l *errorLog) last(id string) (lastError, bool) {
 type ClientStatus struct {
 	Name      string      `json:"name"`
 	Models    []string    `json:"models,omitempty"`
+	Group     string      `json:"group,omitempty"`
 	Limit     quota.Limit `json:"limit"`
 	Usage     quota.Usage `json:"usage"` // cluster-wide with Redis
 	ExpiresAt *time.Time  `json:"expires_at,omitempty"`
@@ -347,9 +368,9 @@ func (g *Gateway) Clients(ctx context.Context) ([]ClientStatus, error) {
 	var subjects []quota.Subject
 	var limits []quota.Limit
 	for _, cl := range st.cfg.Clients {
-		out = append(out, ClientStatus{Name: cl.Name, Models: cl.Models, Limit: quotaLimit(cl.Limits), ExpiresAt: cl.ExpiresAt, Enabled: cl.IsEnabled()})
+		out = append(out, ClientStatus{Name: cl.Name, Models: cl.Models, Group: cl.Group, Limit: clientLimit(cl), ExpiresAt: cl.ExpiresAt, Enabled: cl.IsEnabled()})
 		subjects = append(subjects, quota.Subject{Kind: quota.KindClient, ID: cl.Name})
-		limits = append(limits, quotaLimit(cl.Limits))
+		limits = append(limits, clientLimit(cl))
 	}
 	if r, ok := g.limiter.(usageReader); ok && len(subjects) > 0 {
 		usage, err := r.Usage(ctx, subjects, limits)
@@ -378,4 +399,27 @@ func (g *Gateway) Shared() SharedState {
 		return SharedState{}
 	}
 	return SharedState{Shared: true, Degraded: f.Degraded(), Policy: string(f.Policy())}
+}
+
+// Groups reports every group of client keys with its live usage.
+func (g *Gateway) Groups(ctx context.Context) ([]SubjectStatus, error) {
+	st := g.current()
+	out := []SubjectStatus{}
+	var subjects []quota.Subject
+	var limits []quota.Limit
+	for _, gr := range st.cfg.Groups {
+		out = append(out, SubjectStatus{Name: gr.Name, Limit: groupLimit(gr)})
+		subjects = append(subjects, quota.Subject{Kind: quota.KindGroup, ID: gr.Name})
+		limits = append(limits, groupLimit(gr))
+	}
+	if r, ok := g.limiter.(usageReader); ok && len(subjects) > 0 {
+		usage, err := r.Usage(ctx, subjects, limits)
+		if err != nil {
+			return out, fmt.Errorf("read usage: %w", err)
+		}
+		for i := range out {
+			out[i].Usage = usage[i]
+		}
+	}
+	return out, nil
 }

@@ -32,6 +32,7 @@ var (
 	ErrUpstreamTimeout  = errors.New("upstream timed out")
 	ErrQuotaUnavailable = errors.New("quota backend unavailable")
 	ErrDraining         = errors.New("server is shutting down")
+	ErrBudgetExceeded   = errors.New("budget exceeded")
 	ErrServerBusy       = errors.New("server busy")
 	ErrBodyTimeout      = errors.New("request body timed out")
 	ErrNotFound         = errors.New("not found")
@@ -56,6 +57,7 @@ var errorKinds = []struct {
 	{ErrBodyTooLarge, errorKind{http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large"}},
 	{ErrMediaType, errorKind{http.StatusUnsupportedMediaType, "invalid_request_error", "unsupported_media_type"}},
 	{ErrRateLimited, errorKind{http.StatusTooManyRequests, "requests", "rate_limit_exceeded"}},
+	{ErrBudgetExceeded, errorKind{http.StatusTooManyRequests, "insufficient_quota", "budget_exceeded"}},
 	{ErrNoUpstream, errorKind{http.StatusServiceUnavailable, "server_error", "no_upstream_available"}},
 	{ErrUpstreamTimeout, errorKind{http.StatusGatewayTimeout, "server_error", "upstream_timeout"}},
 	{ErrUpstream, errorKind{http.StatusBadGateway, "server_error", "upstream_error"}},
@@ -201,7 +203,7 @@ func kindOf(err error) errorKind {
 // setRateLimitHeaders writes OpenAI's x-ratelimit-* headers and, on a
 // refusal, Retry-After.
 func setRateLimitHeaders(h http.Header, d quota.Decision) {
-	put := func(kind string, w quota.Window) {
+	put := func(kind string, w quota.Meter) {
 		if w.Limit == 0 {
 			return
 		}

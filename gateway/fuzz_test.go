@@ -50,7 +50,7 @@ func FuzzParseRequest(f *testing.F) {
 		if len(req.model) > maxModelName || strings.ContainsFunc(req.model, unicode.IsControl) {
 			t.Fatalf("accepted a model name that is too long or holds control characters: %q", req.model)
 		}
-		out, err := req.upstreamBody("upstream-model", p)
+		out, err := req.upstreamBody("upstream-model", p, nil)
 		if err != nil {
 			t.Fatalf("accepted body could not be re-encoded: %v", err)
 		}

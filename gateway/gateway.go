@@ -281,6 +281,9 @@ type callInfo struct {
 	stream     bool
 	tokens     int64
 	ttfb       time.Duration
+	billed     bool          // an attempt was billed: cost is what the call cost
+	priced     bool          // its model has a price
+	cost       int64         // micro-dollars
 	codec      ingress.Codec // the client's API, when not OpenAI's
 }
 

@@ -31,7 +31,7 @@ func Credentials(cfg *config.Config) []CredentialInfo {
 				ID: cr.ID, Channel: ch.Name, Type: ch.Type, Enabled: ch.IsEnabled() && cr.IsEnabled(),
 				Limit: quotaLimit(credentialLimits(ch, cr)),
 			}
-			if shared := quotaLimit(ch.SharedLimits); !shared.IsZero() {
+			if shared := channelLimit(ch); !shared.IsZero() {
 				info.Pool, info.PoolLimit = poolName(ch.Name), shared
 			}
 			out = append(out, info)
@@ -51,6 +51,7 @@ type Report struct {
 	Credentials []CredentialReport `json:"credentials"`
 	Pools       []SubjectReport    `json:"pools"`
 	Clients     []SubjectReport    `json:"clients"`
+	Groups      []SubjectReport    `json:"groups,omitempty"`
 }
 
 // CredentialReport is one credential's live state.
@@ -107,7 +108,11 @@ func (in Inspector) Report(ctx context.Context, cfg *config.Config) (Report, err
 	}
 	for _, cl := range cfg.Clients {
 		subjects = append(subjects, quota.Subject{Kind: quota.KindClient, ID: cl.Name})
-		limits = append(limits, quotaLimit(cl.Limits))
+		limits = append(limits, clientLimit(cl))
+	}
+	for _, g := range cfg.Groups {
+		subjects = append(subjects, quota.Subject{Kind: quota.KindGroup, ID: g.Name})
+		limits = append(limits, groupLimit(g))
 	}
 	var usage []quota.Usage
 	if in.Usage != nil {
@@ -151,8 +156,13 @@ func (in Inspector) Report(ctx context.Context, cfg *config.Config) (Report, err
 	for i, name := range poolNames {
 		r.Pools = append(r.Pools, SubjectReport{Name: name, Limit: pools[name], Usage: usage[len(creds)+i]})
 	}
+	at := len(creds) + len(poolNames)
 	for i, cl := range cfg.Clients {
-		r.Clients = append(r.Clients, SubjectReport{Name: cl.Name, Limit: quotaLimit(cl.Limits), Usage: usage[len(creds)+len(poolNames)+i]})
+		r.Clients = append(r.Clients, SubjectReport{Name: cl.Name, Limit: limits[at+i], Usage: usage[at+i]})
+	}
+	at += len(cfg.Clients)
+	for i, g := range cfg.Groups {
+		r.Groups = append(r.Groups, SubjectReport{Name: g.Name, Limit: limits[at+i], Usage: usage[at+i]})
 	}
 	return r, nil
 }

@@ -11,7 +11,8 @@ import (
 // What an upstream attempt's outcome means is decided here, in one
 // table, and nowhere else: whether the request fails over to the next
 // candidate, what the credential's breaker learns, how many tokens the
-// attempt is charged, and whether the credential rests. An attempt only
+// attempt is charged and whether it is billed, and whether the
+// credential rests. An attempt only
 // says what happened (a happening); the failover loop reads the verdict.
 
 // happening is what happened in one upstream attempt.
@@ -55,6 +56,7 @@ type verdict struct {
 	committed bool           // bytes reached the client: no failover any more
 	breaker   breakerOutcome // what the credential's breaker learns
 	charge    charge         // the tokens the attempt is charged
+	billed    bool           // the attempt's cost is charged to budgets (and reported)
 	cooldown  bool           // the credential rests for the upstream's Retry-After
 }
 
@@ -78,13 +80,16 @@ const (
 )
 
 // outcomes is the table. Each row's reason is in docs/architecture.md.
+// Only the attempt that ends the request is billed: the one that answered,
+// or the one the client left (the upstream may bill it whole); failed
+// attempts that fail over are not.
 var outcomes = [happenings]verdict{
-	answered: {committed: true, breaker: breakerSuccess, charge: chargeUsage},
+	answered: {committed: true, breaker: breakerSuccess, charge: chargeUsage, billed: true},
 
 	notBuilt:       {breaker: breakerIgnored},
 	notExpressible: {retry: true, breaker: breakerIgnored},
 
-	clientLeft:         {breaker: breakerCancelled, charge: chargeEstimate},
+	clientLeft:         {breaker: breakerCancelled, charge: chargeEstimate, billed: true},
 	timedOut:           {retry: true, breaker: breakerFailure, charge: chargeEstimate},
 	unreachable:        {retry: true, breaker: breakerFailure},
 	readFailed:         {retry: true, breaker: breakerFailure, charge: chargeEstimate},
@@ -99,9 +104,9 @@ var outcomes = [happenings]verdict{
 	badStart:           {retry: true, breaker: breakerFailure},
 	emptyStream:        {retry: true, breaker: breakerFailure},
 
-	leftMidway:    {committed: true, breaker: breakerCancelled, charge: chargeUsage},
-	drainedMidway: {committed: true, breaker: breakerIgnored, charge: chargeUsage},
-	brokenMidway:  {committed: true, breaker: breakerFailure, charge: chargeUsage},
+	leftMidway:    {committed: true, breaker: breakerCancelled, charge: chargeUsage, billed: true},
+	drainedMidway: {committed: true, breaker: breakerIgnored, charge: chargeUsage, billed: true},
+	brokenMidway:  {committed: true, breaker: breakerFailure, charge: chargeUsage, billed: true},
 }
 
 // errUpstreamFault is what a breaker is told of a failure.

@@ -282,7 +282,8 @@ channels:
 	r.counts.TotalSuccesses, r.counts.TotalFailures = c.TotalSuccesses, c.TotalFailures
 	r.breaker = g.breakers.State("a")
 	u, _ := limiter.Usage(context.Background(), []quota.Subject{{Kind: quota.KindCredential, ID: "a"}}, []quota.Limit{{TPM: 1000000}})
-	r.charged = u[0].TPM.Limit - u[0].TPM.Remaining
+	tpm := u[0].Level("tpm")
+	r.charged = tpm.Limit - tpm.Remaining
 	r.cooldown = u[0].CooldownLeft
 	return r
 }

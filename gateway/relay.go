@@ -95,6 +95,7 @@ func (g *Gateway) failover(c echo.Context, cl *client, req *request, cands []can
 	retry := st.cfg.Routing.Retry
 	w := &way{g: g, st: st, req: req, h: &holder{client: cl}, sticky: sticky, deadline: time.Now().Add(retry.MaxTime.D())}
 	defer w.h.release(ctx, g)
+	w.capOutput(cands)
 
 	var lastErr error
 	for n := 1; n <= retry.MaxAttempts; n++ {
@@ -136,15 +137,16 @@ func (g *Gateway) noteAttempt(c echo.Context, req *request, adm *admitted, n int
 		telemetry.Channel.String(adm.cand.cred.ch.name), telemetry.GenAIRequestModel.String(req.model), telemetry.Client.String(ci.client))
 }
 
-// holder keeps what a request holds in its client's quota from its first
-// grant to its end, and the tokens its attempts used.
+// holder keeps what a request holds in its client's quota (and its
+// group's) from its first grant to its end, and what its attempts used:
+// their tokens, and the cost of the one that answered.
 type holder struct {
 	client *client
 	part   *quota.Grant // the client's part of the first grant
-	used   int64
+	used   quota.Amount
 }
 
-// release settles the client's part with the tokens all attempts used.
+// release settles the client's part with what the request used.
 func (h *holder) release(ctx context.Context, g *Gateway) {
 	if h.part != nil {
 		g.settle(ctx, *h.part, h.used)
@@ -184,7 +186,7 @@ func (g *Gateway) gone(ctx context.Context) error {
 }
 
 // settle ends a grant even when the request's context is gone.
-func (g *Gateway) settle(ctx context.Context, grant quota.Grant, used int64) {
+func (g *Gateway) settle(ctx context.Context, grant quota.Grant, used quota.Amount) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	if err := g.limiter.Settle(sctx, grant, used); err != nil {

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"strconv"
 
 	"github.com/sluice-gateway/sluice/gateway/ingress"
 	"github.com/sluice-gateway/sluice/gateway/provider"
+	"github.com/sluice-gateway/sluice/gateway/provider/wire"
 )
 
 // request is what Sluice reads of a client's call: the few fields that
@@ -24,6 +26,15 @@ type request struct {
 	estimate     int64 // tokens reserved against TPM before the call
 	prompt       int64 // estimated prompt tokens
 	maxTokens    int64 // the completion cap the client asked for (0: none)
+	choices      int64 // completions asked for (n), at least 1
+	// inputBound is the most input tokens the request can be billed: its
+	// bytes of text (a token is at least a byte), plus each message's
+	// framing and a tools prompt. What a call can cost is reserved from
+	// it and the output bound.
+	inputBound int64
+	// outputCap is the completion cap Sluice sends upstream for a request
+	// that sets none when a budget governs it (0: none sent).
+	outputCap int64
 
 	// Clients of another API than OpenAI Chat Completions: the codec of
 	// their API and, when a channel speaks that API natively, their own
@@ -71,7 +82,7 @@ func parseRequest(ep provider.Endpoint, body []byte) (*request, error) {
 }
 
 func (r *request) parseChat() error {
-	chars, err := messagesSize(r.fields["messages"])
+	chars, bound, messages, err := messagesSize(r.fields["messages"])
 	if err != nil {
 		return err
 	}
@@ -99,8 +110,13 @@ func (r *request) parseChat() error {
 		}
 	}
 
-	chars += int64(len(r.fields["tools"]) + len(r.fields["functions"]))
+	tools := int64(len(r.fields["tools"]) + len(r.fields["functions"]))
+	chars += tools
 	r.prompt = chars/4 + 1
+	r.inputBound = bound + tools + messageFraming*(messages+1)
+	if tools > 0 {
+		r.inputBound += toolsPrompt
+	}
 	completion := int64(defaultCompletionEstimate)
 	if maxCompletion > 0 {
 		completion = maxCompletion
@@ -108,8 +124,31 @@ func (r *request) parseChat() error {
 		completion = maxTokens
 	}
 	r.maxTokens = max(maxCompletion, maxTokens)
-	r.estimate = r.prompt + completion*max(n, 1)
+	r.choices = max(n, 1)
+	r.estimate = r.prompt + completion*r.choices
 	return nil
+}
+
+// messageFraming bounds the tokens a message costs beyond its text (its
+// role and separators), and toolsPrompt the tokens a provider adds to
+// describe tools (Anthropic's tool-use system prompt is several hundred).
+const (
+	messageFraming = 16
+	toolsPrompt    = 1024
+)
+
+// outputBound is the most output tokens a request can be billed: its
+// completion cap (the client's, else the one Sluice sends), else def, for
+// each completion asked for.
+func (r *request) outputBound(def int64) int64 {
+	if r.ep != provider.Chat {
+		return 0
+	}
+	limit := r.maxTokens
+	if limit == 0 {
+		limit = or(r.outputCap, def)
+	}
+	return limit * max(r.choices, 1)
 }
 
 func (r *request) parseEmbeddings() error {
@@ -118,34 +157,37 @@ func (r *request) parseEmbeddings() error {
 		return badParam("input", "you must provide an input parameter")
 	}
 	r.prompt = int64(len(raw))/4 + 1
+	r.inputBound = int64(len(raw)) + messageFraming
 	r.estimate = r.prompt
 	return nil
 }
 
 // messagesSize reads the messages array one message at a time, so that a
 // large conversation is never held decoded whole, and returns the bytes
-// of text it holds for token estimation.
-func messagesSize(raw json.RawMessage) (int64, error) {
+// of text it holds for token estimation, a bound of the tokens it can be
+// billed, and the number of messages.
+func messagesSize(raw json.RawMessage) (chars, bound, n int64, err error) {
 	if len(raw) == 0 {
-		return 0, badParam("messages", "messages must be a non-empty array")
+		return 0, 0, 0, badParam("messages", "messages must be a non-empty array")
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
-		return 0, badParam("messages", "invalid type for messages: want an array of messages")
+		return 0, 0, 0, badParam("messages", "invalid type for messages: want an array of messages")
 	}
-	var chars, n int64
 	for dec.More() {
 		var m chatMessage
 		if err := dec.Decode(&m); err != nil {
-			return 0, badParam("messages", "invalid type for messages[%d]: %s", n, jsonTypeError(err))
+			return 0, 0, 0, badParam("messages", "invalid type for messages[%d]: %s", n, jsonTypeError(err))
 		}
-		chars += m.textBytes()
+		e, b := m.textBytes()
+		chars += e
+		bound += b
 		n++
 	}
 	if n == 0 {
-		return 0, badParam("messages", "messages must be a non-empty array")
+		return 0, 0, 0, badParam("messages", "messages must be a non-empty array")
 	}
-	return chars, nil
+	return chars, bound, n, nil
 }
 
 // chatMessage is what token estimation reads of a message.
@@ -160,7 +202,7 @@ const imageTokens = 765
 
 // textBytes estimates the message's size in bytes of text, counting an
 // image as imageTokens*4 bytes whatever its encoding.
-func (m chatMessage) textBytes() int64 {
+func (m chatMessage) textBytes() (estimate, bound int64) {
 	n := int64(len(m.ToolCalls))
 	c := bytes.TrimSpace(m.Content)
 	switch {
@@ -168,24 +210,38 @@ func (m chatMessage) textBytes() int64 {
 	case c[0] == '"':
 		n += int64(len(c))
 	case c[0] == '[':
-		var parts []struct {
-			Type string `json:"type"`
-			Text string `json:"text"`
-		}
+		var parts []json.RawMessage
 		if json.Unmarshal(c, &parts) == nil {
-			for _, p := range parts {
-				if p.Type == "text" {
+			var more int64 // what the bound counts beyond the estimate
+			for _, raw := range parts {
+				var p struct {
+					Type string `json:"type"`
+					Text string `json:"text"`
+				}
+				_ = json.Unmarshal(raw, &p)
+				switch p.Type {
+				case "text":
 					n += int64(len(p.Text))
-				} else {
+				case "image_url", "image":
 					n += imageTokens * 4
+					more += imageBound - imageTokens*4
+				default:
+					// Audio, files: as many tokens as they have bytes, at most.
+					n += imageTokens * 4
+					more += max(0, int64(len(raw))-imageTokens*4)
 				}
 			}
+			return n, n + more
 		}
 	default:
 		n += int64(len(c))
 	}
-	return n
+	return n, n
 }
+
+// imageBound bounds the tokens one image is billed (the largest any
+// provider bills is below it).
+const imageBound = 4096
 
 // dropNulls removes the fields whose value is null.
 func dropNulls(fields map[string]json.RawMessage) {
@@ -219,8 +275,9 @@ func jsonTypeError(err error) string {
 // upstreamBody builds the body sent to one upstream: the client's fields
 // with the upstream's model name and the channel's parameters, and, on
 // streams, usage requested so that token quotas settle on real numbers.
-func (r *request) upstreamBody(model string, p *params) ([]byte, error) {
+func (r *request) upstreamBody(model string, p *params, outputCap map[string]json.RawMessage) ([]byte, error) {
 	fields := withParams(r.fields, model, p)
+	maps.Copy(fields, outputCap)
 	if r.stream && !r.includeUsage {
 		var opts map[string]json.RawMessage
 		if raw, ok := fields["stream_options"]; ok {
@@ -237,8 +294,39 @@ func (r *request) upstreamBody(model string, p *params) ([]byte, error) {
 
 // nativeBody builds the body relayed in the client's own API: its fields
 // with the upstream's model name and the channel's parameters.
-func (r *request) nativeBody(model string, p *params) ([]byte, error) {
-	return json.Marshal(withParams(r.native, model, p))
+func (r *request) nativeBody(model string, p *params, outputCap map[string]json.RawMessage) ([]byte, error) {
+	fields := withParams(r.native, model, p)
+	maps.Copy(fields, outputCap)
+	return json.Marshal(fields)
+}
+
+// canonicalCap is the completion cap a request without one sends (see
+// outputCap), in the field an upstream type reads: OpenAI's current
+// max_completion_tokens (its reasoning models refuse max_tokens), and for
+// the other OpenAI-compatible services the max_tokens they all read. The
+// translating adapters read either.
+func (r *request) canonicalCap(spec provider.Spec) map[string]json.RawMessage {
+	if r.outputCap <= 0 {
+		return nil
+	}
+	field := "max_tokens"
+	if spec.Type == "openai" || spec.Type == "azure" {
+		field = "max_completion_tokens"
+	}
+	return map[string]json.RawMessage{field: json.RawMessage(strconv.FormatInt(r.outputCap, 10))}
+}
+
+// nativeCap is the completion cap of a request relayed in its own API:
+// the Responses API's max_output_tokens (Anthropic's Messages API
+// requires max_tokens of every request).
+func (r *request) nativeCap() map[string]json.RawMessage {
+	if r.outputCap <= 0 || r.codec == nil || r.codec.Format() != wire.FormatResponses {
+		return nil
+	}
+	if _, set := r.native["max_output_tokens"]; set {
+		return nil
+	}
+	return map[string]json.RawMessage{"max_output_tokens": json.RawMessage(strconv.FormatInt(r.outputCap, 10))}
 }
 
 // withParams returns a copy of a body's fields with the model name and a

@@ -31,6 +31,7 @@ type channel struct {
 	headers      map[string]string
 	apiVersion   string
 	maxTokens    int64
+	pricing      map[string]config.Price // the channel's own prices, over the config's
 }
 
 // credential is one upstream key, ready for routing.
@@ -45,8 +46,8 @@ type credential struct {
 	secret  string // iFlytek Spark's api_secret: only ever used to sign upstream requests
 	weight  int
 	limit   quota.Limit
-	pool    string      // the channel, when it has shared limits
-	shared  quota.Limit // the channel's shared limits
+	pool    string      // the channel, when it has shared limits or budgets
+	shared  quota.Limit // the channel's shared limits and budgets
 	wait    time.Duration
 
 	inflight atomic.Int64 // requests in flight on this instance

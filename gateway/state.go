@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -64,7 +65,7 @@ func (g *Gateway) newState(cfg *config.Config, prev *state) (*state, error) {
 			}
 		}
 	}
-	st.clients = newClients(cfg.Clients)
+	st.clients = newClients(cfg.Clients, cfg.Groups)
 	st.router = newRouter(cfg, st.channels, st.creds)
 	return st, nil
 }
@@ -145,6 +146,7 @@ func newChannel(c config.Channel, upstream *transports) (*channel, error) {
 		models: c.Models, modelMap: c.ModelMap, priority: c.Priority,
 		timeout: c.Timeout.D(), idleTimeout: c.StreamIdleTimeout.D(),
 		params: p, nativeParams: p.native(adapter), headers: c.Headers, apiVersion: c.APIVersion, maxTokens: c.MaxTokens,
+		pricing: c.Pricing,
 	}, nil
 }
 
@@ -164,7 +166,7 @@ func newCredential(ch *channel, chc config.Channel, c config.Credential) *creden
 			cr.baseURL = cr.spec.BaseURL
 		}
 	}
-	if shared := quotaLimit(chc.SharedLimits); !shared.IsZero() {
+	if shared := channelLimit(chc); !shared.IsZero() {
 		cr.pool, cr.shared = poolName(chc.Name), shared
 		cr.wait = max(cr.wait, chc.SharedLimits.WaitTimeout.D())
 	}
@@ -194,6 +196,16 @@ func mergeLimits(base, over config.Limits) config.Limits {
 	base.TPD = or(over.TPD, base.TPD)
 	base.Concurrency = or(over.Concurrency, base.Concurrency)
 	base.WaitTimeout = or(over.WaitTimeout, base.WaitTimeout)
+	if len(over.Models) > 0 {
+		models := maps.Clone(base.Models)
+		if models == nil {
+			models = map[string]config.Limits{}
+		}
+		for m, l := range over.Models {
+			models[m] = mergeLimits(models[m], l)
+		}
+		base.Models = models
+	}
 	return base
 }
 

@@ -36,7 +36,7 @@ func (s *streamed) used(prompt int64, u *wire.Usage) int64 {
 
 // pump relays a streamed answer and says how it ended.
 func (a *attempt) pump(ans *answer) report {
-	sink := newSink(a.req, ans)
+	sink := newSink(a.req, ans, a.usagePrice)
 	a.stream = &streamed{}
 	defer a.endStream()
 	for {
@@ -97,6 +97,7 @@ func (a *attempt) beginStream(ans *answer) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
+	h.Set("Trailer", costHeader) // what the stream cost, once it ended
 	a.begin()
 	w.WriteHeader(http.StatusOK)
 	a.stream.begun = true
@@ -206,22 +207,32 @@ type streamSink interface {
 	fail(msg, code string) []byte       // the end of a stream broken after its first event
 }
 
-func newSink(req *request, ans *answer) streamSink {
+func newSink(req *request, ans *answer, price func(*wire.Usage) (int64, bool)) streamSink {
 	switch {
 	case req.codec == nil:
-		return openAISink{includeUsage: req.includeUsage}
+		return openAISink{includeUsage: req.includeUsage, price: price}
 	case ans.native != nil:
 		return nativeSink{req.codec}
 	}
 	return &codecSink{enc: req.codec.NewStream(req.model)}
 }
 
-// openAISink writes chunks as they came.
-type openAISink struct{ includeUsage bool }
+// openAISink writes chunks as they came, the chunk with the usage with
+// what the call cost.
+type openAISink struct {
+	includeUsage bool
+	price        func(*wire.Usage) (int64, bool)
+}
 
 func (s openAISink) event(ev sse.Event) ([]byte, error) {
-	if _, usageOnly := scanUsage(ev.Data); usageOnly && !s.includeUsage {
+	u, usageOnly := scanUsage(ev.Data)
+	if usageOnly && !s.includeUsage {
 		return nil, nil // Sluice asked for it to settle quotas; the client did not
+	}
+	if u != nil && s.price != nil {
+		if cost, ok := s.price(u); ok {
+			ev.Data = withCost(ev.Data, cost)
+		}
 	}
 	return eventBytes(ev), nil
 }

@@ -40,6 +40,8 @@ type instruments struct {
 	failovers  metric.Int64Counter
 	inFlight   metric.Int64UpDownCounter
 	streams    metric.Int64UpDownCounter
+	cost       metric.Float64Counter
+	unpriced   metric.Int64Counter
 	observed   metric.Registration // breaker and quota gauges
 }
 
@@ -70,6 +72,10 @@ func newInstruments(g *Gateway) (*instruments, error) {
 		metric.WithDescription("Relayed requests in flight on this instance."))
 	in.streams, errs[10] = meter.Int64UpDownCounter("sluice.streams.in_flight", metric.WithUnit("{stream}"),
 		metric.WithDescription("Streams being relayed on this instance."))
+	in.cost, errs[11] = meter.Float64Counter("sluice.cost.usd",
+		metric.WithDescription("What calls cost, in US dollars, by client, model and channel."))
+	in.unpriced, errs[8] = meter.Int64Counter("sluice.unpriced.calls", metric.WithUnit("{call}"),
+		metric.WithDescription("Calls billed $0 because their model has no price (pricing:), by model and channel."))
 
 	breakerState, err := meter.Int64ObservableGauge("sluice.breaker.state",
 		metric.WithDescription("Circuit breaker state per credential: 0 closed, 1 half-open, 2 open."))
@@ -343,6 +349,14 @@ func (g *Gateway) observeRequest(ctx context.Context, c echo.Context, ci *callIn
 	g.metrics.requests.Add(ctx, 1, attrs)
 	g.metrics.duration.Record(ctx, took.Seconds(), attrs)
 	g.stats.record(ci.start.Add(took), c.Response().Status, took)
+	if ci.billed {
+		if ci.priced {
+			g.metrics.cost.Add(ctx, float64(ci.cost)/1e6, metric.WithAttributes(telemetry.Client.String(cmp.Or(ci.client, "anonymous")),
+				telemetry.GenAIRequestModel.String(label), telemetry.Channel.String(ci.channel)))
+		} else {
+			g.metrics.unpriced.Add(ctx, 1, metric.WithAttributes(telemetry.GenAIRequestModel.String(label), telemetry.Channel.String(ci.channel)))
+		}
+	}
 	if ci.ttfb > 0 {
 		g.metrics.ttft.Record(ctx, ci.ttfb.Seconds(), metric.WithAttributes(
 			telemetry.GenAIRequestModel.String(label), telemetry.Channel.String(ci.channel), telemetry.Stream.Bool(ci.stream)))

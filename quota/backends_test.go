@@ -39,7 +39,25 @@ func backends(t *testing.T) []backend {
 		{"memory", func(t *testing.T, clk *clock) testLimiter { return NewMemory(MemoryConfig{Now: clk.Now}) }},
 		{"redis", onRedis(single)},
 		{"redis-cluster", onRedis(cluster)},
+		{"lease", func(t *testing.T, clk *clock) testLimiter {
+			r := NewRedis(single, RedisConfig{Prefix: uniquePrefix(), Clock: clk.Now, Timeout: 5 * time.Second})
+			return flushing{NewLeased(r, LeaseConfig{Now: clk.Now}), r}
+		}},
 	}
+}
+
+// flushing writes settlements at once, as the background flush (every
+// 20ms) does in a process: the tests' clock moves by seconds.
+type flushing struct {
+	*Leased
+	r *Redis
+}
+
+func (f flushing) Settle(ctx context.Context, g Grant, used Amount) error {
+	if err := f.Leased.Settle(ctx, g, used); err != nil {
+		return err
+	}
+	return f.r.Flush(ctx)
 }
 
 // TestConformance runs every shared behaviour against every backend.
@@ -165,7 +183,7 @@ func TestRedisReservationsExpire(t *testing.T) {
 	clk := newClock()
 	l := NewRedis(c, RedisConfig{Prefix: uniquePrefix(), Clock: clk.Now})
 	req := one("a", Limit{TPM: 1000})
-	req.Tokens = 800
+	req.Reserve = Amount{Tokens: 800}
 	if !mustAcquire(t, l, req).Allowed {
 		t.Fatal("first reservation")
 	}
@@ -209,7 +227,7 @@ func TestRedisSettleNeedsNoRoundTrip(t *testing.T) {
 	l := NewRedis(c, RedisConfig{Prefix: uniquePrefix()})
 	ctx := context.Background()
 	req := one("a", Limit{TPM: 100000, Concurrency: 10})
-	req.Tokens = 500
+	req.Reserve = Amount{Tokens: 500}
 	first := mustAcquire(t, l, req) // loads the script; never settled
 	before := commandCalls(t, c)
 	for range 50 {
@@ -217,7 +235,7 @@ func TestRedisSettleNeedsNoRoundTrip(t *testing.T) {
 		if !d.Allowed {
 			t.Fatalf("refused: %+v", d)
 		}
-		if err := l.Settle(ctx, d.Grant, 20); err != nil {
+		if err := l.Settle(ctx, d.Grant, Amount{Tokens: 20}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -231,8 +249,8 @@ func TestRedisSettleNeedsNoRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u := us[0]; u.InFlight != 1 || u.TPM.Remaining != 100000-first.Grant.Tokens-50*20 {
-		t.Fatalf("after settling: in flight %d, tpm remaining %d", u.InFlight, u.TPM.Remaining)
+	if u := us[0]; u.InFlight != 1 || u.Level("tpm").Remaining != 100000-first.Grant.Reserved.Tokens-50*20 {
+		t.Fatalf("after settling: in flight %d, tpm remaining %d", u.InFlight, u.Level("tpm").Remaining)
 	}
 }
 

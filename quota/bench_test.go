@@ -15,7 +15,7 @@ func BenchmarkRedisAcquireSettle(b *testing.B) {
 	c := redistest.Start(b).Client(b)
 	l := NewRedis(c, RedisConfig{Prefix: uniquePrefix()})
 	big := Limit{QPS: 1e6, Burst: 1e6, RPM: 1e9, TPM: 1e12}
-	req := Request{Client: "c", ClientLimit: Limit{RPM: 1e9, TPM: 1e12}, Tokens: 300,
+	req := Request{Client: "c", ClientLimit: Limit{RPM: 1e9, TPM: 1e12}, Reserve: Amount{Tokens: 300},
 		Candidates: []Candidate{{ID: "a", Limit: big}, {ID: "b", Limit: big}}}
 	ctx := context.Background()
 	for b.Loop() {
@@ -23,7 +23,7 @@ func BenchmarkRedisAcquireSettle(b *testing.B) {
 		if err != nil || !d.Allowed {
 			b.Fatal(err, d)
 		}
-		_ = l.Settle(ctx, d.Grant, 120)
+		_ = l.Settle(ctx, d.Grant, Amount{Tokens: 120})
 	}
 	_, us := evalStat(b, c)
 	b.ReportMetric(us, "µs/script")

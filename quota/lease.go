@@ -67,19 +67,30 @@ type Leased struct {
 var _ Limiter = (*Leased)(nil)
 
 // allowance is the part of a leased batch an instance has not used yet.
+// Tokens and money may go negative: used beyond reservations, owed.
 type allowance struct {
 	requests int64
-	tokens   int64 // tokens may go negative: used beyond reservations, owed
+	left     Amount
 	at       int64 // the server µs the batch is recorded at
 	expires  time.Time
 	batch    uint64
 }
 
-// refusal is a remembered "no".
+// refusal is a remembered "no": until when it is remembered, and when
+// the request may pass (zero: never, it is too large).
 type refusal struct {
-	until  time.Time
-	reason Reason
-	retry  time.Duration
+	until   time.Time
+	reason  Reason
+	retryAt time.Time
+}
+
+// decision is the refusal as the caller sees it now.
+func (rf refusal) decision(scope Scope, now time.Time) Decision {
+	d := Decision{Scope: scope, Reason: rf.reason}
+	if !rf.retryAt.IsZero() {
+		d.RetryAfter = max(0, rf.retryAt.Sub(now))
+	}
+	return d
 }
 
 // NewLeased returns a lease-mode limiter on top of a Redis limiter.
@@ -90,59 +101,81 @@ func NewLeased(r *Redis, cfg LeaseConfig) *Leased {
 // leaseSubject is one subject of a request in lease mode, with its place
 // in take.lua's arguments.
 type leaseSubject struct {
-	slot  int // 0 credential, 1 pool, 2 client
-	key   string
-	limit Limit
+	slot    int    // 0 credential, 1 channel, 2 client, 3 group
+	hash    string // the subject's hash in Redis
+	key     string // its allowance here: the hash, and the model when a window is the model's
+	windows []Window
 }
 
-func (s leaseSubject) tokenLimited() bool { return s.limit.TPM > 0 || s.limit.TPD > 0 }
+func newLeaseSubject(slot int, hash, model string, ws []Window) leaseSubject {
+	return leaseSubject{slot: slot, hash: hash, key: hash + modelScope(model, ws), windows: ws}
+}
+
+// counts reports whether the subject has a window of unit u.
+func (s leaseSubject) counts(u Unit) bool {
+	for _, w := range s.windows {
+		if w.Unit == u && w.Kind != Rate && w.Kind != Concurrent {
+			return true
+		}
+	}
+	return false
+}
 
 // Acquire implements Limiter.
 func (l *Leased) Acquire(ctx context.Context, req Request) (Decision, error) {
-	req.Tokens = max(0, req.Tokens)
-	if req.Sticky != "" || req.ClientLimit.Concurrency > 0 {
+	req.Reserve = req.Reserve.clamp()
+	if req.Sticky != "" || concurrent(req.ClientLimit.All(req.Model)) || concurrent(req.GroupLimit.All(req.Model)) {
 		return l.r.Acquire(ctx, req)
 	}
 	for _, c := range req.Candidates {
-		if c.Limit.Concurrency > 0 || c.PoolLimit.Concurrency > 0 {
+		if concurrent(c.Limit.All(c.served(req))) || concurrent(c.PoolLimit.All(c.served(req))) {
 			return l.r.Acquire(ctx, req)
 		}
 	}
 	k := l.r.Keys()
-	var client *leaseSubject
-	if req.Client != "" && !req.ClientLimit.IsZero() {
-		client = &leaseSubject{slot: 2, key: k.Client(req.Client), limit: req.ClientLimit}
+	// The client's side: its key and its group, held whatever candidate.
+	var own []leaseSubject
+	if req.Client != "" {
+		if ws := req.ClientLimit.All(req.Model); len(ws) > 0 {
+			own = append(own, newLeaseSubject(2, k.Client(req.Client), req.Model, ws))
+		}
+	}
+	if req.Group != "" {
+		if ws := req.GroupLimit.All(req.Model); len(ws) > 0 {
+			own = append(own, newLeaseSubject(3, k.Group(req.Group), req.Model, ws))
+		}
 	}
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.cfg.Now()
-	if client != nil {
-		if rf, ok := l.refusals[client.key]; ok && now.Before(rf.until) {
-			return Decision{Scope: ScopeClient, Reason: rf.reason, RetryAfter: rf.until.Sub(now)}, nil
+	for _, s := range own {
+		if rf, ok := l.refusals[s.key]; ok && now.Before(rf.until) {
+			return rf.decision(scopeOf(s.slot), now), nil
 		}
 	}
 	best := Decision{RetryAfter: -1}
 	for i, c := range req.Candidates {
-		subjects := []leaseSubject{{slot: 0, key: k.Credential(c.ID), limit: c.Limit}}
-		if c.Pool != "" && !c.PoolLimit.IsZero() {
-			subjects = append(subjects, leaseSubject{slot: 1, key: k.Pool(c.Pool), limit: c.PoolLimit})
+		ws := c.Limit.All(c.served(req))
+		subjects := []leaseSubject{newLeaseSubject(0, k.Credential(c.ID), c.served(req), ws)}
+		var pws []Window
+		if c.Pool != "" {
+			if pws = c.PoolLimit.All(c.served(req)); len(pws) > 0 {
+				subjects = append(subjects, newLeaseSubject(1, k.Pool(c.Pool), c.served(req), pws))
+			}
 		}
 		if rf, refused := l.refused(now, subjects); refused {
-			best = soonest(best, Decision{Scope: ScopeCredential, Reason: rf.reason, RetryAfter: rf.until.Sub(now)})
+			best = soonest(best, rf.decision(ScopeCredential, now))
 			continue
 		}
-		all := append([]leaseSubject(nil), subjects...)
-		if client != nil {
-			all = append(all, *client)
-		}
-		if !l.covered(now, all, req.Tokens) {
-			d, err := l.refill(ctx, now, c, all, req.Tokens)
+		all := append(append([]leaseSubject(nil), subjects...), own...)
+		if !l.covered(now, all, req.Reserve) {
+			d, err := l.refill(ctx, now, all, req.Reserve)
 			if err != nil {
 				return Decision{}, err
 			}
 			if !d.Allowed {
-				if d.Scope == ScopeClient {
+				if d.Scope == ScopeClient || d.Scope == ScopeGroup {
 					return d, nil
 				}
 				best = soonest(best, d)
@@ -150,28 +183,58 @@ func (l *Leased) Acquire(ctx context.Context, req Request) (Decision, error) {
 			}
 		}
 		g := Grant{
-			ID: c.ID, Index: i, Client: req.Client, Tokens: req.Tokens, At: now,
-			CredentialLimit: c.Limit, ClientLimit: req.ClientLimit, Backend: "lease",
+			ID: c.ID, Index: i, Client: req.Client, Model: req.Model, Served: c.Model, Reserved: req.Reserve, At: now,
+			CredentialLimit: c.Limit, Backend: "lease",
 		}
-		if len(subjects) == 2 {
+		for _, s := range own {
+			if s.slot == 2 {
+				g.ClientLimit = req.ClientLimit
+			} else {
+				g.Group, g.GroupLimit = req.Group, req.GroupLimit
+			}
+		}
+		if len(pws) > 0 {
 			g.Pool, g.PoolLimit = c.Pool, c.PoolLimit
 		}
-		var batches [3]uint64
+		var batches [4]uint64
+		recorded := int64(math.MaxInt64)
 		for _, s := range all {
 			a := l.leases[s.key]
 			a.requests--
-			if s.tokenLimited() {
-				a.tokens -= req.Tokens
-			}
+			a.left = a.left.Sub(Amount{Tokens: use(s, Tokens, req.Reserve), Cost: use(s, Cost, req.Reserve)})
 			batches[s.slot] = a.batch
+			recorded = min(recorded, a.at)
 		}
-		g.Lease = fmt.Sprintf("%d,%d,%d", batches[0], batches[1], batches[2])
+		// The reservation counts in Redis where its batches do: the
+		// earliest of them, so that a correction never charges less.
+		g.At = time.UnixMicro(recorded)
+		g.Lease = fmt.Sprintf("%d,%d,%d,%d", batches[0], batches[1], batches[2], batches[3])
 		return Decision{Allowed: true, Grant: g}, nil
 	}
 	if best.RetryAfter < 0 {
 		best.RetryAfter = 0
 	}
 	return best, nil
+}
+
+// modelScope keeps apart the allowances of one subject for calls of
+// different models when it has windows of a model: a batch leased under
+// a model's window is for that model's calls.
+func modelScope(model string, ws []Window) string {
+	for _, w := range ws {
+		if w.Model != "" {
+			return "@" + model
+		}
+	}
+	return ""
+}
+
+// use is what a request takes of a subject's allowance of unit u.
+func use(s leaseSubject, u Unit, a Amount) int64 {
+	if !s.counts(u) {
+		return 0
+	}
+	return a.of(u)
 }
 
 // soonest keeps the refusal that may pass first.
@@ -196,11 +259,12 @@ func (l *Leased) refused(now time.Time, subjects []leaseSubject) (refusal, bool)
 }
 
 // covered reports whether every subject's live allowance can admit one
-// more request of the given tokens.
-func (l *Leased) covered(now time.Time, subjects []leaseSubject, tokens int64) bool {
+// more request of the given reservation.
+func (l *Leased) covered(now time.Time, subjects []leaseSubject, need Amount) bool {
 	for _, s := range subjects {
 		a := l.leases[s.key]
-		if a == nil || !now.Before(a.expires) || a.requests < 1 || (s.tokenLimited() && a.tokens < tokens) {
+		if a == nil || !now.Before(a.expires) || a.requests < 1 ||
+			a.left.Tokens < use(s, Tokens, need) || a.left.Cost < use(s, Cost, need) {
 			return false
 		}
 	}
@@ -209,95 +273,116 @@ func (l *Leased) covered(now time.Time, subjects []leaseSubject, tokens int64) b
 
 // refill leases a new batch for the subjects in one round trip, giving
 // back what their expired batches left unused.
-func (l *Leased) refill(ctx context.Context, now time.Time, c Candidate, subjects []leaseSubject, tokens int64) (Decision, error) {
+func (l *Leased) refill(ctx context.Context, now time.Time, subjects []leaseSubject, need Amount) (Decision, error) {
 	n := int64(l.cfg.Batch)
-	tokenLimited := false
+	var tokens, money bool
 	for _, s := range subjects {
-		n = min(n, batchFor(s.limit, l.cfg.Hold))
-		tokenLimited = tokenLimited || s.tokenLimited()
+		n = min(n, batchFor(s.windows, l.cfg.Hold))
+		tokens = tokens || s.counts(Tokens)
+		money = money || s.counts(Cost)
 	}
-	var wantTokens int64
-	if tokenLimited {
-		wantTokens = n * max(tokens, 1)
+	var want Amount
+	if tokens {
+		want.Tokens = n * max(need.Tokens, 1)
+	}
+	if money {
+		want.Cost = n * max(need.Cost, 1)
 	}
 	none := l.r.Keys().none()
-	keys := []string{none, none, none}
-	args := []any{l.r.now(), n, wantTokens, tokens, l.cfg.Hold.Microseconds()}
-	limits := [3]Limit{}
+	keys := []string{none, none, none, none}
+	windows := [4][]Window{}
+	stores := [4]string{}
 	for _, s := range subjects {
-		keys[s.slot], limits[s.slot] = s.key, s.limit
+		keys[s.slot], windows[s.slot], stores[s.slot] = s.hash, s.windows, s.key
 	}
-	for _, lim := range limits {
-		args = append(args, limitArgs(lim)...)
-	}
+	reasons := map[string]Reason{"cool": ReasonCooldown, "large": ReasonTooLarge}
+	wall := l.r.clock()
+	args := []any{l.r.now(), n, want.Tokens, want.Cost, need.Tokens, need.Cost, l.cfg.Hold.Microseconds()}
 	var gone []*allowance
-	for slot := range 3 {
-		a := l.leases[keys[slot]]
-		if keys[slot] == none || a == nil {
-			args = append(args, 0, 0, 0, 0)
+	for slot := range 4 {
+		args = encodeWindows(args, windows[slot], wall)
+		addReasons(reasons, windows[slot])
+		a := l.leases[stores[slot]]
+		if stores[slot] == "" || a == nil {
+			args = append(args, 0, 0, 0, 0, 0, 0)
 			continue
 		}
 		// Whatever the old batch holds goes back (or is charged) now.
-		args = append(args, max(0, a.requests), max(0, a.tokens), a.at, max(0, -a.tokens))
+		args = append(args, max(0, a.requests), max(0, a.left.Tokens), max(0, a.left.Cost), a.at,
+			max(0, -a.left.Tokens), max(0, -a.left.Cost))
 		gone = append(gone, a)
+	}
+	along := l.r.takePending(piggyback)
+	args = append(args, len(along))
+	for _, st := range along {
+		keys = append(keys, st.keys[:]...)
+		args = append(args, st.args...)
 	}
 	v, err := l.r.run(ctx, l.r.take, keys, args...)
 	if err != nil {
+		if notSent(err) {
+			l.r.requeue(along)
+		}
 		return Decision{}, err
 	}
 	res, ok := v.([]any)
-	if !ok || len(res) != 6 {
+	if !ok || len(res) != 8 {
 		return Decision{}, fmt.Errorf("%w: unexpected take reply %v", ErrBackend, v)
 	}
 	for _, a := range gone {
-		a.requests, a.tokens = 0, 0
+		a.requests, a.left = 0, Amount{}
 	}
-	if who := toInt(res[3]); who > 0 {
-		retry := micros(toInt(res[5]))
-		rf := refusal{reason: Reason(toStr(res[4])), retry: retry}
-		wait := retry
-		if retry <= 0 || retry > l.cfg.MaxDeny {
-			wait = l.cfg.MaxDeny
+	if who := toInt(res[5]); who > 0 {
+		retry := micros(toInt(res[7]))
+		rf := refusal{reason: reasonOf(reasons, toStr(res[6])), until: now.Add(l.cfg.MaxDeny)}
+		if retry >= 0 { // else never: too large
+			rf.retryAt = now.Add(retry)
+			rf.until = now.Add(min(max(retry, time.Microsecond), l.cfg.MaxDeny))
 		}
-		rf.until = now.Add(wait)
-		key, scope := keys[who-1], ScopeCredential
-		if who == 3 {
-			scope = ScopeClient
-		}
-		l.refusals[key] = rf
-		if toInt(res[5]) < 0 {
-			retry = 0 // never: too large
-		}
-		return Decision{Scope: scope, Reason: rf.reason, RetryAfter: retry}, nil
+		l.refusals[stores[who-1]] = rf
+		return rf.decision(scopeOf(int(who-1)), now), nil
 	}
-	granted, grantedTokens, at := toInt(res[0]), toInt(res[1]), toInt(res[2])+l.cfg.Hold.Microseconds()
-	for _, k := range keys {
-		if k == none {
+	serverNow := toInt(res[3])
+	usable := min(toInt(res[4])-serverNow, l.cfg.Hold.Microseconds())
+	for _, key := range stores {
+		if key == "" {
 			continue
 		}
-		a := l.leases[k]
+		a := l.leases[key]
 		if a == nil {
 			a = &allowance{}
-			l.leases[k] = a
+			l.leases[key] = a
 		}
-		a.requests, a.tokens = granted, grantedTokens
-		a.at, a.expires = at, now.Add(l.cfg.Hold)
+		a.requests, a.left = toInt(res[0]), Amount{Tokens: toInt(res[1]), Cost: toInt(res[2])}
+		a.at, a.expires = serverNow+l.cfg.Hold.Microseconds(), now.Add(micros(max(0, usable)))
 		a.batch++
 	}
 	return Decision{Allowed: true}, nil
 }
 
-// batchFor is the most a subject's limits let one instance use in hold.
-func batchFor(lim Limit, hold time.Duration) int64 {
+// scopeOf is the scope of a refusal by the subject in a slot.
+func scopeOf(slot int) Scope {
+	switch slot {
+	case 2:
+		return ScopeClient
+	case 3:
+		return ScopeGroup
+	}
+	return ScopeCredential
+}
+
+// batchFor is the most a subject's windows let one instance use in hold.
+func batchFor(ws []Window, hold time.Duration) int64 {
 	rate := math.Inf(1) // requests per second
-	if lim.QPS > 0 {
-		rate = min(rate, lim.QPS)
-	}
-	if lim.RPM > 0 {
-		rate = min(rate, float64(lim.RPM)/60)
-	}
-	if lim.RPD > 0 {
-		rate = min(rate, float64(lim.RPD)/86400)
+	for _, w := range ws {
+		switch {
+		case w.Kind == Rate:
+			rate = min(rate, 1/w.Width.Seconds())
+		case w.Kind == Sliding && w.Unit == Requests:
+			rate = min(rate, float64(w.Limit)/w.Width.Seconds())
+		case w.Kind == Calendar && w.Unit == Requests:
+			rate = min(rate, float64(w.Limit)/max(1, hold.Seconds()))
+		}
 	}
 	if math.IsInf(rate, 1) {
 		return math.MaxInt32
@@ -305,50 +390,65 @@ func batchFor(lim Limit, hold time.Duration) int64 {
 	return max(1, int64(math.Ceil(rate*hold.Seconds())))
 }
 
-// Settle implements Limiter: lease-mode grants settle locally, refunding
-// unused tokens to the batch they came from (while it is live) and owing
-// the tokens used beyond the reservation to the next refill.
-func (l *Leased) Settle(ctx context.Context, g Grant, usedTokens int64) error {
+// Settle implements Limiter: lease-mode grants settle locally while the
+// batch they came from is live, refunding what a request did not use to
+// it (and forgetting a remembered refusal: there is room again) and
+// owing what it used beyond its reservation to the next refill. A grant
+// whose batch is over (a call longer than the hold) is corrected in
+// Redis, at the time its batch was recorded, as an exact grant is.
+func (l *Leased) Settle(ctx context.Context, g Grant, used Amount) error {
 	if g.Backend != "lease" {
-		return l.r.Settle(ctx, g, usedTokens)
+		return l.r.Settle(ctx, g, used)
 	}
-	delta := usedTokens - g.Tokens
-	if delta == 0 {
+	delta := used.clamp().Sub(g.Reserved)
+	if delta.IsZero() {
 		return nil
 	}
 	k := l.r.Keys()
-	var batches [3]uint64
-	for i, part := range strings.SplitN(g.Lease, ",", 3) {
+	var batches [4]uint64
+	for i, part := range strings.SplitN(g.Lease, ",", 4) {
 		batches[i], _ = strconv.ParseUint(part, 10, 64)
 	}
-	keys := [3]string{}
+	var subjects []leaseSubject
 	if g.ID != "" {
-		keys[0] = k.Credential(g.ID)
+		ws := g.CredentialLimit.All(g.served())
+		subjects = append(subjects, newLeaseSubject(0, k.Credential(g.ID), g.served(), ws))
 	}
-	limits := [3]Limit{g.CredentialLimit, g.PoolLimit, g.ClientLimit}
 	if g.Pool != "" {
-		keys[1] = k.Pool(g.Pool)
+		ws := g.PoolLimit.All(g.served())
+		subjects = append(subjects, newLeaseSubject(1, k.Pool(g.Pool), g.served(), ws))
 	}
-	if g.Client != "" && !g.ClientLimit.IsZero() {
-		keys[2] = k.Client(g.Client)
+	if g.Client != "" {
+		ws := g.ClientLimit.All(g.Model)
+		subjects = append(subjects, newLeaseSubject(2, k.Client(g.Client), g.Model, ws))
+	}
+	if g.Group != "" {
+		ws := g.GroupLimit.All(g.Model)
+		subjects = append(subjects, newLeaseSubject(3, k.Group(g.Group), g.Model, ws))
 	}
 	now := l.cfg.Now()
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	for slot, key := range keys {
-		if key == "" || (limits[slot].TPM == 0 && limits[slot].TPD == 0) {
-			continue
-		}
-		a := l.leases[key]
-		if a == nil {
-			continue
-		}
-		live := a.batch == batches[slot] && now.Before(a.expires)
-		if delta > 0 || live {
-			a.tokens -= delta // a refund only to the live batch it came from; a debt always
+	live := true
+	for _, s := range subjects {
+		a := l.leases[s.key]
+		if a == nil || a.batch != batches[s.slot] || !now.Before(a.expires) {
+			live = false
 		}
 	}
-	return nil
+	if live {
+		for _, s := range subjects {
+			a := l.leases[s.key]
+			a.left = a.left.Sub(Amount{Tokens: use(s, Tokens, delta), Cost: use(s, Cost, delta)})
+			if delta.Tokens < 0 || delta.Cost < 0 {
+				delete(l.refusals, s.key)
+			}
+		}
+		l.mu.Unlock()
+		return nil
+	}
+	l.mu.Unlock()
+	g.Lease = ""
+	return l.r.Settle(ctx, g, used)
 }
 
 // Cooldown implements Limiter: the credential rests at once here and, for
@@ -356,9 +456,14 @@ func (l *Leased) Settle(ctx context.Context, g Grant, usedTokens int64) error {
 func (l *Leased) Cooldown(ctx context.Context, id string, d time.Duration) error {
 	key := l.r.Keys().Credential(id)
 	l.mu.Lock()
-	l.refusals[key] = refusal{until: l.cfg.Now().Add(d), reason: ReasonCooldown, retry: d}
-	if a := l.leases[key]; a != nil {
-		a.expires = time.Time{}
+	now := l.cfg.Now()
+	if rf, ok := l.refusals[key]; !ok || rf.retryAt.Before(now.Add(d)) {
+		l.refusals[key] = refusal{until: now.Add(d), reason: ReasonCooldown, retryAt: now.Add(d)}
+	}
+	for k, a := range l.leases {
+		if k == key || strings.HasPrefix(k, key+"@") {
+			a.expires = time.Time{}
+		}
 	}
 	l.mu.Unlock()
 	return l.r.Cooldown(ctx, id, d)

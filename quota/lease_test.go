@@ -76,7 +76,7 @@ func TestLeasedNeverOverAdmitsRPM(t *testing.T) {
 func TestLeasedTokens(t *testing.T) {
 	insts, clk := leasedCluster(t, 2, LeaseConfig{Batch: 5})
 	req := one("a", Limit{TPM: 10000})
-	req.Tokens = 500
+	req.Reserve = Amount{Tokens: 500}
 	ctx := context.Background()
 	used := int64(0)
 	for step := range 200 { // 20 s, all inside one minute
@@ -84,7 +84,7 @@ func TestLeasedTokens(t *testing.T) {
 		d := mustAcquire(t, l, req)
 		if d.Allowed {
 			used += 100
-			if err := l.Settle(ctx, d.Grant, 100); err != nil {
+			if err := l.Settle(ctx, d.Grant, Amount{Tokens: 100}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -103,7 +103,7 @@ func TestLeasedTokens(t *testing.T) {
 	if !d.Allowed {
 		t.Fatal("a new minute")
 	}
-	_ = insts[0].Settle(ctx, d.Grant, 9800)
+	_ = insts[0].Settle(ctx, d.Grant, Amount{Tokens: 9800})
 	clk.Advance(time.Second) // the batch expires; the debt goes with the next refill
 	if d := mustAcquire(t, insts[0], req); d.Allowed {
 		t.Fatalf("9800 + 500 exceed 10000: want a refusal, got %+v", d)

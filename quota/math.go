@@ -30,12 +30,6 @@ func gcra(tat, now, interval, burst, cost int64) (ok bool, newTAT, retry, remain
 // room by up to one slot, never over-admit.
 const windowSlots = 60
 
-// Window widths.
-const (
-	minute = int64(time.Minute / time.Microsecond)
-	day    = int64(24 * time.Hour / time.Microsecond)
-)
-
 // slotOf returns the slot number of a time for a window of width w.
 func slotOf(now, w int64) int64 { return now / (w / windowSlots) }
 
@@ -117,8 +111,8 @@ func (w *window) reset(now, width int64) int64 {
 // micros converts microseconds to a Duration.
 func micros(us int64) time.Duration { return time.Duration(us) * time.Microsecond }
 
-// tighter returns the window with less room left; zero windows lose.
-func tighter(a, b Window) Window {
+// tighter returns the meter with less room left; zero meters lose.
+func tighter(a, b Meter) Meter {
 	switch {
 	case a.Limit == 0:
 		return b

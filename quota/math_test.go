@@ -30,6 +30,7 @@ func TestGCRA(t *testing.T) {
 }
 
 func TestWindow(t *testing.T) {
+	const minute = int64(60e6)
 	const slot = minute / windowSlots
 	var w window
 	base := 1000 * minute

@@ -101,54 +101,77 @@ func indexOf(cands []Candidate, id string) int {
 }
 
 func (m *Memory) acquire(req Request) (Decision, error) {
-	req.Tokens = max(0, req.Tokens)
-	now := m.now().UnixMicro()
+	req.Reserve = req.Reserve.clamp()
+	now := m.now()
+	us := now.UnixMicro()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 
-	var client *subject
-	var cv verdict
-	if req.Client != "" && !req.ClientLimit.IsZero() {
+	var client, group *subject
+	clientWindows := req.ClientLimit.All(req.Model)
+	if req.Client != "" && len(clientWindows) > 0 {
 		client = m.subject(clientKey(req.Client))
-		if cv = client.check(now, req.ClientLimit, req.Tokens); !cv.ok {
+		if cv := client.check(now, us, clientWindows, req.Reserve); !cv.ok {
 			d := cv.refusal(ScopeClient)
-			d.Requests, d.Tokens = client.report(now, req.ClientLimit)
+			d.Requests, d.Tokens = client.report(now, us, clientWindows)
+			return d, nil
+		}
+	}
+	groupWindows := req.GroupLimit.All(req.Model)
+	if req.Group != "" && len(groupWindows) > 0 {
+		group = m.subject(groupKey(req.Group))
+		if gv := group.check(now, us, groupWindows, req.Reserve); !gv.ok {
+			d := gv.refusal(ScopeGroup)
+			d.Requests, d.Tokens = group.report(now, us, groupWindows)
 			return d, nil
 		}
 	}
 
 	var best verdict
 	var binding *subject
-	var bindingLimit Limit
+	var bindingWindows []Window
 	for i, c := range req.Candidates {
+		ws := c.Limit.All(c.served(req))
 		s := m.subject(credentialKey(c.ID))
-		v := s.check(now, c.Limit, req.Tokens)
+		v := s.check(now, us, ws, req.Reserve)
 		var pool *subject
-		var pv verdict
-		if c.Pool != "" && !c.PoolLimit.IsZero() {
-			pool = m.subject(poolKey(c.Pool))
-			if pv = pool.check(now, c.PoolLimit, req.Tokens); !pv.ok {
-				v.fail(pv.reason, pv.retry)
+		var pws []Window
+		if c.Pool != "" {
+			if pws = c.PoolLimit.All(c.served(req)); len(pws) > 0 {
+				pool = m.subject(poolKey(c.Pool))
+				if pv := pool.check(now, us, pws, req.Reserve); !pv.ok {
+					v.fail(pv.reason, pv.retry)
+				}
 			}
 		}
 		if !v.ok {
 			if binding == nil || v.sooner(best) {
-				best, binding, bindingLimit = v, s, c.Limit
+				best, binding, bindingWindows = v, s, ws
 			}
 			continue
 		}
-		s.take(now, c.Limit, req.Tokens, v.tat)
+		s.take(now, us, ws, req.Reserve)
 		if pool != nil {
-			pool.take(now, c.PoolLimit, req.Tokens, pv.tat)
+			pool.take(now, us, pws, req.Reserve)
 		}
 		d := Decision{Allowed: true, Grant: Grant{
-			ID: c.ID, Index: i, Client: req.Client, Tokens: req.Tokens,
-			At: time.UnixMicro(now), CredentialLimit: c.Limit, ClientLimit: req.ClientLimit,
-			Pool: c.Pool, PoolLimit: c.PoolLimit, Backend: "memory",
+			ID: c.ID, Index: i, Client: req.Client, Model: req.Model, Served: c.Model, Reserved: req.Reserve,
+			At: time.UnixMicro(us), CredentialLimit: c.Limit, ClientLimit: req.ClientLimit,
+			Backend: "memory",
 		}}
+		if pool != nil {
+			d.Grant.Pool, d.Grant.PoolLimit = c.Pool, c.PoolLimit
+		}
 		if client != nil {
-			client.take(now, req.ClientLimit, req.Tokens, cv.tat)
-			d.Requests, d.Tokens = client.report(now, req.ClientLimit)
+			client.take(now, us, clientWindows, req.Reserve)
+			d.Grant.ClientLimit = req.ClientLimit
+			d.Requests, d.Tokens = client.report(now, us, clientWindows)
+		} else {
+			d.Grant.ClientLimit = Limit{}
+		}
+		if group != nil {
+			group.take(now, us, groupWindows, req.Reserve)
+			d.Grant.Group, d.Grant.GroupLimit = req.Group, req.GroupLimit
 		}
 		return d, nil
 	}
@@ -156,27 +179,31 @@ func (m *Memory) acquire(req Request) (Decision, error) {
 	d := best.refusal(ScopeCredential)
 	switch {
 	case client != nil:
-		d.Requests, d.Tokens = client.report(now, req.ClientLimit)
+		d.Requests, d.Tokens = client.report(now, us, clientWindows)
 	case binding != nil:
-		d.Requests, d.Tokens = binding.report(now, bindingLimit)
+		d.Requests, d.Tokens = binding.report(now, us, bindingWindows)
 	}
 	return d, nil
 }
 
 // Settle implements Limiter.
-func (m *Memory) Settle(_ context.Context, g Grant, usedTokens int64) error {
-	now := m.now().UnixMicro()
+func (m *Memory) Settle(_ context.Context, g Grant, used Amount) error {
+	now := m.now()
 	at := g.At.UnixMicro()
+	used = used.clamp()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if g.ID != "" {
-		m.subject(credentialKey(g.ID)).settle(now, at, g.CredentialLimit, g.Tokens, usedTokens)
+		m.subject(credentialKey(g.ID)).settle(now, at, g.CredentialLimit.All(g.served()), g.Reserved, used)
 	}
-	if g.Pool != "" && !g.PoolLimit.IsZero() {
-		m.subject(poolKey(g.Pool)).settle(now, at, g.PoolLimit, g.Tokens, usedTokens)
+	if g.Pool != "" {
+		m.subject(poolKey(g.Pool)).settle(now, at, g.PoolLimit.All(g.served()), g.Reserved, used)
 	}
-	if g.Client != "" && !g.ClientLimit.IsZero() {
-		m.subject(clientKey(g.Client)).settle(now, at, g.ClientLimit, g.Tokens, usedTokens)
+	if g.Client != "" {
+		m.subject(clientKey(g.Client)).settle(now, at, g.ClientLimit.All(g.Model), g.Reserved, used)
+	}
+	if g.Group != "" {
+		m.subject(groupKey(g.Group)).settle(now, at, g.GroupLimit.All(g.Model), g.Reserved, used)
 	}
 	return nil
 }
@@ -191,9 +218,10 @@ func (m *Memory) Cooldown(_ context.Context, id string, d time.Duration) error {
 	return nil
 }
 
-// Usage reports the live state of subjects under their limits.
+// Usage reports the live state of subjects under their limits, every
+// window of every model.
 func (m *Memory) Usage(_ context.Context, subjects []Subject, limits []Limit) ([]Usage, error) {
-	now := m.now().UnixMicro()
+	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]Usage, len(subjects))
@@ -204,8 +232,10 @@ func (m *Memory) Usage(_ context.Context, subjects []Subject, limits []Limit) ([
 			key = clientKey(s.ID)
 		case KindPool:
 			key = poolKey(s.ID)
+		case KindGroup:
+			key = groupKey(s.ID)
 		}
-		out[i] = m.subject(key).usage(now, limits[i])
+		out[i] = m.subject(key).usage(now, limits[i].Every())
 	}
 	return out, nil
 }
@@ -213,7 +243,7 @@ func (m *Memory) Usage(_ context.Context, subjects []Subject, limits []Limit) ([
 func (m *Memory) subject(key string) *subject {
 	s := m.subjects[key]
 	if s == nil {
-		s = new(subject)
+		s = &subject{windows: make(map[string]*windowState)}
 		m.subjects[key] = s
 	}
 	return s
@@ -222,13 +252,33 @@ func (m *Memory) subject(key string) *subject {
 func credentialKey(id string) string { return "cred:" + id }
 func clientKey(name string) string   { return "client:" + name }
 func poolKey(name string) string     { return "pool:" + name }
+func groupKey(name string) string    { return "group:" + name }
 
-// subject is the bookkeeping of one credential or client key.
+// subject is the bookkeeping of one credential, channel or client key:
+// a state per window, by the window's ID.
 type subject struct {
-	tat                int64 // GCRA theoretical arrival time, µs
-	rpm, rpd, tpm, tpd window
-	inflight           int64
-	coolUntil          int64 // µs
+	windows   map[string]*windowState
+	coolUntil int64 // µs
+}
+
+// windowState is one window's state; which fields it uses depends on the
+// window's kind.
+type windowState struct {
+	tat      int64  // Rate: GCRA theoretical arrival time, µs
+	ring     window // Sliding
+	period   int64  // Calendar: the start of the period counted, µs
+	count    int64  // Calendar
+	inflight int64  // Concurrent
+}
+
+func (s *subject) state(w Window) *windowState {
+	id := w.ID()
+	st := s.windows[id]
+	if st == nil {
+		st = new(windowState)
+		s.windows[id] = st
+	}
+	return st
 }
 
 // verdict is the outcome of checking one subject.
@@ -236,7 +286,6 @@ type verdict struct {
 	ok     bool
 	reason Reason
 	retry  int64 // µs until it may pass; < 0 means never
-	tat    int64 // GCRA state to store on a take
 }
 
 // fail records a failing limit: the first reason wins unless a later one
@@ -263,37 +312,48 @@ func (v verdict) refusal(scope Scope) Decision {
 	return Decision{Scope: scope, Reason: v.reason, RetryAfter: micros(max(v.retry, 0))}
 }
 
-func (s *subject) check(now int64, l Limit, tokens int64) verdict {
+// calendar returns the count of a Calendar window's current period, and
+// the period's start and end (µs).
+func (st *windowState) calendar(w Window, now time.Time) (count, start, end int64) {
+	s := w.Period.Start(now)
+	start, end = s.UnixMicro(), w.Period.Next(s).UnixMicro()
+	if st.period == start {
+		count = st.count
+	}
+	return count, start, end
+}
+
+func (s *subject) check(now time.Time, us int64, ws []Window, amt Amount) verdict {
 	v := verdict{ok: true}
-	if s.coolUntil > now {
-		v.fail(ReasonCooldown, s.coolUntil-now)
+	if s.coolUntil > us {
+		v.fail(ReasonCooldown, s.coolUntil-us)
 	}
-	if l.QPS > 0 {
-		ok, tat, retry, _ := gcra(s.tat, now, qpsInterval(l.QPS), l.burst(), 1)
-		if ok {
-			v.tat = tat
-		} else {
-			v.fail(ReasonQPS, retry)
+	for _, w := range ws {
+		st := s.state(w)
+		cost := amt.of(w.Unit)
+		switch w.Kind {
+		case Rate:
+			if ok, _, retry, _ := gcra(st.tat, us, w.Width.Microseconds(), w.Limit, 1); !ok {
+				v.fail(w.Reason(), retry)
+			}
+		case Sliding:
+			if cost > w.Limit {
+				v.fail(ReasonTooLarge, -1)
+			} else if ok, _, retry := st.ring.check(us, w.Width.Microseconds(), w.Limit, cost); !ok {
+				v.fail(w.Reason(), retry)
+			}
+		case Calendar:
+			count, _, end := st.calendar(w, now)
+			if cost > w.Limit {
+				v.fail(ReasonTooLarge, -1)
+			} else if count+cost > w.Limit {
+				v.fail(w.Reason(), end-us)
+			}
+		case Concurrent:
+			if st.inflight >= w.Limit {
+				v.fail(w.Reason(), concurrencyPoll)
+			}
 		}
-	}
-	checkWindow := func(w *window, width, limit, cost int64, r Reason) {
-		if limit <= 0 {
-			return
-		}
-		if cost > limit {
-			v.fail(ReasonTooLarge, -1)
-			return
-		}
-		if ok, _, retry := w.check(now, width, limit, cost); !ok {
-			v.fail(r, retry)
-		}
-	}
-	checkWindow(&s.rpm, minute, l.RPM, 1, ReasonRPM)
-	checkWindow(&s.rpd, day, l.RPD, 1, ReasonRPD)
-	checkWindow(&s.tpm, minute, l.TPM, tokens, ReasonTPM)
-	checkWindow(&s.tpd, day, l.TPD, tokens, ReasonTPD)
-	if l.Concurrency > 0 && s.inflight >= l.Concurrency {
-		v.fail(ReasonConcurrency, concurrencyPoll)
 	}
 	return v
 }
@@ -302,74 +362,90 @@ func (s *subject) check(now int64, l Limit, tokens int64) verdict {
 // again: a slot frees whenever some request ends, which no clock predicts.
 const concurrencyPoll = int64(20 * time.Millisecond / time.Microsecond)
 
-func (s *subject) take(now int64, l Limit, tokens, tat int64) {
-	if l.QPS > 0 {
-		s.tat = tat
-	}
-	if l.RPM > 0 {
-		s.rpm.add(slotOf(now, minute), 1)
-	}
-	if l.RPD > 0 {
-		s.rpd.add(slotOf(now, day), 1)
-	}
-	if l.TPM > 0 {
-		s.tpm.add(slotOf(now, minute), tokens)
-	}
-	if l.TPD > 0 {
-		s.tpd.add(slotOf(now, day), tokens)
-	}
-	if l.Concurrency > 0 {
-		s.inflight++
-	}
-}
-
-func (s *subject) settle(now, at int64, l Limit, reserved, used int64) {
-	if l.TPM > 0 && reserved != used {
-		s.tpm.adjust(slotOf(now, minute), slotOf(at, minute), reserved, used)
-	}
-	if l.TPD > 0 && reserved != used {
-		s.tpd.adjust(slotOf(now, day), slotOf(at, day), reserved, used)
-	}
-	if l.Concurrency > 0 && s.inflight > 0 {
-		s.inflight--
-	}
-}
-
-// report returns the tightest request and token windows of l.
-func (s *subject) report(now int64, l Limit) (requests, tokens Window) {
-	u := s.usage(now, l)
-	for _, w := range []Window{u.QPS, u.RPM, u.RPD} {
-		requests = tighter(requests, w)
-	}
-	return requests, tighter(u.TPM, u.TPD)
-}
-
-// Usage is the live state of one subject under its limit. Windows whose
-// limit is zero are zero.
-type Usage struct {
-	QPS, RPM, RPD, TPM, TPD Window
-	InFlight                int64
-	CooldownLeft            time.Duration
-}
-
-func (s *subject) usage(now int64, l Limit) Usage {
-	var u Usage
-	if l.QPS > 0 {
-		interval, burst := qpsInterval(l.QPS), l.burst()
-		tat := max(s.tat, now)
-		u.QPS = Window{Limit: burst, Remaining: max(0, min(burst, burst-(tat-now+interval-1)/interval)), Reset: micros(tat - now)}
-	}
-	win := func(w *window, width, limit int64) Window {
-		if limit <= 0 {
-			return Window{}
+func (s *subject) take(now time.Time, us int64, ws []Window, amt Amount) {
+	for _, w := range ws {
+		st := s.state(w)
+		cost := amt.of(w.Unit)
+		switch w.Kind {
+		case Rate:
+			_, st.tat, _, _ = gcra(st.tat, us, w.Width.Microseconds(), w.Limit, 1)
+		case Sliding:
+			st.ring.add(us/slotsWidth(w), cost)
+		case Calendar:
+			count, start, _ := st.calendar(w, now)
+			st.period, st.count = start, count+cost
+		case Concurrent:
+			st.inflight++
 		}
-		used := w.sum(slotOf(now, width))
-		return Window{Limit: limit, Remaining: max(0, limit-used), Reset: micros(w.reset(now, width))}
 	}
-	u.RPM, u.RPD = win(&s.rpm, minute, l.RPM), win(&s.rpd, day, l.RPD)
-	u.TPM, u.TPD = win(&s.tpm, minute, l.TPM), win(&s.tpd, day, l.TPD)
-	u.InFlight = s.inflight
-	u.CooldownLeft = micros(max(0, s.coolUntil-now))
+}
+
+// settle ends a grant taken at at: it corrects the reservation to what
+// was used and frees the slot.
+func (s *subject) settle(now time.Time, at int64, ws []Window, reserved, used Amount) {
+	us := now.UnixMicro()
+	for _, w := range ws {
+		st := s.state(w)
+		res, got := reserved.of(w.Unit), used.of(w.Unit)
+		switch {
+		case w.Kind == Concurrent:
+			st.inflight = max(0, st.inflight-1)
+		case w.Unit == Requests || res == got:
+		case w.Kind == Sliding:
+			st.ring.adjust(us/slotsWidth(w), at/slotsWidth(w), res, got)
+		case w.Kind == Calendar:
+			count, start, _ := st.calendar(w, now)
+			if w.Period.Start(time.UnixMicro(at)).UnixMicro() == start {
+				st.period, st.count = start, max(0, count+got-res)
+			} else if got > 0 {
+				// The reservation's period is over (a call across its end):
+				// the use is charged to this one, the latest it can be.
+				st.period, st.count = start, count+got
+			}
+		}
+	}
+}
+
+// report returns the tightest request and token meters of the windows.
+func (s *subject) report(now time.Time, us int64, ws []Window) (requests, tokens Meter) {
+	for _, l := range s.usage(now, ws).Windows {
+		switch {
+		case l.Unit == Requests && l.kind != Concurrent:
+			requests = tighter(requests, l.Meter)
+		case l.Unit == Tokens:
+			tokens = tighter(tokens, l.Meter)
+		}
+	}
+	return requests, tokens
+}
+
+func (s *subject) usage(now time.Time, ws []Window) Usage {
+	us := now.UnixMicro()
+	u := Usage{CooldownLeft: micros(max(0, s.coolUntil-us))}
+	for _, w := range ws {
+		st := s.state(w)
+		l := Level{Name: w.Name(), Unit: w.Unit, Model: w.Model, kind: w.Kind}
+		l.Limit = w.Limit
+		switch w.Kind {
+		case Rate:
+			interval := w.Width.Microseconds()
+			tat := max(st.tat, us)
+			l.Remaining = max(0, min(w.Limit, w.Limit-(tat-us+interval-1)/interval))
+			l.Reset = micros(tat - us)
+		case Sliding:
+			used := st.ring.sum(us / slotsWidth(w))
+			l.Remaining = max(0, w.Limit-used)
+			l.Reset = micros(st.ring.reset(us, w.Width.Microseconds()))
+		case Calendar:
+			count, _, end := st.calendar(w, now)
+			l.Remaining = max(0, w.Limit-count)
+			l.Reset, l.Resets = micros(end-us), time.UnixMicro(end).UTC()
+		case Concurrent:
+			l.Remaining = max(0, w.Limit-st.inflight)
+			u.InFlight = max(u.InFlight, st.inflight)
+		}
+		u.Windows = append(u.Windows, l)
+	}
 	return u
 }
 

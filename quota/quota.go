@@ -1,12 +1,15 @@
 // Package quota decides whether a request may use an upstream credential
-// now. It owns per-credential limits (QPS with burst, RPM, TPM, daily
-// requests and tokens, concurrency), per-client quotas, and cool-downs
-// after an upstream asked to back off.
+// now. It owns the limits of credentials, channels and client keys (rates,
+// sliding windows of requests, tokens or money, calendar budgets that
+// reset at midnight or on the 1st, concurrency; each optionally per
+// model), and cool-downs after an upstream asked to back off.
 //
-// The Limiter interface has a memory backend (Memory, one process) and a
-// Redis backend (one cluster); both implement the same math, written once
-// in math.go and mirrored by the Lua scripts. Being refused is a Decision,
-// never an error: an error means the backend itself failed.
+// A limit is data: a list of Window values (window.go) that every backend
+// handles the same way. The Limiter interface has a memory backend
+// (Memory, one process), a Redis backend (one cluster; one script run per
+// decision) and a lease mode on top of Redis (Leased); they share the
+// math of math.go, mirrored by the Lua scripts. Being refused is a
+// Decision, never an error: an error means the backend itself failed.
 package quota
 
 import (
@@ -15,47 +18,15 @@ import (
 	"time"
 )
 
-// Limit is the capacity of one subject (a credential or a client key).
-// The zero value means "unlimited": every zero field is a limit that is
-// not enforced.
-type Limit struct {
-	// QPS is the sustained request rate of a token bucket (GCRA).
-	QPS float64 `json:"qps,omitempty"`
-	// Burst is how many requests may arrive at once on an idle bucket.
-	// Zero means max(1, ceil(QPS)).
-	Burst int64 `json:"burst,omitempty"`
-	// RPM and RPD cap requests in any sliding 60 s and 24 h window.
-	RPM int64 `json:"rpm,omitempty"`
-	RPD int64 `json:"rpd,omitempty"`
-	// TPM and TPD cap tokens in any sliding 60 s and 24 h window. A
-	// request reserves its estimate when admitted and settles its real
-	// usage when it ends.
-	TPM int64 `json:"tpm,omitempty"`
-	TPD int64 `json:"tpd,omitempty"`
-	// Concurrency caps requests in flight.
-	Concurrency int64 `json:"concurrency,omitempty"`
-}
-
-// IsZero reports whether l enforces nothing.
-func (l Limit) IsZero() bool { return l == Limit{} }
-
-// burst returns the effective bucket size.
-func (l Limit) burst() int64 {
-	if l.Burst > 0 {
-		return l.Burst
-	}
-	b := int64(l.QPS)
-	if float64(b) < l.QPS {
-		b++
-	}
-	return max(b, 1)
-}
-
 // Candidate is one credential a request may use, with its limit.
 // ID is a stable, non-secret identifier.
 type Candidate struct {
 	ID    string
 	Limit Limit
+	// Model is the model the candidate would serve, when it is not the
+	// request's (a model group routes one request to several): the
+	// candidate's and its channel's windows of that model apply.
+	Model string
 	// Pool, when set, names a limit the candidate shares with others (the
 	// credentials of one channel, together); PoolLimit caps them as a
 	// whole. A candidate is granted only if both have room.
@@ -69,10 +40,18 @@ type Request struct {
 	// quota; a client over its quota is refused whatever the candidates.
 	Client      string
 	ClientLimit Limit
+	// Group names the client's group ("" for none) and GroupLimit is the
+	// group's: checked and held with the client's.
+	Group      string
+	GroupLimit Limit
 	// Candidates are tried in order; the first with capacity is granted.
 	Candidates []Candidate
-	// Tokens is the estimate reserved against TPM/TPD until Settle.
-	Tokens int64
+	// Model is the model called (config.ModelKey): the windows of that
+	// model apply, with the windows of every model.
+	Model string
+	// Reserve is what the request may use at most: held against the
+	// token and money windows until Settle corrects it to what it used.
+	Reserve Amount
 	// Sticky, when set, names a sticky mapping (affinity.Key): the
 	// candidate it maps to is tried first, and the candidate granted is
 	// remembered under it for StickyTTL, restarted by every use. The
@@ -89,15 +68,19 @@ type Request struct {
 // hand the whole value back to Settle exactly once; the other fields are
 // what the backend needs to undo or correct its bookkeeping.
 type Grant struct {
-	ID     string // credential granted
-	Index  int    // its position in Request.Candidates
-	Client string
-	Tokens int64     // tokens reserved
-	At     time.Time // when the reservation was recorded (backend clock)
-	Lease  string    // concurrency lease, when the backend issues one
+	ID       string // credential granted
+	Index    int    // its position in Request.Candidates
+	Client   string
+	Model    string    // the request's model
+	Served   string    // the candidate's model, when it is not the request's
+	Reserved Amount    // what the request reserved
+	At       time.Time // when the reservation was recorded (backend clock)
+	Lease    string    // concurrency lease, when the backend issues one
 
 	CredentialLimit Limit
 	ClientLimit     Limit
+	Group           string
+	GroupLimit      Limit
 	Pool            string
 	PoolLimit       Limit
 
@@ -106,15 +89,33 @@ type Grant struct {
 	Backend string
 }
 
-// Split separates a grant into its credential part and its client part.
+// served is the model a candidate serves.
+func (c Candidate) served(req Request) string {
+	if c.Model != "" {
+		return c.Model
+	}
+	return req.Model
+}
+
+// served is the model the granted credential serves.
+func (g Grant) served() string {
+	if g.Served != "" {
+		return g.Served
+	}
+	return g.Model
+}
+
+// Split separates a grant into its credential part and its client part
+// (the client's and its group's).
 // A request that fails over keeps its one place in the client's quota: it
 // settles each attempt's credential part when the attempt ends, acquires
 // later attempts without the client, and settles the client part once,
 // when the request ends.
 func (g Grant) Split() (credential, client Grant) {
 	credential = g
-	credential.Client, credential.ClientLimit = "", Limit{}
-	client = Grant{Client: g.Client, ClientLimit: g.ClientLimit, Tokens: g.Tokens, At: g.At, Lease: g.Lease, Backend: g.Backend}
+	credential.Client, credential.ClientLimit, credential.Group, credential.GroupLimit = "", Limit{}, "", Limit{}
+	client = Grant{Client: g.Client, ClientLimit: g.ClientLimit, Group: g.Group, GroupLimit: g.GroupLimit,
+		Model: g.Model, Reserved: g.Reserved, At: g.At, Lease: g.Lease, Backend: g.Backend}
 	return credential, client
 }
 
@@ -124,6 +125,7 @@ type Scope string
 // Scopes of a refusal.
 const (
 	ScopeClient     Scope = "client"
+	ScopeGroup      Scope = "group" // the client's group
 	ScopeCredential Scope = "credential"
 )
 
@@ -139,12 +141,15 @@ const (
 	ReasonTPD         Reason = "tpd"
 	ReasonConcurrency Reason = "concurrency"
 	ReasonCooldown    Reason = "cooldown"
-	ReasonTooLarge    Reason = "too_large" // the estimate exceeds a token limit outright
+	ReasonTooLarge    Reason = "too_large" // the estimate exceeds a limit outright
+	ReasonBudget      Reason = "budget"    // a calendar budget (or a money window) is used up
+	ReasonRequests    Reason = "requests"  // a requests window of another width
+	ReasonTokens      Reason = "tokens"    // a tokens window of another width
 )
 
-// Window reports one limit for rate-limit response headers. A zero Limit
+// Meter reports one limit for rate-limit response headers. A zero Limit
 // means nothing to report.
-type Window struct {
+type Meter struct {
 	Limit     int64
 	Remaining int64
 	Reset     time.Duration // until the window has room again (fully, for Remaining == Limit)
@@ -165,8 +170,8 @@ type Decision struct {
 	// Requests and Tokens describe the tightest request and token limits
 	// that apply to the caller: the client's when it has a quota, else
 	// the binding credential's on a refusal.
-	Requests Window
-	Tokens   Window
+	Requests Meter
+	Tokens   Meter
 
 	// StickyHit reports that the sticky mapping named a candidate, which
 	// was tried first.
@@ -183,8 +188,8 @@ type Limiter interface {
 	// records the take, atomically with the client's quota.
 	Acquire(ctx context.Context, req Request) (Decision, error)
 	// Settle ends a grant: it releases the concurrency slot and corrects
-	// the token reservation to the tokens actually used.
-	Settle(ctx context.Context, g Grant, usedTokens int64) error
+	// the reservation to what the request used.
+	Settle(ctx context.Context, g Grant, used Amount) error
 	// Cooldown makes a credential unavailable for d (an upstream said
 	// Retry-After). A shorter cool-down never shortens a longer one.
 	Cooldown(ctx context.Context, id string, d time.Duration) error
@@ -201,4 +206,43 @@ type StickyStore interface {
 	Get(ctx context.Context, key string) (string, error)
 	// Set stores the credential for key.
 	Set(ctx context.Context, key, id string) error
+}
+
+// Usage is the live state of one subject: each of its windows, requests
+// in flight and the cool-down left.
+type Usage struct {
+	Windows      []Level       `json:"windows"`
+	InFlight     int64         `json:"in_flight"`
+	CooldownLeft time.Duration `json:"cooldown_left"`
+}
+
+// Level is one window's state.
+type Level struct {
+	Name  string `json:"name"` // Window.Name: rpm, tpd, usd/month, rpm@gpt-4o
+	Unit  Unit   `json:"unit"`
+	Model string `json:"model,omitempty"`
+	Meter
+	// Resets is when a calendar window starts again from zero.
+	Resets time.Time `json:"resets,omitzero"`
+	kind   Kind
+}
+
+// Level returns the meter of the window named name (zero if none).
+func (u Usage) Level(name string) Meter {
+	for _, l := range u.Windows {
+		if l.Name == name {
+			return l.Meter
+		}
+	}
+	return Meter{}
+}
+
+// Find returns the level of the window named name.
+func (u Usage) Find(name string) (Level, bool) {
+	for _, l := range u.Windows {
+		if l.Name == name {
+			return l, true
+		}
+	}
+	return Level{}, false
 }

@@ -99,7 +99,7 @@ type Redis struct {
 
 // settlement is an ended grant, encoded for the scripts.
 type settlement struct {
-	keys [6]string
+	keys [4]string
 	args []any
 }
 
@@ -150,6 +150,9 @@ func (k Keys) Pool(name string) string { return k.base() + "pool:" + name }
 // Client is the hash of a client key's quota state.
 func (k Keys) Client(name string) string { return k.base() + "client:" + name }
 
+// Group is the hash of a group of client keys' quota state.
+func (k Keys) Group(name string) string { return k.base() + "group:" + name }
+
 // Sticky is the string holding the credential a sticky key maps to.
 func (k Keys) Sticky(key string) string { return k.base() + "aff:" + key }
 
@@ -166,15 +169,6 @@ func (r *Redis) now() int64 {
 		return -1
 	}
 	return r.cfg.Clock().UnixMicro()
-}
-
-// limitArgs encodes a limit as the 7 numbers the scripts read.
-func limitArgs(l Limit) []any {
-	var interval int64
-	if l.QPS > 0 {
-		interval = qpsInterval(l.QPS)
-	}
-	return []any{interval, l.burst(), l.RPM, l.RPD, l.TPM, l.TPD, l.Concurrency}
 }
 
 // run executes a script within the call timeout.
@@ -194,34 +188,49 @@ func (r *Redis) run(ctx context.Context, s *redis.Script, keys []string, args ..
 // Acquire implements Limiter in one round trip.
 func (r *Redis) Acquire(ctx context.Context, req Request) (Decision, error) {
 	k := r.Keys()
+	now := r.clock()
+	req.Reserve = req.Reserve.clamp()
 	lease := r.instance + ":" + strconv.FormatUint(r.seq.Add(1), 36)
-	keys := make([]string, 0, 3+4*len(req.Candidates))
-	keys = append(keys, k.none(), k.none()+":c", k.none())
-	if req.Client != "" && !req.ClientLimit.IsZero() {
-		keys[0], keys[1] = k.Client(req.Client), k.Client(req.Client)+":c"
+	keys := make([]string, 0, 3+2*len(req.Candidates))
+	keys = append(keys, k.none(), k.none(), k.none())
+	var clientWs, groupWs []Window
+	if req.Client != "" {
+		if clientWs = req.ClientLimit.All(req.Model); len(clientWs) > 0 {
+			keys[0] = k.Client(req.Client)
+		}
+	}
+	if req.Group != "" {
+		if groupWs = req.GroupLimit.All(req.Model); len(groupWs) > 0 {
+			keys[1] = k.Group(req.Group)
+		}
 	}
 	var stickyTTL int64
 	if req.Sticky != "" {
 		keys[2] = k.Sticky(req.Sticky)
 		stickyTTL = max(1, req.StickyTTL.Milliseconds())
 	}
-	clientLimit := req.ClientLimit
-	if keys[0] == k.none() {
-		clientLimit = Limit{}
-	}
-	args := make([]any, 0, 14+16*len(req.Candidates))
-	args = append(args, r.now(), max(0, req.Tokens), lease, r.cfg.LeaseTTL.Microseconds(), stickyTTL, req.StickyTier)
-	args = append(args, limitArgs(clientLimit)...)
+	args := make([]any, 0, 16+40*len(req.Candidates))
+	args = append(args, r.now(), req.Reserve.Tokens, req.Reserve.Cost, lease, r.cfg.LeaseTTL.Microseconds(), stickyTTL, req.StickyTier)
+	args = encodeWindows(args, clientWs, now)
+	args = encodeWindows(args, groupWs, now)
 	args = append(args, len(req.Candidates))
+	reasons := reasonsOf(clientWs)
+	addReasons(reasons, groupWs)
 	for _, c := range req.Candidates {
-		pk, hasPool := k.none(), "0"
-		if c.Pool != "" && !c.PoolLimit.IsZero() {
-			pk, hasPool = k.Pool(c.Pool), "1"
+		ws := c.Limit.All(c.served(req))
+		var pws []Window
+		pk := k.none()
+		if c.Pool != "" {
+			if pws = c.PoolLimit.All(c.served(req)); len(pws) > 0 {
+				pk = k.Pool(c.Pool)
+			}
 		}
-		keys = append(keys, k.Credential(c.ID), k.Credential(c.ID)+":c", pk, pk+":c")
-		args = append(args, c.ID, hasPool)
-		args = append(args, limitArgs(c.Limit)...)
-		args = append(args, limitArgs(c.PoolLimit)...)
+		keys = append(keys, k.Credential(c.ID), pk)
+		args = append(args, c.ID)
+		args = encodeWindows(args, ws, now)
+		args = encodeWindows(args, pws, now)
+		addReasons(reasons, ws)
+		addReasons(reasons, pws)
 	}
 	along := r.takePending(piggyback)
 	args = append(args, len(along))
@@ -245,68 +254,106 @@ func (r *Redis) Acquire(ctx context.Context, req Request) (Decision, error) {
 		i := int(toInt(res[1])) - 1
 		c := req.Candidates[i]
 		g := Grant{
-			ID: c.ID, Index: i, Client: req.Client, Tokens: req.Tokens,
-			At: time.UnixMicro(toInt(res[2])), CredentialLimit: c.Limit, ClientLimit: clientLimit,
-			Backend: "redis",
+			ID: c.ID, Index: i, Client: req.Client, Model: req.Model, Served: c.Model, Reserved: req.Reserve,
+			At: time.UnixMicro(toInt(res[2])), CredentialLimit: c.Limit, Backend: "redis",
 		}
-		if c.Pool != "" && !c.PoolLimit.IsZero() {
+		if len(clientWs) > 0 {
+			g.ClientLimit = req.ClientLimit
+		}
+		if len(groupWs) > 0 {
+			g.Group, g.GroupLimit = req.Group, req.GroupLimit
+		}
+		if c.Pool != "" && len(c.PoolLimit.All(c.served(req))) > 0 {
 			g.Pool, g.PoolLimit = c.Pool, c.PoolLimit
 		}
-		if needsLease(g) {
+		if zsets := r.leaseZsets(g); len(zsets) > 0 {
 			g.Lease = lease
-			r.track(lease, g)
+			r.track(lease, zsets)
 		}
 		d := Decision{Allowed: true, Grant: g, StickyHit: toInt(res[3]) == 1}
-		d.Requests, d.Tokens = windows(res[4:10])
+		d.Requests, d.Tokens = meters(res[4:10])
 		return d, nil
 	}
 	if len(res) < 12 {
 		return Decision{}, fmt.Errorf("%w: unexpected acquire reply %v", ErrBackend, v)
 	}
-	d := Decision{Scope: Scope(toStr(res[1])), Reason: Reason(toStr(res[2])), RetryAfter: micros(max(0, toInt(res[3])))}
-	d.Requests, d.Tokens = windows(res[6:12])
+	d := Decision{Scope: Scope(toStr(res[1])), Reason: reasonOf(reasons, toStr(res[2])), RetryAfter: micros(max(0, toInt(res[3])))}
+	d.Requests, d.Tokens = meters(res[6:12])
 	return d, nil
 }
 
-// needsLease reports whether a grant holds concurrency slots.
-func needsLease(g Grant) bool {
-	return g.CredentialLimit.Concurrency > 0 || g.PoolLimit.Concurrency > 0 || g.ClientLimit.Concurrency > 0
+// reasonsOf maps window ids to refusal reasons, for the scripts' answers.
+func reasonsOf(ws []Window) map[string]Reason {
+	m := map[string]Reason{"cool": ReasonCooldown, "large": ReasonTooLarge}
+	addReasons(m, ws)
+	return m
 }
 
-func windows(v []any) (requests, tokens Window) {
-	requests = Window{Limit: toInt(v[0]), Remaining: toInt(v[1]), Reset: micros(toInt(v[2]))}
-	tokens = Window{Limit: toInt(v[3]), Remaining: toInt(v[4]), Reset: micros(toInt(v[5]))}
+func addReasons(m map[string]Reason, ws []Window) {
+	for _, w := range ws {
+		m[w.ID()] = w.Reason()
+	}
+}
+
+func reasonOf(m map[string]Reason, id string) Reason {
+	if r, ok := m[id]; ok {
+		return r
+	}
+	return ReasonRequests
+}
+
+// clock is the local time used to encode calendar periods (the scripts
+// pick the period of the server's clock among the ones around it).
+func (r *Redis) clock() time.Time {
+	if r.cfg.Clock != nil {
+		return r.cfg.Clock()
+	}
+	return time.Now()
+}
+
+func meters(v []any) (requests, tokens Meter) {
+	requests = Meter{Limit: toInt(v[0]), Remaining: toInt(v[1]), Reset: micros(toInt(v[2]))}
+	tokens = Meter{Limit: toInt(v[3]), Remaining: toInt(v[4]), Reset: micros(toInt(v[5]))}
 	return requests, tokens
 }
 
 // Settle implements Limiter. It queues the grant: the next Acquire or
 // the background flush writes it, so it never waits for Redis.
-func (r *Redis) Settle(_ context.Context, g Grant, usedTokens int64) error {
+func (r *Redis) Settle(_ context.Context, g Grant, used Amount) error {
 	if g.Lease != "" {
 		r.untrack(g)
 	}
-	delta := usedTokens - g.Tokens
-	tokenLimited := g.CredentialLimit.TPM+g.CredentialLimit.TPD+g.PoolLimit.TPM+g.PoolLimit.TPD+
-		g.ClientLimit.TPM+g.ClientLimit.TPD > 0
-	if g.Lease == "" && (delta == 0 || !tokenLimited) {
+	delta := used.clamp().Sub(g.Reserved)
+	parts := [4][]Window{g.CredentialLimit.All(g.served()), g.PoolLimit.All(g.served()), g.ClientLimit.All(g.Model), g.GroupLimit.All(g.Model)}
+	for i, name := range []string{g.ID, g.Pool, g.Client, g.Group} {
+		if name == "" {
+			parts[i] = nil
+		}
+	}
+	corrects := false
+	for _, ws := range parts {
+		for _, w := range ws {
+			if (w.Kind == Sliding || w.Kind == Calendar) && w.Unit != Requests && delta.of(w.Unit) != 0 {
+				corrects = true
+			}
+		}
+	}
+	if g.Lease == "" && !corrects {
 		return nil // nothing to free or correct
 	}
 	k := r.Keys()
-	st := settlement{keys: [6]string{k.none(), k.none() + ":c", k.none(), k.none() + ":c", k.none(), k.none() + ":c"}}
-	if g.ID != "" {
-		st.keys[0], st.keys[1] = k.Credential(g.ID), k.Credential(g.ID)+":c"
+	st := settlement{keys: [4]string{k.none(), k.none(), k.none(), k.none()}}
+	for i, key := range []string{k.Credential(g.ID), k.Pool(g.Pool), k.Client(g.Client), k.Group(g.Group)} {
+		if parts[i] != nil {
+			st.keys[i] = key
+		}
 	}
-	if g.Pool != "" {
-		st.keys[2], st.keys[3] = k.Pool(g.Pool), k.Pool(g.Pool)+":c"
+	now := r.clock()
+	st.args = make([]any, 0, 40)
+	st.args = append(st.args, g.At.UnixMicro(), g.Lease, g.Reserved.Tokens, g.Reserved.Cost, delta.Tokens, delta.Cost)
+	for _, ws := range parts {
+		st.args = encodeWindows(st.args, ws, now)
 	}
-	if g.Client != "" && !g.ClientLimit.IsZero() {
-		st.keys[4], st.keys[5] = k.Client(g.Client), k.Client(g.Client)+":c"
-	}
-	st.args = make([]any, 0, 25)
-	st.args = append(st.args, g.At.UnixMicro(), delta, g.Lease, g.Tokens)
-	st.args = append(st.args, limitArgs(g.CredentialLimit)...)
-	st.args = append(st.args, limitArgs(g.PoolLimit)...)
-	st.args = append(st.args, limitArgs(g.ClientLimit)...)
 	r.mu.Lock()
 	r.pending = append(r.pending, st)
 	if len(r.pending) > maxPending {
@@ -344,8 +391,8 @@ func (r *Redis) Flush(ctx context.Context) error {
 		if len(batch) == 0 {
 			return nil
 		}
-		keys := make([]string, 0, 6*len(batch))
-		args := make([]any, 0, 2+25*len(batch))
+		keys := make([]string, 0, 4*len(batch))
+		args := make([]any, 0, 2+40*len(batch))
 		args = append(args, r.now(), len(batch))
 		for _, st := range batch {
 			keys = append(keys, st.keys[:]...)
@@ -376,28 +423,38 @@ func (r *Redis) Cooldown(ctx context.Context, id string, d time.Duration) error 
 }
 
 // leaseZsets lists the zsets in which a grant (or a part of one) holds
-// concurrency slots.
+// concurrency slots: one per concurrent window, KEY:<window id>.
 func (r *Redis) leaseZsets(g Grant) []string {
 	k := r.Keys()
 	var zsets []string
-	if g.ID != "" && g.CredentialLimit.Concurrency > 0 {
-		zsets = append(zsets, k.Credential(g.ID)+":c")
+	add := func(key string, l Limit, model string) {
+		for _, w := range l.All(model) {
+			if w.Kind == Concurrent {
+				zsets = append(zsets, key+":"+w.ID())
+			}
+		}
 	}
-	if g.Pool != "" && g.PoolLimit.Concurrency > 0 {
-		zsets = append(zsets, k.Pool(g.Pool)+":c")
+	if g.ID != "" {
+		add(k.Credential(g.ID), g.CredentialLimit, g.served())
 	}
-	if g.Client != "" && g.ClientLimit.Concurrency > 0 {
-		zsets = append(zsets, k.Client(g.Client)+":c")
+	if g.Pool != "" {
+		add(k.Pool(g.Pool), g.PoolLimit, g.served())
+	}
+	if g.Client != "" {
+		add(k.Client(g.Client), g.ClientLimit, g.Model)
+	}
+	if g.Group != "" {
+		add(k.Group(g.Group), g.GroupLimit, g.Model)
 	}
 	return zsets
 }
 
 // track remembers a lease so that the renewal loop keeps it alive.
-func (r *Redis) track(lease string, g Grant) {
+func (r *Redis) track(lease string, zsets []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	held := make(map[string]bool)
-	for _, z := range r.leaseZsets(g) {
+	for _, z := range zsets {
 		held[z] = true
 	}
 	r.leases[lease] = held
@@ -504,6 +561,7 @@ const (
 	KindCredential SubjectKind = "cred"
 	KindPool       SubjectKind = "pool"
 	KindClient     SubjectKind = "client"
+	KindGroup      SubjectKind = "group"
 )
 
 func (k Keys) subject(s Subject) string {
@@ -512,38 +570,58 @@ func (k Keys) subject(s Subject) string {
 		return k.Pool(s.ID)
 	case KindClient:
 		return k.Client(s.ID)
+	case KindGroup:
+		return k.Group(s.ID)
 	}
 	return k.Credential(s.ID)
 }
 
-// Usage reads the live state of subjects under their limits, in one round
-// trip.
+// Usage reads the live state of subjects under their limits (every
+// window of every model), in one round trip.
 func (r *Redis) Usage(ctx context.Context, subjects []Subject, limits []Limit) ([]Usage, error) {
 	if len(subjects) == 0 {
 		return nil, nil
 	}
+	// Ended grants first, so that what is read is what was used.
+	if err := r.Flush(ctx); err != nil {
+		return nil, err
+	}
 	k := r.Keys()
-	keys := make([]string, 0, 2*len(subjects))
+	now := r.clock()
+	keys := make([]string, 0, len(subjects))
 	args := []any{r.now()}
+	all := make([][]Window, len(subjects))
+	total := 0
 	for i, s := range subjects {
-		keys = append(keys, k.subject(s), k.subject(s)+":c")
-		args = append(args, limitArgs(limits[i])...)
+		all[i] = limits[i].Every()
+		keys = append(keys, k.subject(s))
+		args = encodeWindows(args, all[i], now)
+		total += 4*len(all[i]) + 2
 	}
 	v, err := r.run(ctx, r.usage, keys, args...)
 	if err != nil {
 		return nil, err
 	}
 	res, _ := v.([]any)
-	if len(res) != 17*len(subjects) {
+	if len(res) != total {
 		return nil, fmt.Errorf("%w: unexpected usage reply", ErrBackend)
 	}
 	out := make([]Usage, len(subjects))
-	for i := range subjects {
-		n := res[17*i : 17*(i+1)]
-		w := func(j int) Window {
-			return Window{Limit: toInt(n[j]), Remaining: toInt(n[j+1]), Reset: micros(toInt(n[j+2]))}
+	at := 0
+	for i, ws := range all {
+		u := Usage{}
+		for _, w := range ws {
+			l := Level{Name: w.Name(), Unit: w.Unit, Model: w.Model, kind: w.Kind,
+				Meter: Meter{Limit: toInt(res[at]), Remaining: toInt(res[at+1]), Reset: micros(toInt(res[at+2]))}}
+			if end := toInt(res[at+3]); end > 0 {
+				l.Resets = time.UnixMicro(end).UTC()
+			}
+			u.Windows = append(u.Windows, l)
+			at += 4
 		}
-		out[i] = Usage{QPS: w(0), RPM: w(3), RPD: w(6), TPM: w(9), TPD: w(12), InFlight: toInt(n[15]), CooldownLeft: micros(toInt(n[16]))}
+		u.InFlight, u.CooldownLeft = toInt(res[at]), micros(toInt(res[at+1]))
+		at += 2
+		out[i] = u
 	}
 	return out, nil
 }

@@ -124,35 +124,72 @@ func (r *Resilient) Acquire(ctx context.Context, req Request) (Decision, error) 
 			return Decision{Scope: ScopeCredential, Mode: string(PolicyOpen)}, nil
 		}
 		c := req.Candidates[0]
-		return Decision{Allowed: true, Mode: string(PolicyOpen), Grant: Grant{ID: c.ID, Client: req.Client, Tokens: req.Tokens, Backend: "open"}}, nil
+		return Decision{Allowed: true, Mode: string(PolicyOpen), Grant: Grant{ID: c.ID, Client: req.Client, Model: req.Model, Reserved: req.Reserve, Backend: "open"}}, nil
 	case PolicyClosed:
 		return Decision{}, fmt.Errorf("%w: the shared quota store is unreachable and the policy is closed", ErrBackend)
 	}
-	d, err := r.cfg.Local.Acquire(ctx, r.localShare(req))
+	local, index := r.localShare(req)
+	if req.Client != "" && needsShared(req.ClientLimit.All(req.Model)) {
+		return Decision{Scope: ScopeClient, Reason: ReasonBudget, RetryAfter: r.cfg.ProbeEvery, Mode: string(PolicyLocal)}, nil
+	}
+	if req.Group != "" && needsShared(req.GroupLimit.All(req.Model)) {
+		return Decision{Scope: ScopeGroup, Reason: ReasonBudget, RetryAfter: r.cfg.ProbeEvery, Mode: string(PolicyLocal)}, nil
+	}
+	if len(local.Candidates) == 0 && len(req.Candidates) > 0 {
+		return Decision{Scope: ScopeCredential, Reason: ReasonBudget, RetryAfter: r.cfg.ProbeEvery, Mode: string(PolicyLocal)}, nil
+	}
+	d, err := r.cfg.Local.Acquire(ctx, local)
 	d.Mode = string(PolicyLocal)
 	if d.Allowed {
 		// Report the caller's own limits, not the local share.
-		d.Grant.CredentialLimit, d.Grant.ClientLimit = req.Candidates[d.Grant.Index].Limit, req.ClientLimit
-		d.Grant.PoolLimit = req.Candidates[d.Grant.Index].PoolLimit
+		c := req.Candidates[index[d.Grant.Index]]
+		d.Grant.Index = index[d.Grant.Index]
+		d.Grant.CredentialLimit, d.Grant.PoolLimit = c.Limit, c.PoolLimit
+		if d.Grant.Client != "" {
+			d.Grant.ClientLimit = req.ClientLimit
+		}
+		if d.Grant.Group != "" {
+			d.Grant.GroupLimit = req.GroupLimit
+		}
 		d.Grant.Backend = "local"
 	}
 	return d, err
 }
 
-// localShare divides every limit by the number of live instances.
-func (r *Resilient) localShare(req Request) Request {
+// localShare divides every limit by the number of live instances. A
+// budget (a calendar window, or a window of money) cannot be shared so:
+// what was spent of it is known only to the shared store. A client (or
+// group) under one is refused by the caller; a candidate under one is
+// left out of the local request. index maps the local candidates to the
+// caller's.
+func (r *Resilient) localShare(req Request) (out Request, index []int) {
 	n := 1
 	if r.cfg.Instances != nil {
 		n = max(1, r.cfg.Instances())
 	}
-	out := req
-	out.ClientLimit = share(req.ClientLimit, n)
-	out.Candidates = make([]Candidate, len(req.Candidates))
+	out = req
+	out.ClientLimit, out.GroupLimit = share(req.ClientLimit, n), share(req.GroupLimit, n)
+	out.Candidates = make([]Candidate, 0, len(req.Candidates))
 	for i, c := range req.Candidates {
+		if needsShared(c.Limit.All(c.served(req))) || needsShared(c.PoolLimit.All(c.served(req))) {
+			continue
+		}
 		c.Limit, c.PoolLimit = share(c.Limit, n), share(c.PoolLimit, n)
-		out.Candidates[i] = c
+		out.Candidates = append(out.Candidates, c)
+		index = append(index, i)
 	}
-	return out
+	return out, index
+}
+
+// needsShared reports whether a window cannot be enforced by one instance
+// alone: what counts in it so far is in the shared store only.
+func needsShared(ws []Window) bool {
+	for _, w := range ws {
+		if w.Kind == Calendar || w.Unit == Cost {
+			return true
+		}
+	}
+	return false
 }
 
 // share is one instance's part of a limit; every limit keeps at least 1.
@@ -174,18 +211,25 @@ func share(l Limit, n int) Limit {
 		out.QPS = l.QPS / float64(n)
 		out.Burst = part(l.burst())
 	}
+	for _, w := range l.Windows {
+		w.Limit = part(w.Limit)
+		if w.Kind == Rate {
+			w.Width *= time.Duration(n)
+		}
+		out.Windows = append(out.Windows, w)
+	}
 	return out
 }
 
 // Settle implements Limiter: each grant goes back where it was taken.
-func (r *Resilient) Settle(ctx context.Context, g Grant, usedTokens int64) error {
+func (r *Resilient) Settle(ctx context.Context, g Grant, used Amount) error {
 	switch g.Backend {
 	case "open":
 		return nil
 	case "local":
-		return r.cfg.Local.Settle(ctx, g, usedTokens)
+		return r.cfg.Local.Settle(ctx, g, used)
 	}
-	return r.primary.Settle(ctx, g, usedTokens)
+	return r.primary.Settle(ctx, g, used)
 }
 
 // Cooldown implements Limiter: the cool-down is kept locally too, for

@@ -53,7 +53,7 @@ func TestResilientPolicies(t *testing.T) {
 		}
 		if d.Allowed {
 			admitted++
-			_ = local.Settle(ctx, d.Grant, 0)
+			_ = local.Settle(ctx, d.Grant, Amount{Tokens: 0})
 		}
 	}
 	if admitted != 10 {
@@ -122,7 +122,7 @@ func TestResilientDoesNotFlapOnScriptErrors(t *testing.T) {
 		if d.Mode == "local" {
 			local++
 		}
-		_ = l.Settle(ctx, d.Grant, 0)
+		_ = l.Settle(ctx, d.Grant, Amount{Tokens: 0})
 	}
 	if n := l.Outages(); n != 1 {
 		t.Fatalf("%d outages while Redis refused every script: the limiter flapped", n)
@@ -175,6 +175,33 @@ func TestResilientMinDwell(t *testing.T) {
 	}
 }
 
+// TestResilientBudgetsNeedTheSharedStore: what was spent of a budget is
+// known only to the shared store, so the local policy refuses what a
+// budget governs (and serves everything else).
+func TestResilientBudgetsNeedTheSharedStore(t *testing.T) {
+	down := &flaky{fail: true}
+	l := NewResilient(down, ResilientConfig{Logger: slog.New(slog.DiscardHandler)})
+	budget := Limit{Windows: []Window{{Kind: Calendar, Unit: Cost, Limit: dollar, Period: Period{Every: Day}}}}
+	budgeted := Request{Client: "c", ClientLimit: budget, Candidates: []Candidate{{ID: "a"}}}
+	if d := mustAcquire(t, l, budgeted); d.Allowed || d.Scope != ScopeClient || d.Reason != ReasonBudget || d.Mode != "local" {
+		t.Fatalf("a budgeted client during an outage: %+v", d)
+	}
+	grouped := Request{Client: "c", Group: "g", GroupLimit: budget, Candidates: []Candidate{{ID: "a"}}}
+	if d := mustAcquire(t, l, grouped); d.Allowed || d.Scope != ScopeGroup {
+		t.Fatalf("a budgeted group: %+v", d)
+	}
+	// A channel under a budget is passed over for one without.
+	req := Request{Client: "c", ClientLimit: Limit{RPM: 10}, Candidates: []Candidate{
+		{ID: "a", Pool: "ch", PoolLimit: budget}, {ID: "b"}}}
+	if d := mustAcquire(t, l, req); !d.Allowed || d.Grant.ID != "b" || d.Grant.Index != 1 || d.Grant.ClientLimit.RPM != 10 {
+		t.Fatalf("the channel without a budget: %+v", d)
+	}
+	req.Candidates = req.Candidates[:1]
+	if d := mustAcquire(t, l, req); d.Allowed || d.Reason != ReasonBudget || d.Scope != ScopeCredential {
+		t.Fatalf("only a budgeted channel: %+v", d)
+	}
+}
+
 // flaky is a Limiter whose backend fails while fail is set.
 type flaky struct{ fail bool }
 
@@ -184,7 +211,7 @@ func (f *flaky) Acquire(context.Context, Request) (Decision, error) {
 	}
 	return Decision{Allowed: true}, nil
 }
-func (f *flaky) Settle(context.Context, Grant, int64) error            { return nil }
+func (f *flaky) Settle(context.Context, Grant, Amount) error           { return nil }
 func (f *flaky) Cooldown(context.Context, string, time.Duration) error { return nil }
 
 func TestMembers(t *testing.T) {

@@ -30,6 +30,7 @@ const (
 	Candidates         = attribute.Key("sluice.candidates")    // how many credentials could serve
 	Attempt            = attribute.Key("sluice.attempt")       // 1 for the first upstream attempt
 	Attempts           = attribute.Key("sluice.attempts")      // attempts a request made
+	CostUSD            = attribute.Key("sluice.cost_usd")      // what the call cost, in dollars
 	QuotaResult        = attribute.Key("sluice.quota.result")  // granted, or the refusal's reason
 	QuotaScope         = attribute.Key("sluice.quota.scope")   // client, credential
 	QuotaMode          = attribute.Key("sluice.quota.mode")    // the fallback policy deciding, if any

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -105,36 +106,67 @@ func printReport(w io.Writer, r gateway.Report) {
 			r.Time.Sub(m.Started).Round(time.Second), r.Time.Sub(m.Seen).Round(100*time.Millisecond))
 	}
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "CREDENTIAL\tCHANNEL\tQPS\tRPM\tRPD\tTPM\tTPD\tIN FLIGHT\tCOOL-DOWN\tBREAKER\tSTICKY")
+	fmt.Fprintln(tw, "CREDENTIAL\tCHANNEL\tQPS\tRPM\tRPD\tTPM\tTPD\tIN FLIGHT\tCOOL-DOWN\tBREAKER\tSTICKY\tOTHER")
 	for _, c := range r.Credentials {
 		name := c.ID
 		if !c.Enabled {
 			name += " (disabled)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", name, c.Channel,
-			bucket(c.Usage.QPS), used(c.Usage.RPM), used(c.Usage.RPD), used(c.Usage.TPM), used(c.Usage.TPD),
-			inFlight(c.Usage.InFlight, c.Limit.Concurrency), cooldown(c.Usage.CooldownLeft), c.Breaker, c.Sticky)
+		u := c.Usage
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, c.Channel,
+			bucket(u.Level("qps")), used(u.Level("rpm")), used(u.Level("rpd")), used(u.Level("tpm")), used(u.Level("tpd")),
+			inFlight(u.InFlight, c.Limit.Concurrency), cooldown(u.CooldownLeft), c.Breaker, c.Sticky, others(u, r.Time))
 	}
 	for _, set := range []struct {
 		title string
 		rows  []gateway.SubjectReport
-	}{{"SHARED LIMIT", r.Pools}, {"CLIENT", r.Clients}} {
+	}{{"SHARED LIMIT", r.Pools}, {"CLIENT", r.Clients}, {"GROUP", r.Groups}} {
 		if len(set.rows) == 0 {
 			continue
 		}
 		fmt.Fprintln(tw)
-		fmt.Fprintf(tw, "%s\tQPS\tRPM\tRPD\tTPM\tTPD\tIN FLIGHT\n", set.title)
+		fmt.Fprintf(tw, "%s\tQPS\tRPM\tRPD\tTPM\tTPD\tIN FLIGHT\tBUDGETS AND OTHER LIMITS\n", set.title)
 		for _, s := range set.rows {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, bucket(s.Usage.QPS), used(s.Usage.RPM),
-				used(s.Usage.RPD), used(s.Usage.TPM), used(s.Usage.TPD), inFlight(s.Usage.InFlight, s.Limit.Concurrency))
+			u := s.Usage
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, bucket(u.Level("qps")), used(u.Level("rpm")),
+				used(u.Level("rpd")), used(u.Level("tpm")), used(u.Level("tpd")), inFlight(u.InFlight, s.Limit.Concurrency), others(u, r.Time))
 		}
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nread at %s\n", r.Time.Format(time.RFC3339))
 }
 
+// named are the windows with a column of their own.
+var named = map[string]bool{"qps": true, "rpm": true, "rpd": true, "tpm": true, "tpd": true, "concurrency": true}
+
+// others shows the windows without a column: per-model limits, budgets
+// (spent/budget, and when they reset), "-" when none.
+func others(u quota.Usage, now time.Time) string {
+	var out []string
+	for _, l := range u.Windows {
+		if named[l.Name] {
+			continue
+		}
+		s := l.Name + " " + used(l.Meter)
+		if l.Unit == quota.Cost {
+			s = l.Name + " $" + money(l.Limit-l.Remaining) + "/$" + money(l.Limit)
+		}
+		if !l.Resets.IsZero() {
+			s += " (resets in " + l.Resets.Sub(now).Round(time.Minute).String() + ")"
+		}
+		out = append(out, s)
+	}
+	if len(out) == 0 {
+		return "-"
+	}
+	return strings.Join(out, ", ")
+}
+
+// money shows micro-dollars as dollars and cents.
+func money(micros int64) string { return strconv.FormatFloat(float64(micros)/1e6, 'f', 2, 64) }
+
 // used shows a window as used/limit ("-" when unlimited).
-func used(w quota.Window) string {
+func used(w quota.Meter) string {
 	if w.Limit == 0 {
 		return "-"
 	}
@@ -142,7 +174,7 @@ func used(w quota.Window) string {
 }
 
 // bucket shows a token bucket as available/burst.
-func bucket(w quota.Window) string {
+func bucket(w quota.Meter) string {
 	if w.Limit == 0 {
 		return "-"
 	}

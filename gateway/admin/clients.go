@@ -29,6 +29,10 @@ func (c *Control) clients(w http.ResponseWriter, r *http.Request, _ string) erro
 	if err != nil {
 		return err
 	}
+	groups, err := c.gw.Groups(rctx)
+	if err != nil {
+		return err
+	}
 	ov := c.overlayNow()
 	views := make([]clientView, 0, len(status))
 	for _, s := range status {
@@ -39,7 +43,7 @@ func (c *Control) clients(w http.ResponseWriter, r *http.Request, _ string) erro
 		views = append(views, v)
 	}
 	etag(w, ov.Version)
-	writeJSON(w, http.StatusOK, map[string]any{"version": ov.Version, "clients": views})
+	writeJSON(w, http.StatusOK, map[string]any{"version": ov.Version, "clients": views, "groups": groups})
 	return nil
 }
 

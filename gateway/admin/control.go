@@ -34,8 +34,10 @@ type Gateway interface {
 	Test(ctx context.Context, credential, model string) gateway.TestResult
 	// Reset closes a credential's breaker, cluster-wide.
 	Reset(ctx context.Context, credential string)
-	// Clients reports the live state of every client key.
+	// Clients reports the live state of every client key, and Groups of
+	// every group of keys.
 	Clients(ctx context.Context) ([]gateway.ClientStatus, error)
+	Groups(ctx context.Context) ([]gateway.SubjectStatus, error)
 	// TestDefinition tests a channel that is not served yet.
 	TestDefinition(ctx context.Context, ch config.Channel, model string) ([]gateway.TestResult, error)
 	// Stats are the instance's counts of the last minutes' calls.

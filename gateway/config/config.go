@@ -35,7 +35,16 @@ type Config struct {
 	// to any of its models. The names "auto" and "random" always mean
 	// "any enabled model".
 	ModelGroups map[string][]string `yaml:"model_groups,omitempty" json:"model_groups,omitempty"`
-	Channels    []Channel           `yaml:"channels" json:"channels"`
+	// Pricing is what each model costs (USD per million tokens, or per
+	// call), by model name; a channel's own pricing overrides it.
+	Pricing map[string]Price `yaml:"pricing,omitempty" json:"pricing,omitempty"`
+	// Groups are groups of client keys with shared limits and budgets.
+	Groups []Group `yaml:"groups,omitempty" json:"groups,omitempty"`
+	// Billing sets how budgets are reserved.
+	Billing Billing `yaml:"billing,omitempty" json:"billing,omitzero"`
+	// Usage sets the export of usage records and the rollups' retention.
+	Usage    Usage     `yaml:"usage,omitempty" json:"usage,omitzero"`
+	Channels []Channel `yaml:"channels" json:"channels"`
 }
 
 // Server configures the HTTP listener.
@@ -106,6 +115,13 @@ type Client struct {
 	// Limits is the client's own quota (qps, rpm, rpd, tpm, tpd,
 	// concurrency), across all credentials. Default unlimited.
 	Limits Limits `yaml:"limits,omitempty" json:"limits,omitempty"`
+	// Group names the group (groups[].name) whose limits and budgets the
+	// key shares with the group's other keys.
+	Group string `yaml:"group,omitempty" json:"group,omitempty"`
+	// Budget caps what the key spends per period; Budgets adds more (a
+	// daily and a monthly one).
+	Budget  Budget   `yaml:"budget,omitempty" json:"budget,omitzero"`
+	Budgets []Budget `yaml:"budgets,omitempty" json:"budgets,omitempty"`
 }
 
 // IsEnabled reports whether the client's key is accepted (expiry aside).
@@ -396,6 +412,13 @@ type Channel struct {
 	// SharedLimits cap the channel as a whole: all its credentials
 	// together (a provider account's quota shared by several keys).
 	SharedLimits Limits `yaml:"shared_limits,omitempty" json:"shared_limits,omitempty"`
+	// Budget caps what the channel as a whole spends per period; Budgets
+	// adds more.
+	Budget  Budget   `yaml:"budget,omitempty" json:"budget,omitzero"`
+	Budgets []Budget `yaml:"budgets,omitempty" json:"budgets,omitempty"`
+	// Pricing overrides the config's prices for the calls this channel
+	// serves (a discount, a self-hosted model's cost).
+	Pricing map[string]Price `yaml:"pricing,omitempty" json:"pricing,omitempty"`
 	// Mock tunes the built-in mock upstream (type mock only).
 	Mock *Mock `yaml:"mock,omitempty" json:"mock,omitempty"`
 	// Credentials are the upstream keys. At least one; a channel that
@@ -453,6 +476,9 @@ type Limits struct {
 	// have room when every candidate is at its limit, before a 429.
 	// Default 0: refuse at once.
 	WaitTimeout Duration `yaml:"wait_timeout,omitempty" json:"wait_timeout,omitempty"`
+	// Models are limits of one model's calls (by the name clients use),
+	// on top of the limits above, which count every call.
+	Models map[string]Limits `yaml:"models,omitempty" json:"models,omitempty"`
 }
 
 // Params are request parameters set by the channel.

@@ -237,6 +237,49 @@ channels: [{type: openai, models: [m]}]
 			"routing.retry.max_attempts: must be >= 1",
 			"breaker.failure_ratio: must be between 0 and 1",
 		}},
+		{"money", `
+pricing:
+  gpt-4o: {input: 2.5, output: -10}
+  GPT-4o: {input: 1}
+billing: {max_output_tokens: -1}
+usage: {records: {to: [stdout, file, kafka], queue: -1}, retention: 1h}
+groups:
+  - {name: eng, budget: {usd: 100, period: fortnight, timezone: Mars/Olympus}}
+  - {name: eng, limits: {rpm: -1}}
+clients:
+  - key: a
+    group: nope
+    budget: {usd: -5}
+    budgets: [{tokens: 10, period: daily}, {period: month}]
+  - key: b
+    limits: {rpm: 10, models: {m: {rpm: -1, wait_timeout: 1s, models: {x: {rpm: 1}}}}}
+channels:
+  - type: openai
+    models: [m]
+    pricing: {m: {per_request: .nan}}
+    budget: {usd: 10, period: 100ms}
+`, []string{
+			"pricing.gpt-4o.output: must be a price in dollars between 0 and 1000000",
+			"pricing.gpt-4o: same model as pricing.GPT-4o",
+			"billing.max_output_tokens: must be between 1 and 16777216",
+			`usage.records.to[2]: unknown sink "kafka"`,
+			"usage.records.file: required by the file sink",
+			"usage.records.queue: must be between 1 and 10000000",
+			"usage.retention: at least 24h",
+			`groups[0].budget.period: want day, week, month or a duration of at least 1s, got "fortnight"`,
+			`groups[1].name: duplicate group name "eng" (also groups[0])`,
+			"groups[1].limits.rpm: must be > 0",
+			`clients[0].group: no group "nope" in groups`,
+			"clients[0].budget.usd: must be between 0 and 1000000000",
+			`groups[0].budget.timezone: unknown time zone "Mars/Olympus"`,
+			"clients[0].budgets[0]: same period as clients[0].budget: give one budget per period",
+			"clients[0].budgets[1]: a budget needs usd, tokens or requests",
+			"clients[1].limits.models.m.rpm: must be > 0",
+			"clients[1].limits.models.m.wait_timeout: set wait_timeout once, for every model, at clients[1].limits.wait_timeout",
+			"clients[1].limits.models.m.models: a model's limits cannot have models of their own",
+			"channels[0].pricing.m.per_request: must be a price",
+			`channels[0].budget.period: want day, week, month or a duration of at least 1s, got "100ms"`,
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

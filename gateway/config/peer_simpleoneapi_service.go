@@ -76,7 +76,7 @@ type soaEntry struct {
 	useProxy            *bool
 	timeout             Duration
 	creds               []soaCred
-	modelLimits         []string // paths of model_limits, which Sluice cannot express
+	modelLimits         map[string]Limits // model_limits: per model, for the service as a whole
 	// domain is the Spark domain the xinghuo credentials name, sent
 	// upstream for every model; sparkHTTP is set when some xinghuo
 	// credential uses Spark's HTTP API. Both are set by soaXinghuo.
@@ -136,29 +136,23 @@ func soaService(r *peerReader, svc, path string, i int, n *yaml.Node, proxy soaP
 	}
 	// A service's limit caps the service as a whole, all its keys
 	// together; a key's own limit caps that key.
-	ch := Channel{Name: e.name, Type: typ, BaseURL: base, Timeout: e.timeout, SharedLimits: e.limit}
+	// model_limits cap one model's calls, the service's as a whole and
+	// each key's: per-model limits.
+	ch := Channel{Name: e.name, Type: typ, BaseURL: base, Timeout: e.timeout, SharedLimits: withModels(e.limit, e.modelLimits)}
 	if !e.enabled {
-		ch.Enabled = Bool(false) // its limits never apply, so model_limits do not matter
-	}
-	for _, p := range e.modelLimits {
-		if e.enabled {
-			// Limits per model (and per key and model) have no native
-			// equivalent, and dropping them would let traffic exceed
-			// what the file allows.
-			r.fail(p, "per-model limits are not supported by Sluice yet; move them to limit or remove them")
-		}
+		ch.Enabled = Bool(false)
 	}
 	if typ != "ollama" { // simple-one-api's ollama handler ignores the configured proxy
 		ch.Proxy = proxy.forService(e.useProxy)
 	}
 	redirected := slices.Sorted(maps.Keys(e.redirect))
 	embedOnly := slices.DeleteFunc(slices.Clone(e.embed), func(m string) bool { return slices.Contains(e.chat, m) })
-	split := len(embedOnly) > 0 && len(e.chat) > 0 && e.embedLimit != e.limit
+	split := len(embedOnly) > 0 && len(e.chat) > 0 && !e.embedLimit.Equal(e.limit)
 	var chans []Channel
 	if split {
 		emb := ch
 		emb.Name += "-embeddings"
-		emb.SharedLimits = e.embedLimit
+		emb.SharedLimits = withModels(e.embedLimit, e.modelLimits)
 		emb.Models = embedOnly
 		chans = append(chans, emb)
 		ch.Models = cleanNames(e.chat, redirected)
@@ -196,9 +190,7 @@ func soaRead(r *peerReader, svc, path string, i int, n *yaml.Node) *soaEntry {
 	e.redirect = r.strMap(o.get("model_redirect"), o.at("model_redirect"))
 	e.limit = soaLimit(r, o.get("limit"), o.at("limit"))
 	e.embedLimit = soaLimit(r, o.get("embedding_limit"), o.at("embedding_limit"))
-	if hasModelLimits(r, o) {
-		e.modelLimits = append(e.modelLimits, o.at("model_limits"))
-	}
+	e.modelLimits = soaModelLimits(r, o)
 	if on, ok := r.boolean(o.get("use_proxy"), o.at("use_proxy")); ok {
 		e.useProxy = &on
 	}
@@ -207,9 +199,42 @@ func soaRead(r *peerReader, svc, path string, i int, n *yaml.Node) *soaEntry {
 	return e
 }
 
-// hasModelLimits reports whether an object sets model_limits.
-func hasModelLimits(r *peerReader, o peerObject) bool {
-	return len(r.object(o.get("model_limits"), o.at("model_limits"), nil).fields) > 0
+// soaModelLimits reads model_limits: a limit object per model name, each
+// with its wait (Sluice has one wait per credential or channel: the
+// entry's own, else the longest of its models').
+func soaModelLimits(r *peerReader, o peerObject) map[string]Limits {
+	var out map[string]Limits
+	for _, f := range r.object(o.get("model_limits"), o.at("model_limits"), nil).fields {
+		l := soaLimit(r, f.val, f.path)
+		if l.IsZero() {
+			continue
+		}
+		if out == nil {
+			out = map[string]Limits{}
+		}
+		out[strings.TrimSpace(f.key)] = l
+	}
+	return out
+}
+
+// withModels returns l with per-model limits, which wait as long as l
+// does (or, when l sets no limit of its own, as long as the longest of
+// theirs).
+func withModels(l Limits, models map[string]Limits) Limits {
+	if len(models) == 0 {
+		return l
+	}
+	var wait Duration
+	l.Models = make(map[string]Limits, len(models))
+	for name, ml := range models {
+		wait = max(wait, ml.WaitTimeout)
+		ml.WaitTimeout = 0
+		l.Models[name] = ml
+	}
+	if l.WaitTimeout == 0 {
+		l.WaitTimeout = wait
+	}
+	return l
 }
 
 // soaReadCreds reads credential_list or, when it is empty, credentials
@@ -237,10 +262,7 @@ func soaReadCreds(r *peerReader, o peerObject, e *soaEntry) []soaCred {
 		if on, ok := r.boolean(c.obj.get("enabled"), c.obj.at("enabled")); ok {
 			c.enabled = &on
 		}
-		c.limits = soaLimit(r, c.obj.get("limit"), c.obj.at("limit"))
-		if hasModelLimits(r, c.obj) {
-			e.modelLimits = append(e.modelLimits, c.obj.at("model_limits"))
-		}
+		c.limits = withModels(soaLimit(r, c.obj.get("limit"), c.obj.at("limit")), soaModelLimits(r, c.obj))
 		creds = append(creds, c)
 	}
 	return creds
@@ -272,7 +294,7 @@ func soaLimit(r *peerReader, n *yaml.Node, path string) Limits {
 		Concurrency: r.count(o.get("concurrency"), o.at("concurrency")),
 	}
 	wait := r.duration(o.get("timeout"), o.at("timeout"), time.Second)
-	if l == (Limits{}) {
+	if l.IsZero() {
 		return l // a timeout alone limits nothing
 	}
 	l.WaitTimeout = or(wait, soaDefaultWait)

@@ -368,7 +368,6 @@ func TestPeerErrors(t *testing.T) {
 				`services.azure[0].server_url: required for azure: the resource endpoint`,
 				`services.claude[0].server_url: want Anthropic's Messages endpoint, ending in /messages (simple-one-api posts to server_url as it is), got "https://relay.example/v1/chat"`,
 				`services.deepseek[0].limit.qps: want a number, got "fast" (line 7)`,
-				`services.deepseek[0].model_limits: per-model limits are not supported by Sluice yet; move them to limit or remove them`,
 				`services.deepseek[0].modle: unknown field (line 7)`,
 				`services.dify[0]: service type "dify": Dify apps do not speak the OpenAI API`,
 				`services.gemini[0].server_url: want the models URL of a Gemini API version, such as https://generativelanguage.googleapis.com/v1beta/models (simple-one-api appends /<model>:generateContent), got "https://relay.example/gemini"`,
@@ -551,8 +550,31 @@ func TestPeerDetails(t *testing.T) {
 			doc:  `{"services": {"deepseek": [{"enabled": true, "limit": {"qpm": 30, "rpm": 20, "qps": 0.5, "tpm": 1000}}]}}`,
 			check: func(t *testing.T, cfg *Config) {
 				want := Limits{QPS: 0.5, RPM: 20, TPM: 1000, WaitTimeout: soaDefaultWait}
-				if cfg.Channels[0].SharedLimits != want {
+				if !cfg.Channels[0].SharedLimits.Equal(want) {
 					t.Errorf("limits %+v, want %+v", cfg.Channels[0].SharedLimits, want)
+				}
+			},
+		},
+		{
+			name: "simple-one-api model_limits: per-model limits of the service and of each key",
+			doc: `{"services": {"deepseek": [{"enabled": true, "models": ["deepseek-chat", "deepseek-reasoner"],
+			  "limit": {"rpm": 100},
+			  "model_limits": {"deepseek-reasoner": {"rpm": 10, "concurrency": 2}},
+			  "credential_list": [{"api_key": "k1", "model_limits": {"deepseek-chat": {"qps": 1, "timeout": 3}}}, {"api_key": "k2"}]}]}}`,
+			check: func(t *testing.T, cfg *Config) {
+				ch := cfg.Channels[0]
+				want := Limits{RPM: 100, WaitTimeout: soaDefaultWait, Models: map[string]Limits{"deepseek-reasoner": {RPM: 10, Concurrency: 2}}}
+				if !ch.SharedLimits.Equal(want) {
+					t.Errorf("service limits %+v, want %+v", ch.SharedLimits, want)
+				}
+				key := Limits{WaitTimeout: Duration(3 * time.Second), Models: map[string]Limits{"deepseek-chat": {QPS: 1}}}
+				if !ch.Credentials[0].Limits.Equal(key) || !ch.Credentials[1].Limits.IsZero() {
+					t.Errorf("key limits %+v and %+v, want %+v and none", ch.Credentials[0].Limits, ch.Credentials[1].Limits, key)
+				}
+				cfg.Channels[0].BaseURL = "https://api.deepseek.com/v1"
+				cfg.Provision()
+				if err := cfg.Validate(); err != nil {
+					t.Errorf("the imported config: %v", err)
 				}
 			},
 		},

@@ -93,6 +93,7 @@ func (c *Config) Provision() {
 	}
 	c.Telemetry.Metrics.Path = or(c.Telemetry.Metrics.Path, "/metrics")
 	c.Admin.AuditSize = or(c.Admin.AuditSize, 1000)
+	c.provisionMoney()
 	c.Telemetry.Traces.Protocol = or(c.Telemetry.Traces.Protocol, "grpc")
 	if rd := c.Redis; rd != nil {
 		rd.KeyPrefix = or(rd.KeyPrefix, "sluice:")
@@ -143,6 +144,7 @@ func (c *Config) Validate() error {
 	served := c.validateChannels(v)
 	c.validateModels(v, served)
 	c.validateClients(v, served)
+	c.validateMoney(v)
 	c.validateAdmin(v)
 	return errors.Join(v.errs...)
 }
@@ -503,6 +505,21 @@ func validateLimits(v *validator, path string, l Limits) {
 	}
 	if l.WaitTimeout < 0 {
 		v.add(path+".wait_timeout", "must not be negative")
+	}
+	seen := map[string]string{}
+	for _, model := range slices.Sorted(maps.Keys(l.Models)) {
+		ml, mp := l.Models[model], path+".models."+model
+		if other, dup := seen[ModelKey(model)]; dup {
+			v.add(mp, "same model as %s.models.%s (model names are compared without regard to case)", path, other)
+		}
+		seen[ModelKey(model)] = model
+		if len(ml.Models) > 0 {
+			v.add(mp+".models", "a model's limits cannot have models of their own")
+		}
+		if ml.WaitTimeout != 0 {
+			v.add(mp+".wait_timeout", "set wait_timeout once, for every model, at %s.wait_timeout", path)
+		}
+		validateLimits(v, mp, ml)
 	}
 }
 

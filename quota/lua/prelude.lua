@@ -6,42 +6,35 @@
 -- -1 to read the Redis server's clock (production), so the instances'
 -- clocks never matter.
 --
--- A subject (credential, pool or client) has two keys:
---   hash  KEY       fields: tat (GCRA, µs), cool (cool-down until, µs),
---                   and per window w in rm, rd, tm, td (requests/tokens per
---                   minute/day): w:h (oldest slot still counted), w:s (sum
---                   of the counted slots), w:<slot> (count of one slot)
---   zset  KEY:c     concurrency leases: member = lease id, score = expiry µs
+-- A subject's limit is a list of windows (quota.Window), encoded by
+-- quota.encodeWindows: their count, then for each its id, its code (kind
+-- * 4 + unit; kinds 1 rate, 2 sliding, 3 calendar, 4 concurrent; units 1
+-- requests, 2 tokens, 3 micro-dollars), its limit, and its parameters:
+-- a rate's interval µs; a sliding window's width µs; a calendar window's
+-- four period boundaries around the caller's now, µs (the period before,
+-- the current one, the next, the one after: the script picks the period
+-- its own clock is in); none for a concurrent window.
 --
--- A limit travels as 7 numbers: GCRA interval µs (0: no QPS limit), burst,
--- rpm, rpd, tpm, tpd, concurrency (0: not limited).
+-- A subject (credential, channel or client) is a hash KEY with, per
+-- window id:
+--   rate      <id>:t   theoretical arrival time µs (GCRA)
+--   sliding   <id>:h   oldest slot still counted, <id>:s the sum of the
+--             counted slots, <id>:<slot> the count of one slot (60 slots
+--             per width)
+--   calendar  <id>:p   start of the period counted µs, <id>:n its count
+-- and cool (cool-down until µs); a concurrent window is the zset
+-- KEY:<id> (member = lease id, score = expiry µs), in the same hash slot.
 --
 -- Each redis.call costs microseconds, so a script reads each subject's
--- hash once (HMGET, with the slot fields it will need), works on a cache,
--- and writes each changed subject once at the end (flush_all: HSET, and
+-- hash once (HMGET, with the fields it will need), works on a cache, and
+-- writes each changed subject once at the end (flush_all: HSET, and
 -- PEXPIRE when the TTL must move).
 
 local SLOTS = 60
-local WIDTH = {rm = 1000000, tm = 1000000, rd = 1440000000, td = 1440000000}
-local WINDOWS = {'rm', 'rd', 'tm', 'td'}
-local TOKENS = {tm = true, td = true}
-local BASE = {'tat', 'cool', 'rm:h', 'rm:s', 'rd:h', 'rd:s', 'tm:h', 'tm:s', 'td:h', 'td:s'}
-local REASON = {cool = 'cooldown', qps = 'qps', rm = 'rpm', rd = 'rpd', tm = 'tpm', td = 'tpd', conc = 'concurrency', large = 'too_large'}
+local RATE, SLIDING, CALENDAR, CONCURRENT = 1, 2, 3, 4
+local REQUESTS, TOKENS, COST = 1, 2, 3
 local CONC_POLL = 20000 -- µs; when a slot frees is not predictable
 local call = redis.call
-local H = {rm = 'rm:h', rd = 'rd:h', tm = 'tm:h', td = 'td:h'}
-local S = {rm = 'rm:s', rd = 'rd:s', tm = 'tm:s', td = 'td:s'}
-
--- field names the slot field of window w, built once per script.
-local names = {rm = {}, rd = {}, tm = {}, td = {}}
-local function field(w, slot)
-  local f = names[w][slot]
-  if f == nil then
-    f = w .. ':' .. slot
-    names[w][slot] = f
-  end
-  return f
-end
 
 local function now_us()
   local fixed = tonumber(ARGV[1])
@@ -52,65 +45,129 @@ local function now_us()
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
--- limit reads a 7-number limit starting at ARGV[i].
-local function limit(i)
-  return {
-    interval = tonumber(ARGV[i]), burst = tonumber(ARGV[i + 1]),
-    rm = tonumber(ARGV[i + 2]), rd = tonumber(ARGV[i + 3]),
-    tm = tonumber(ARGV[i + 4]), td = tonumber(ARGV[i + 5]),
-    conc = tonumber(ARGV[i + 6]),
-  }
+-- The fields of each window id, built once per script run: windows of one
+-- id (a client's rpm and a credential's) share them.
+local fields = {}
+
+local function fields_of(id)
+  local fs = fields[id]
+  if fs == nil then
+    fs = {h = id .. ':h', s = id .. ':s', t = id .. ':t', p = id .. ':p', n = id .. ':n', names = {}}
+    fields[id] = fs
+  end
+  return fs
 end
 
-local function is_zero(l)
-  return l.interval == 0 and l.rm == 0 and l.rd == 0 and l.tm == 0 and l.td == 0 and l.conc == 0
+-- read_windows reads a list of windows starting at ARGV[i]; it returns
+-- them and the index after them.
+local function read_windows(i)
+  local n = tonumber(ARGV[i])
+  local ws = {}
+  i = i + 1
+  for k = 1, n do
+    local id, code = ARGV[i], tonumber(ARGV[i + 1])
+    local fs = fields_of(id)
+    local w = {id = id, kind = math.floor(code / 4), unit = code % 4, limit = tonumber(ARGV[i + 2]),
+               h = fs.h, s = fs.s, t = fs.t, p = fs.p, n = fs.n, names = fs.names}
+    i = i + 3
+    if w.kind == SLIDING then
+      w.p1 = tonumber(ARGV[i])
+      w.slot = math.max(1, math.floor(w.p1 / SLOTS))
+      i = i + 1
+    elseif w.kind == RATE then
+      w.p1 = tonumber(ARGV[i])
+      i = i + 1
+    elseif w.kind == CALENDAR then
+      w.p1, w.p2, w.p3, w.p4 = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+      i = i + 4
+    end
+    ws[k] = w
+  end
+  return ws, i
 end
 
-local function slot_of(now, w)
-  return math.floor(now / WIDTH[w])
+-- amount is what a request counts in a window of unit u: one request, or
+-- its tokens, or its micro-dollars (amt = {tok, cost}).
+local function amount(amt, u)
+  if u == REQUESTS then return 1 end
+  if u == TOKENS then return amt.tok end
+  return amt.cost
+end
+
+local function slot_of(w, t)
+  return math.floor(t / w.slot)
+end
+
+-- period returns the start and end of the calendar period t is in.
+local function period(w, t)
+  if t < w.p2 then return w.p1, w.p2 end
+  if t < w.p3 then return w.p2, w.p3 end
+  return w.p3, w.p4
+end
+
+-- f names the field of one slot of a sliding window, built on first use
+-- (the other fields' names are built when the window is read: w.h, w.s,
+-- w.t, w.p, w.n).
+local function f(w, slot)
+  local v = w.names[slot]
+  if v == nil then
+    v = w.id .. ':' .. slot
+    w.names[slot] = v
+  end
+  return v
 end
 
 -- The subjects a script has read, by hash key.
 local cache, order = {}, {}
 
 -- subject returns a subject's state, reading its hash on first use with
--- the slot fields a limit needs at now (and, for a settlement, at a
--- reservation's time). Later uses read only fields not known yet.
-local function subject(key, zkey, l, now, at)
+-- the fields its windows need at now (and, for a settlement or a give
+-- back, at the time of a reservation). Later uses read only fields not
+-- known yet.
+local function subject(key, ws, now, at)
   local want = {}
-  for _, w in ipairs(WINDOWS) do
-    if l[w] > 0 then
-      want[#want + 1] = field(w, slot_of(now, w))
-      if at and TOKENS[w] then
-        want[#want + 1] = field(w, slot_of(at, w))
+  for _, w in ipairs(ws) do
+    if w.kind == RATE then
+      want[#want + 1] = w.t
+    elseif w.kind == SLIDING then
+      want[#want + 1] = w.h
+      want[#want + 1] = w.s
+      want[#want + 1] = f(w, slot_of(w, now))
+      if at and at > 0 and w.unit ~= REQUESTS then
+        want[#want + 1] = f(w, slot_of(w, at))
       end
+    elseif w.kind == CALENDAR then
+      want[#want + 1] = w.p
+      want[#want + 1] = w.n
     end
   end
   local st = cache[key]
   if st == nil then
-    st = {key = key, zkey = zkey, v = {}, known = {}, dirty = {}, fresh = true, rolled = false, windows = {}}
+    st = {key = key, v = {}, known = {}, dirty = {}, fresh = true, rolled = false, keep = 0}
     cache[key] = st
     order[#order + 1] = st
-    for _, f in ipairs(BASE) do
-      want[#want + 1] = f
-    end
+    want[#want + 1] = 'cool'
   end
-  for _, w in ipairs(WINDOWS) do
-    if l[w] > 0 then
-      st.windows[w] = true
+  for _, w in ipairs(ws) do
+    local keep = 0
+    if w.kind == SLIDING then
+      keep = (SLOTS + 2) * w.slot
+    elseif w.kind == CALENDAR then
+      keep = w.p4 - now
     end
+    if keep > st.keep then st.keep = keep end
   end
   local missing = {}
-  for _, f in ipairs(want) do
-    if not st.known[f] then
-      missing[#missing + 1] = f
-      st.known[f] = true
+  for _, name in ipairs(want) do
+    if not st.known[name] then
+      missing[#missing + 1] = name
+      st.known[name] = true
     end
   end
   if #missing > 0 then
     local v = call('HMGET', key, unpack(missing))
-    for i, f in ipairs(missing) do
-      st.v[f] = tonumber(v[i])
+    for i, name in ipairs(missing) do
+      st.v[name] = tonumber(v[i])
       if v[i] then
         st.fresh = false
       end
@@ -120,47 +177,49 @@ local function subject(key, zkey, l, now, at)
 end
 
 -- get reads a field of a subject, from the cache when it can.
-local function get(st, f)
-  if not st.known[f] then
-    st.v[f] = tonumber(call('HGET', st.key, f))
-    st.known[f] = true
+local function get(st, name)
+  if not st.known[name] then
+    st.v[name] = tonumber(call('HGET', st.key, name))
+    st.known[name] = true
   end
-  return st.v[f]
+  return st.v[name]
 end
 
 -- put changes a field, written at flush.
-local function put(st, f, value)
-  st.v[f] = value
-  st.known[f] = true
-  st.dirty[f] = true
+local function put(st, name, value)
+  st.v[name] = value
+  st.known[name] = true
+  st.dirty[name] = true
 end
 
--- prefetch reads the fields of slots head..last not known yet, in one call.
+-- prefetch reads the slot fields head..last of a sliding window not
+-- known yet, in one call.
 local function prefetch(st, w, head, last)
   local names = {}
   for s = head, last do
-    local f = field(w, s)
-    if not st.known[f] then
-      names[#names + 1] = f
-      st.known[f] = true
+    local name = f(w, s)
+    if not st.known[name] then
+      names[#names + 1] = name
+      st.known[name] = true
     end
   end
   if #names > 0 then
     local v = call('HMGET', st.key, unpack(names))
-    for i, f in ipairs(names) do
-      st.v[f] = tonumber(v[i])
+    for i, name in ipairs(names) do
+      st.v[name] = tonumber(v[i])
     end
   end
 end
 
--- slide brings window w up to slot cur, dropping the slots that left it,
--- and returns the units it counts.
+-- slide brings a sliding window up to slot cur, dropping the slots that
+-- left it, and returns the units it counts.
 local function slide(st, w, cur)
   local oldest = cur - SLOTS
-  local head, sum = st.v[H[w]], st.v[S[w]] or 0
+  local hf, sf = w.h, w.s
+  local head, sum = st.v[hf], st.v[sf] or 0
   if head == nil then
-    put(st, H[w], oldest)
-    put(st, S[w], 0)
+    put(st, hf, oldest)
+    put(st, sf, 0)
     return 0
   end
   if head >= oldest then
@@ -171,44 +230,66 @@ local function slide(st, w, cur)
   if oldest - head <= SLOTS then
     prefetch(st, w, head, last)
     for s = head, last do
-      sum = sum - (st.v[field(w, s)] or 0)
+      sum = sum - (st.v[f(w, s)] or 0)
     end
   else
     sum = 0 -- idle for a whole window: every slot left
   end
   local gone = {}
   for s = head, last do
-    gone[#gone + 1] = field(w, s)
-    st.v[field(w, s)], st.known[field(w, s)], st.dirty[field(w, s)] = nil, true, nil
+    local name = f(w, s)
+    gone[#gone + 1] = name
+    st.v[name], st.known[name], st.dirty[name] = nil, true, nil
   end
   call('HDEL', st.key, unpack(gone))
-  put(st, H[w], oldest)
-  put(st, S[w], math.max(sum, 0))
+  put(st, hf, oldest)
+  put(st, sf, math.max(sum, 0))
   st.rolled = true
   return math.max(sum, 0)
 end
 
--- add records n units in slot cur of window w.
-local function add(st, w, slot, n)
-  local f = field(w, slot)
-  put(st, f, math.max(0, (get(st, f) or 0) + n))
-  put(st, S[w], math.max(0, (st.v[S[w]] or 0) + n))
+-- add records n units in slot s of a sliding window.
+local function add(st, w, s, n)
+  local name, sf = f(w, s), w.s
+  put(st, name, math.max(0, (get(st, name) or 0) + n))
+  put(st, sf, math.max(0, (st.v[sf] or 0) + n))
+end
+
+-- counted returns a calendar window's count in its current period, and
+-- the period's start and end; a period that rolled over counts 0.
+local function counted(st, w, now)
+  local start, ends = period(w, now)
+  local n = 0
+  if st.v[w.p] == start then
+    n = st.v[w.n] or 0
+  end
+  return n, start, ends
+end
+
+-- charge adds n units to a calendar window's current period.
+local function charge(st, w, now, n)
+  local c, start = counted(st, w, now)
+  if st.v[w.p] ~= start then
+    st.rolled = true
+  end
+  put(st, w.p, start)
+  put(st, w.n, math.max(0, c + n))
 end
 
 -- window_retry is how long until cost more units fit under lim: the time
 -- the oldest slots that must free up leave the window.
-local function window_retry(st, w, now, cur, lim, cost)
-  local excess = st.v[S[w]] + cost - lim
-  local head = st.v[H[w]]
+local function window_retry(st, w, now, cur, cost)
+  local excess = st.v[w.s] + cost - w.limit
+  local head = st.v[w.h]
   prefetch(st, w, head, cur)
   local freed = 0
   for s = head, cur do
-    freed = freed + (st.v[field(w, s)] or 0)
+    freed = freed + (st.v[f(w, s)] or 0)
     if freed >= excess then
-      return (s + SLOTS + 1) * WIDTH[w] - now
+      return (s + SLOTS + 1) * w.slot - now
     end
   end
-  return (cur + SLOTS + 1) * WIDTH[w] - now
+  return (cur + SLOTS + 1) * w.slot - now
 end
 
 -- gcra mirrors math.go.
@@ -224,10 +305,14 @@ local function gcra(tat, now, interval, burst, cost)
   return true, new_tat, 0
 end
 
--- check mirrors subject.check in memory.go: ok, reason, retry (µs, -1:
--- never), and the GCRA state to store on a take.
-local function check(st, l, now, tokens)
-  local ok, reason, retry, tat = true, nil, 0, nil
+local function zset(st, w)
+  return st.key .. ':' .. w.id
+end
+
+-- check mirrors subject.check in memory.go: ok, reason (a window id, or
+-- 'cool', 'large'), retry (µs, -1: never).
+local function check(st, ws, now, amt)
+  local ok, reason, retry = true, nil, 0
   local function fail(r, wait)
     if ok or (wait < 0 and retry >= 0) then
       ok, reason, retry = false, r, wait
@@ -239,146 +324,167 @@ local function check(st, l, now, tokens)
   if cool and cool > now then
     fail('cool', cool - now)
   end
-  if l.interval > 0 then
-    local pass, t, wait = gcra(st.v['tat'], now, l.interval, l.burst, 1)
-    if pass then tat = t else fail('qps', wait) end
-  end
-  for _, w in ipairs(WINDOWS) do
-    local lim = l[w]
-    if lim > 0 then
-      local cost = 1
-      if TOKENS[w] then cost = tokens end
-      local cur = slot_of(now, w)
+  for _, w in ipairs(ws) do
+    local cost = amount(amt, w.unit)
+    if w.kind == RATE then
+      local pass, tat, wait = gcra(st.v[w.t], now, w.p1, w.limit, 1)
+      w.tat = tat
+      if not pass then fail(w.id, wait) end
+    elseif w.kind == SLIDING then
+      local cur = slot_of(w, now)
       local used = slide(st, w, cur)
-      if cost > lim then
+      if cost > w.limit then
         fail('large', -1)
-      elseif used + cost > lim then
-        fail(w, window_retry(st, w, now, cur, lim, cost))
+      elseif used + cost > w.limit then
+        fail(w.id, window_retry(st, w, now, cur, cost))
+      end
+    elseif w.kind == CALENDAR then
+      local n, _, ends = counted(st, w, now)
+      if cost > w.limit then
+        fail('large', -1)
+      elseif n + cost > w.limit then
+        fail(w.id, ends - now)
+      end
+    elseif w.kind == CONCURRENT then
+      local z = zset(st, w)
+      call('ZREMRANGEBYSCORE', z, '-inf', now)
+      if call('ZCARD', z) >= w.limit then
+        fail(w.id, CONC_POLL)
       end
     end
   end
-  if l.conc > 0 then
-    call('ZREMRANGEBYSCORE', st.zkey, '-inf', now)
-    if call('ZCARD', st.zkey) >= l.conc then
-      fail('conc', CONC_POLL)
-    end
-  end
-  return ok, reason, retry, tat
+  return ok, reason, retry
 end
 
--- take records an admitted request (and its token reservation).
-local function take(st, l, now, tokens, tat, lease, lease_ttl)
-  if l.interval > 0 then
-    put(st, 'tat', tat)
-  end
-  for _, w in ipairs(WINDOWS) do
-    if l[w] > 0 then
-      local cost = 1
-      if TOKENS[w] then cost = tokens end
-      add(st, w, slot_of(now, w), cost)
+-- take records an admitted request and its reservation.
+local function take(st, ws, now, amt, lease, lease_ttl)
+  for _, w in ipairs(ws) do
+    local cost = amount(amt, w.unit)
+    if w.kind == RATE then
+      put(st, w.t, w.tat)
+    elseif w.kind == SLIDING then
+      add(st, w, slot_of(w, now), cost)
+    elseif w.kind == CALENDAR then
+      charge(st, w, now, cost)
+    elseif w.kind == CONCURRENT then
+      local z = zset(st, w)
+      call('ZADD', z, now + lease_ttl, lease)
+      call('PEXPIRE', z, math.floor(lease_ttl / 1000) + 1000)
     end
-  end
-  if l.conc > 0 then
-    call('ZADD', st.zkey, now + lease_ttl, lease)
-    call('PEXPIRE', st.zkey, math.floor(lease_ttl / 1000) + 1000)
   end
 end
 
 -- flush_all writes every subject a script changed: one HSET each, and a
 -- PEXPIRE when the subject is new, rolled a window over, or has no window
--- to roll over (its TTL must follow tat or cool instead).
+-- to roll over (its TTL must follow its rate or cool-down instead).
 local function flush_all(now)
   for _, st in ipairs(order) do
     local args = {}
-    for f in pairs(st.dirty) do
-      args[#args + 1] = f
-      args[#args + 1] = st.v[f]
+    for name in pairs(st.dirty) do
+      args[#args + 1] = name
+      args[#args + 1] = st.v[name]
     end
     if #args > 0 then
       call('HSET', st.key, unpack(args))
-      local keep = 0
-      if st.windows.rd or st.windows.td then
-        keep = (SLOTS + 2) * WIDTH.rd
-      elseif st.windows.rm or st.windows.tm then
-        keep = (SLOTS + 2) * WIDTH.rm
-      end
+      local keep = st.keep
       if st.fresh or st.rolled or keep == 0 then
-        local tat, cool = st.v['tat'], st.v['cool']
-        if tat and tat - now > keep then keep = tat - now end
-        if cool and cool - now > keep then keep = cool - now end
+        for name, v in pairs(st.v) do
+          if (name == 'cool' or string.sub(name, -2) == ':t') and v and v - now > keep then
+            keep = v - now
+          end
+        end
         call('PEXPIRE', st.key, math.floor(keep / 1000) + 1000)
       end
     end
   end
 end
 
--- report returns the tightest request and token windows of a subject, as
+-- report returns the tightest request and token meters of a subject, as
 -- {req_limit, req_remaining, req_reset, tok_limit, tok_remaining, tok_reset}
 -- (µs for resets), mirroring subject.report in memory.go.
-local function report(st, l, now)
+local function report(st, ws, now)
   local out = {0, 0, 0, 0, 0, 0}
   local function offer(base, lim, remaining, reset)
-    if lim <= 0 then return end
     if out[base] == 0 or remaining < out[base + 1] then
       out[base], out[base + 1], out[base + 2] = lim, remaining, reset
     end
   end
-  if l.interval > 0 then
-    local tat = math.max(st.v['tat'] or now, now)
-    local remaining = l.burst - math.floor((tat - now + l.interval - 1) / l.interval)
-    offer(1, l.burst, math.max(0, math.min(l.burst, remaining)), tat - now)
-  end
-  for _, w in ipairs(WINDOWS) do
-    local lim = l[w]
-    if lim > 0 then
-      local base = 1
-      if TOKENS[w] then base = 4 end
-      local sum = st.v[S[w]] or 0
-      local reset = 0
-      if sum > 0 then
-        reset = (slot_of(now, w) + SLOTS + 1) * WIDTH[w] - now
+  for _, w in ipairs(ws) do
+    local base = 0
+    if w.unit == REQUESTS and w.kind ~= CONCURRENT then base = 1 end
+    if w.unit == TOKENS then base = 4 end
+    if base > 0 then
+      if w.kind == RATE then
+        local tat = math.max(st.v[w.t] or now, now)
+        local remaining = w.limit - math.floor((tat - now + w.p1 - 1) / w.p1)
+        offer(base, w.limit, math.max(0, math.min(w.limit, remaining)), tat - now)
+      elseif w.kind == SLIDING then
+        local sum = st.v[w.s] or 0
+        local reset = 0
+        if sum > 0 then
+          reset = (slot_of(w, now) + SLOTS + 1) * w.slot - now
+        end
+        offer(base, w.limit, math.max(0, w.limit - sum), reset)
+      elseif w.kind == CALENDAR then
+        local n, _, ends = counted(st, w, now)
+        offer(base, w.limit, math.max(0, w.limit - n), ends - now)
       end
-      offer(base, lim, math.max(0, lim - sum), reset)
     end
   end
   return out
 end
 
--- settle_all ends count grants (see settle.lua for their encoding): their
--- records start at KEYS[key_base] (6 keys each) and ARGV[arg_base]
--- (25 arguments each).
-local function settle_all(key_base, arg_base, count, now)
+-- correct changes a reservation made at `at` by delta units (used minus
+-- reserved) in a token or money window; reserved + delta is what was
+-- used. A reservation whose slot or period is over (a call longer than
+-- the window, or across the end of a period) has all its use charged now,
+-- the latest moment it can have happened.
+local function correct(st, w, now, at, reserved, delta)
+  if w.kind == SLIDING then
+    local cur, s = slot_of(w, now), slot_of(w, at)
+    slide(st, w, cur)
+    if s >= st.v[w.h] then
+      local name, sf = f(w, s), w.s
+      local c = get(st, name) or 0
+      local v = math.max(0, c + delta)
+      put(st, name, v)
+      put(st, sf, math.max(0, st.v[sf] + v - c))
+    elseif reserved + delta > 0 then
+      add(st, w, cur, reserved + delta)
+    end
+  elseif w.kind == CALENDAR then
+    local _, start = counted(st, w, now)
+    if period(w, at) == start then
+      charge(st, w, now, delta)
+    elseif reserved + delta > 0 then
+      charge(st, w, now, reserved + delta)
+    end
+  end
+end
+
+-- settle_all ends count grants, encoded as settle.lua says: their keys
+-- start at KEYS[key_base] (4 each) and their arguments at ARGV[i]. It
+-- returns the index after them.
+local function settle_all(key_base, i, count, now)
   for g = 0, count - 1 do
-    local kb, ab = key_base + 6 * g, arg_base + 25 * g
-    local at, delta, lease, reserved = tonumber(ARGV[ab]), tonumber(ARGV[ab + 1]), ARGV[ab + 2], tonumber(ARGV[ab + 3])
-    for s = 0, 2 do
-      local l = limit(ab + 4 + 7 * s)
-      if not is_zero(l) then
-        if l.conc > 0 then
-          call('ZREM', KEYS[kb + 1 + 2 * s], lease)
-        end
-        if delta ~= 0 and (l.tm > 0 or l.td > 0) then
-          local st = subject(KEYS[kb + 2 * s], KEYS[kb + 1 + 2 * s], l, now, at)
-          for _, w in ipairs({'tm', 'td'}) do
-            if l[w] > 0 then
-              local cur, slot = slot_of(now, w), slot_of(at, w)
-              slide(st, w, cur)
-              if slot >= st.v[H[w]] then
-                local f = field(w, slot)
-                local c = get(st, f) or 0
-                local v = math.max(0, c + delta)
-                put(st, f, v)
-                put(st, S[w], math.max(0, st.v[S[w]] + v - c))
-              elseif reserved + delta > 0 then
-                -- The reservation's slot left the window (a call longer
-                -- than it): all the use is charged now, the latest moment
-                -- it can have happened.
-                add(st, w, cur, reserved + delta)
-              end
-            end
-          end
+    local kb = key_base + 4 * g
+    local at, lease = tonumber(ARGV[i]), ARGV[i + 1]
+    local reserved = {tok = tonumber(ARGV[i + 2]), cost = tonumber(ARGV[i + 3])}
+    local delta = {tok = tonumber(ARGV[i + 4]), cost = tonumber(ARGV[i + 5])}
+    i = i + 6
+    for s = 0, 3 do
+      local ws
+      ws, i = read_windows(i)
+      local st
+      for _, w in ipairs(ws) do
+        if w.kind == CONCURRENT then
+          call('ZREM', KEYS[kb + s] .. ':' .. w.id, lease)
+        elseif w.unit ~= REQUESTS and amount(delta, w.unit) ~= 0 and (w.kind == SLIDING or w.kind == CALENDAR) then
+          st = st or subject(KEYS[kb + s], ws, now, at)
+          correct(st, w, now, at, amount(reserved, w.unit), amount(delta, w.unit))
         end
       end
     end
   end
+  return i
 end

@@ -1,14 +1,16 @@
 -- settle.lua: end grants (quota.Redis.Settle, batched): free their
--- concurrency slots and correct their token reservations to the tokens
--- really used. acquire.lua settles the same way, piggybacked.
+-- concurrency slots and correct their reservations (tokens, money) to
+-- what the requests used. acquire.lua settles the same way, piggybacked.
 --
 -- ARGV[1]   now µs, or -1 for the server clock
 -- ARGV[2]   number of grants g
--- grant i (from 0), KEYS[1+6i..6+6i]: credential hash, zset; pool hash,
---   zset; client hash, zset
--- grant i, ARGV[3+25i..27+25i]: reserved at (µs), used minus reserved
---   tokens, lease id, reserved tokens, credential limit (7), pool limit
---   (7), client limit (7)
+-- grant j (from 0), KEYS[1+4j..4+4j]: credential hash, channel hash,
+--   client hash, group hash (their concurrency zsets are KEY:<window id>)
+-- grant j, from the argument after the previous grant's: reserved at
+--   (µs), lease id, reserved tokens, reserved micro-dollars, used minus
+--   reserved tokens, used minus reserved micro-dollars, then the windows
+--   of the credential, of the channel, of the client and of its group
+--   (prelude.lua's encoding)
 --
 -- Returns the number of grants settled.
 local now = now_us()

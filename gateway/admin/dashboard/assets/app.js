@@ -95,25 +95,25 @@
     return svg;
   }
 
-  // meter shows used of limit for one limit kind of owner (a credential,
-  // a client key), named data-meter="owner/kind".
-  function meter(owner, kind, w) {
+  // meter shows used of limit for one window of owner (a credential, a
+  // channel, a client key, a group), named data-meter="owner/window".
+  function meter(owner, w) {
     if (!w || !w.Limit) return null;
     const used = w.Limit - w.Remaining;
+    const money = w.unit === 'usd';
+    const show = v => money ? '$' + (v / 1e6).toFixed(2) : fmt.short(v);
+    const resets = w.resets ? ' · resets ' + new Date(w.resets).toLocaleString() : '';
     return el('div', {class: 'meter'},
-      el('span', {class: 'kind', text: kind}),
-      el('meter', {min: 0, max: w.Limit, value: used, 'data-meter': owner + '/' + kind, low: w.Limit * 0.7, high: w.Limit * 0.9, optimum: 0,
-        'aria-label': `${kind}: ${used} of ${w.Limit} used`}),
-      el('span', {class: 'num', title: `${used} / ${w.Limit}`, text: `${fmt.short(used)} / ${fmt.short(w.Limit)}`}));
+      el('span', {class: 'kind', text: w.name}),
+      el('meter', {min: 0, max: w.Limit, value: used, low: w.Limit * 0.7, high: w.Limit * 0.9, optimum: 0, 'data-meter': owner + '/' + w.name,
+        'aria-label': `${w.name}: ${show(used)} of ${show(w.Limit)} used${resets}`}),
+      el('span', {class: 'num', title: `${used} / ${w.Limit}${resets}`, text: `${show(used)} / ${show(w.Limit)}`}));
   }
 
-  function meters(owner, usage, limit) {
-    const u = usage || {};
-    const out = ['qps', 'rpm', 'rpd', 'tpm', 'tpd'].map(k => meter(owner, k, u[k.toUpperCase()]));
-    if (limit && limit.concurrency) {
-      out.push(meter(owner, 'concurrency', {Limit: limit.concurrency, Remaining: limit.concurrency - (u.InFlight || 0)}));
-    }
-    const shown = out.filter(Boolean);
+  // meters shows every window of a subject, the qps bucket as what is
+  // taken of its burst.
+  function meters(owner, usage) {
+    const shown = ((usage || {}).windows || []).map(w => meter(owner, w)).filter(Boolean);
     return shown.length ? shown : el('span', {class: 'muted', text: 'no limits'});
   }
 
@@ -200,6 +200,7 @@
         tools),
       el('p', {class: 'muted', text: api_ ? 'Added through the API.' : `Defined in ${ch.file}: read-only here.`}),
       el('p', {class: 'models', text: 'Models: ' + (ch.models || []).join(', ')}),
+      ch.shared ? el('div', {class: 'shared'}, el('h3', {text: 'Shared by its credentials'}), meters('channel:' + ch.name, ch.shared.usage)) : null,
       el('table', {}, el('thead', {}, el('tr', {}, ['Credential', 'Breaker', 'In flight', 'Quota (used / limit)', 'Last error', ''].map(h => el('th', {scope: 'col', text: h})))),
         el('tbody', {}, (ch.credentials || []).map(cr => credentialRow(ch, cr)))),
       el('div', {class: 'result', id: 'result-' + ch.name}));
@@ -211,7 +212,7 @@
       el('th', {scope: 'row'}, cr.id, cr.enabled ? null : el('span', {class: 'muted', text: ' (disabled)'})),
       el('td', {'data-label': 'Breaker'}, badge(cr.breaker, cr.breaker === 'half-open' ? 'half' : cr.breaker)),
       el('td', {'data-label': 'In flight', text: String(cr.in_flight)}),
-      el('td', {class: 'meters'}, meters(cr.id, cr.usage, cr.limit)),
+      el('td', {class: 'meters'}, meters(cr.id, cr.usage)),
       el('td', {class: 'err', 'data-label': 'Last error', text: cr.last_error ? `${cr.last_error} (${fmt.ago(cr.last_error_at)})` : '—'}),
       el('td', {}, el('div', {class: 'tools'},
         button('Test', () => testChannel(ch.name, cr.id), 'test-' + cr.id),
@@ -355,17 +356,23 @@
     return (el('div', {},
       el('div', {class: 'bar-head'}, el('h1', {text: 'Client keys'}), button('New client key', clientForm, 'add-client')),
       el('table', {}, el('thead', {}, el('tr', {}, ['Name', 'Models', 'Expires', 'Usage (used / limit)', 'State', ''].map(h => el('th', {scope: 'col', text: h})))),
-        el('tbody', {}, (data.clients || []).map(clientRow)))));
+        el('tbody', {}, (data.clients || []).map(clientRow))),
+      (data.groups || []).length ? el('div', {},
+        el('h2', {text: 'Groups'}),
+        el('table', {}, el('thead', {}, el('tr', {}, ['Group', 'Usage and budgets (used / limit)'].map(h => el('th', {scope: 'col', text: h})))),
+          el('tbody', {}, data.groups.map(g => el('tr', {},
+            el('th', {scope: 'row', text: g.name}),
+            el('td', {class: 'meters'}, meters('group:' + g.name, g.usage))))))) : null));
   }
 
   function clientRow(c) {
     const n = encodeURIComponent(c.name);
     const api_ = c.source === 'api';
     return el('tr', {class: c.enabled ? '' : 'off'},
-      el('th', {scope: 'row'}, c.name, ' ', badge(c.source, 'source')),
+      el('th', {scope: 'row'}, c.name, ' ', badge(c.source, 'source'), c.group ? el('span', {class: 'muted', text: ' in ' + c.group}) : null),
       el('td', {text: (c.models || ['every model']).join(', ')}),
       el('td', {text: c.expires_at ? new Date(c.expires_at).toLocaleString() : 'never'}),
-      el('td', {class: 'meters'}, meters('client:' + c.name, c.usage, c.limit)),
+      el('td', {class: 'meters'}, meters('client:' + c.name, c.usage)),
       el('td', {}, badge(c.enabled ? 'enabled' : 'revoked', c.enabled ? 'closed' : 'open')),
       el('td', {}, el('div', {class: 'tools'},
         button(c.enabled ? 'Revoke' : 'Enable', () => act((c.enabled ? 'Revoke ' : 'Enable ') + c.name, 'PATCH', '/api/clients/' + n, {enabled: !c.enabled}), 'toggle-client-' + c.name),
