@@ -219,6 +219,9 @@ func (a *attempt) end(rep report, h *holder) verdict {
 	used := quota.Amount{Tokens: a.charged(v.charge)}
 	if v.billed {
 		used.Cost = a.bill()
+		ci := callOf(a.c)
+		ci.in, ci.out = a.tokens(used.Tokens)
+		ci.cached = a.sum.Usage.Cached()
 		if a.stream != nil && a.stream.begun {
 			a.c.Response().Header().Set(costHeader, dollars(used.Cost)) // the trailer
 		}

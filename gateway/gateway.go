@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-gateway/sluice/breaker"
 	"github.com/sluice-gateway/sluice/gateway/config"
 	"github.com/sluice-gateway/sluice/gateway/ingress"
+	"github.com/sluice-gateway/sluice/gateway/usage"
 	"github.com/sluice-gateway/sluice/quota"
 )
 
@@ -37,6 +38,8 @@ type Deps struct {
 	Logger   *slog.Logger
 	// Metrics, if set, is served at telemetry.metrics.path (Prometheus).
 	Metrics http.Handler
+	// Usage, if set, takes a record of every relayed call.
+	Usage *usage.Exporter
 }
 
 // Gateway serves the OpenAI API and relays calls upstream. Build it with
@@ -62,9 +65,10 @@ type Gateway struct {
 	metricsHandler http.Handler
 	captureContent bool
 
-	errors     errorLog     // each credential's last upstream error
-	stats      Stats        // the last minutes' calls, for the dashboard
-	parsing    *parseBudget // request bytes being read and parsed at once
+	usage      *usage.Exporter // nil: no usage records
+	errors     errorLog        // each credential's last upstream error
+	stats      Stats           // the last minutes' calls, for the dashboard
+	parsing    *parseBudget    // request bytes being read and parsed at once
 	propagator propagation.TextMapPropagator
 }
 
@@ -73,6 +77,7 @@ func New(cfg *config.Config, deps Deps) (*Gateway, error) {
 	g := &Gateway{
 		static: cfg, log: deps.Logger, limiter: deps.Limiter, breakers: deps.Breakers, started: time.Now(),
 		metricsHandler: deps.Metrics, metricsPath: cfg.Telemetry.Metrics.Path, captureContent: cfg.Telemetry.CaptureContent,
+		usage:    deps.Usage,
 		upstream: newTransports(),
 	}
 	if g.log == nil {
@@ -284,6 +289,8 @@ type callInfo struct {
 	billed     bool          // an attempt was billed: cost is what the call cost
 	priced     bool          // its model has a price
 	cost       int64         // micro-dollars
+	in, out    int64         // the billed attempt's input and output tokens
+	cached     int64         // of its input, read from a prompt cache
 	codec      ingress.Codec // the client's API, when not OpenAI's
 }
 

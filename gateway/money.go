@@ -1,17 +1,20 @@
 package gateway
 
 import (
+	"cmp"
+	"context"
 	"encoding/json"
 	"maps"
 	"math"
 	"slices"
-	"strconv"
 	"time"
 
+	"github.com/labstack/echo/v4"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluice-gateway/sluice/gateway/config"
 	"github.com/sluice-gateway/sluice/gateway/provider/wire"
+	"github.com/sluice-gateway/sluice/gateway/usage"
 	"github.com/sluice-gateway/sluice/quota"
 	"github.com/sluice-gateway/sluice/telemetry"
 )
@@ -134,13 +137,7 @@ func maxCostOf(p config.Price, inputBound, outputBound int64) int64 {
 
 // dollars formats micro-dollars as a decimal string of dollars, as the
 // X-Sluice-Cost header carries them ("0.004150").
-func dollars(micros int64) string {
-	s := strconv.FormatInt(micros, 10)
-	if len(s) <= 6 {
-		s = "0000000"[:7-len(s)] + s
-	}
-	return s[:len(s)-6] + "." + s[len(s)-6:]
-}
+func dollars(micros int64) string { return usage.Dollars(micros) }
 
 // price is what a candidate's calls cost: its channel's own price for the
 // model, else the config's (by the client's name for the model, then the
@@ -222,4 +219,25 @@ func withCost(data string, micros int64) string {
 		return data
 	}
 	return string(out)
+}
+
+// recordUsage hands the usage exporter the record of a relayed call, off
+// the request path (a full queue drops it, counted).
+func (g *Gateway) recordUsage(ctx context.Context, c echo.Context, ci *callInfo, model string, took time.Duration) {
+	if g.usage == nil {
+		return
+	}
+	r := usage.Record{
+		Time: ci.start.UTC(), RequestID: ci.id, Client: cmp.Or(ci.client, anonymous.name), Endpoint: ci.endpoint,
+		Model: model, Channel: ci.channel, Credential: ci.credential, Stream: ci.stream, Status: c.Response().Status,
+		InputTokens: ci.in, OutputTokens: ci.out, CachedTokens: ci.cached, Cost: ci.cost, Priced: ci.priced,
+		Latency: took, TTFT: ci.ttfb,
+	}
+	if cl := clientOf(c); cl != nil {
+		r.Group = cl.group
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		r.TraceID = sc.TraceID().String()
+	}
+	g.usage.Add(r)
 }

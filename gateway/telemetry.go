@@ -349,6 +349,7 @@ func (g *Gateway) observeRequest(ctx context.Context, c echo.Context, ci *callIn
 	g.metrics.requests.Add(ctx, 1, attrs)
 	g.metrics.duration.Record(ctx, took.Seconds(), attrs)
 	g.stats.record(ci.start.Add(took), c.Response().Status, took)
+	g.recordUsage(ctx, c, ci, label, took)
 	if ci.billed {
 		if ci.priced {
 			g.metrics.cost.Add(ctx, float64(ci.cost)/1e6, metric.WithAttributes(telemetry.Client.String(cmp.Or(ci.client, "anonymous")),

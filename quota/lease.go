@@ -74,7 +74,13 @@ type allowance struct {
 	at       int64 // the server µs the batch is recorded at
 	expires  time.Time
 	batch    uint64
+	// The subject it was leased from, to give back what it holds.
+	subject leaseSubject
 }
+
+// holds reports whether an allowance has something to give back (or a
+// debt to pay).
+func (a *allowance) holds() bool { return a.requests > 0 || a.left != Amount{} }
 
 // refusal is a remembered "no": until when it is remembered, and when
 // the request may pass (zero: never, it is too large).
@@ -353,6 +359,11 @@ func (l *Leased) refill(ctx context.Context, now time.Time, subjects []leaseSubj
 			a = &allowance{}
 			l.leases[key] = a
 		}
+		for _, s := range subjects {
+			if s.key == key {
+				a.subject = s
+			}
+		}
 		a.requests, a.left = toInt(res[0]), Amount{Tokens: toInt(res[1]), Cost: toInt(res[2])}
 		a.at, a.expires = serverNow+l.cfg.Hold.Microseconds(), now.Add(micros(max(0, usable)))
 		a.batch++
@@ -446,6 +457,11 @@ func (l *Leased) Settle(ctx context.Context, g Grant, used Amount) error {
 		l.mu.Unlock()
 		return nil
 	}
+	if delta.Tokens < 0 || delta.Cost < 0 {
+		for _, s := range subjects {
+			delete(l.refusals, s.key) // a refund makes room
+		}
+	}
 	l.mu.Unlock()
 	g.Lease = ""
 	return l.r.Settle(ctx, g, used)
@@ -470,7 +486,71 @@ func (l *Leased) Cooldown(ctx context.Context, id string, d time.Duration) error
 }
 
 // Run runs the Redis limiter's background work (see Redis.Run).
-func (l *Leased) Run(ctx context.Context) { l.r.Run(ctx) }
+// Run gives back, every hold, what expired batches still hold: a batch's
+// unused capacity would otherwise stay counted until this instance needs
+// the subject again, which for a budget may be days. When ctx ends it
+// gives back every batch it holds. The Redis limiter's own loop
+// (Redis.Run) runs beside it.
+func (l *Leased) Run(ctx context.Context) {
+	t := time.NewTicker(l.cfg.Hold)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			l.GiveBack(gctx, true)
+			cancel()
+			return
+		case <-t.C:
+			l.GiveBack(ctx, false)
+		}
+	}
+}
+
+// GiveBack returns what expired batches (every batch, with all) hold, one
+// script run per subject.
+func (l *Leased) GiveBack(ctx context.Context, all bool) {
+	now := l.cfg.Now()
+	l.mu.Lock()
+	var back []*allowance
+	for _, a := range l.leases {
+		if a.holds() && (all || !now.Before(a.expires)) && a.subject.hash != "" {
+			back = append(back, a)
+		}
+	}
+	l.mu.Unlock()
+	for _, a := range back {
+		l.mu.Lock()
+		if !a.holds() || (!all && now.Before(a.expires)) { // refilled meanwhile
+			l.mu.Unlock()
+			continue
+		}
+		s, requests, left, at := a.subject, a.requests, a.left, a.at
+		a.requests, a.left, a.expires = 0, Amount{}, time.Time{}
+		l.mu.Unlock()
+		none := l.r.Keys().none()
+		keys := []string{none, none, none, none}
+		keys[s.slot] = s.hash
+		args := []any{l.r.now(), 0, 0, 0, 0, 0, l.cfg.Hold.Microseconds()}
+		wall := l.r.clock()
+		for slot := range 4 {
+			if slot != s.slot {
+				args = encodeWindows(args, nil, wall)
+				args = append(args, 0, 0, 0, 0, 0, 0)
+				continue
+			}
+			args = encodeWindows(args, s.windows, wall)
+			args = append(args, max(0, requests), max(0, left.Tokens), max(0, left.Cost), at, max(0, -left.Tokens), max(0, -left.Cost))
+		}
+		args = append(args, 0) // no settlements carried
+		if _, err := l.r.run(ctx, l.r.take, keys, args...); err != nil && notSent(err) {
+			// Never reached Redis: keep it for the next try.
+			l.mu.Lock()
+			a.requests, a.left = a.requests+requests, a.left.Sub(Amount{}.Sub(left))
+			l.mu.Unlock()
+		}
+	}
+}
 
 // Usage reads the shared state (leased batches count as used).
 func (l *Leased) Usage(ctx context.Context, subjects []Subject, limits []Limit) ([]Usage, error) {

@@ -149,3 +149,39 @@ func TestLeasedExactPathForConcurrency(t *testing.T) {
 		t.Fatalf("%d slots taken, want 3", got)
 	}
 }
+
+// TestLeasedBudgetGoesBack: an instance leases part of a budget and stops
+// using it; what its batch held goes back once the batch expires, and the
+// other instances can spend it.
+func TestLeasedBudgetGoesBack(t *testing.T) {
+	ctx := context.Background()
+	insts, clk := leasedCluster(t, 2, LeaseConfig{})
+	budget := Limit{Windows: []Window{{Kind: Calendar, Unit: Cost, Limit: 100 * dollar, Period: Period{Every: Day}}}}
+	req := Request{Client: "c", ClientLimit: budget, Reserve: Amount{Cost: dollar}, Candidates: []Candidate{{ID: "a"}}}
+	d := mustAcquire(t, insts[0], req)
+	if !d.Allowed {
+		t.Fatal("first")
+	}
+	us, _ := insts[0].Usage(ctx, []Subject{{KindClient, "c"}}, []Limit{budget})
+	leased := us[0].Level("usd/day")
+	// A batch takes at most a quarter of what is left.
+	if used := leased.Limit - leased.Remaining; used > 25*dollar || used < dollar {
+		t.Fatalf("a batch took %d of the budget", used)
+	}
+	_ = insts[0].Settle(ctx, d.Grant, Amount{Cost: dollar / 2})
+	clk.Advance(time.Second) // the batch expires
+	insts[0].GiveBack(ctx, false)
+	us, _ = insts[1].Usage(ctx, []Subject{{KindClient, "c"}}, []Limit{budget})
+	if l := us[0].Level("usd/day"); l.Limit-l.Remaining != dollar/2 {
+		t.Fatalf("after the give back: %d spent, want the $0.50 the call cost", l.Limit-l.Remaining)
+	}
+	// Shutting down gives back even live batches.
+	d = mustAcquire(t, insts[1], req)
+	_ = insts[1].Settle(ctx, d.Grant, Amount{Cost: dollar})
+	insts[1].GiveBack(ctx, true)
+	_ = insts[1].r.Flush(ctx)
+	us, _ = insts[1].Usage(ctx, []Subject{{KindClient, "c"}}, []Limit{budget})
+	if l := us[0].Level("usd/day"); l.Limit-l.Remaining != dollar+dollar/2 {
+		t.Fatalf("after shutting down: %d spent, want $1.50", l.Limit-l.Remaining)
+	}
+}

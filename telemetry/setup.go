@@ -16,6 +16,7 @@ import (
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -51,6 +52,10 @@ type Config struct {
 	// Prometheus serves metrics for scraping (the returned Metrics
 	// handler). Default false here; Sluice's config turns it on.
 	Prometheus bool
+	// Logs builds a log pipeline (for usage records): OTLP to the
+	// endpoint of the standard OTEL_EXPORTER_OTLP_(LOGS_)ENDPOINT and
+	// PROTOCOL variables, or what OTEL_LOGS_EXPORTER names.
+	Logs bool
 }
 
 // Telemetry is the set-up trace and metric pipeline.
@@ -62,6 +67,8 @@ type Telemetry struct {
 	Metrics http.Handler
 	// Tracing reports whether spans are exported anywhere.
 	Tracing bool
+	// LoggerProvider emits log records; nil without Logs.
+	LoggerProvider *sdklog.LoggerProvider
 
 	shutdown []func(context.Context) error
 }
@@ -119,6 +126,15 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 		mp := sdkmetric.NewMeterProvider(append(readers, sdkmetric.WithResource(res))...)
 		t.MeterProvider = mp
 		t.shutdown = append(t.shutdown, mp.Shutdown)
+	}
+	if cfg.Logs {
+		exp, err := autoexport.NewLogExporter(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("logs exporter: %w", err)
+		}
+		lp := sdklog.NewLoggerProvider(sdklog.WithResource(res), sdklog.WithProcessor(sdklog.NewBatchProcessor(exp)))
+		t.LoggerProvider = lp
+		t.shutdown = append(t.shutdown, lp.Shutdown)
 	}
 	return t, nil
 }

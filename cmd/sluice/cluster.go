@@ -126,8 +126,10 @@ func newCluster(cfg *config.Config, log *slog.Logger, self quota.Member, configV
 		Prefix: rc.KeyPrefix, HashTag: rc.HashTag, LeaseTTL: rc.LeaseTTL.D(), Timeout: rc.Timeout.D(),
 	})
 	var primary quota.Limiter = shared
+	loops := []func(context.Context){shared.Run}
 	if rc.Lease.Enabled {
-		primary = quota.NewLeased(shared, quota.LeaseConfig{Batch: rc.Lease.Batch, Hold: rc.Lease.Hold.D(), MaxDeny: rc.Lease.MaxDeny.D()})
+		leased := quota.NewLeased(shared, quota.LeaseConfig{Batch: rc.Lease.Batch, Hold: rc.Lease.Hold.D(), MaxDeny: rc.Lease.MaxDeny.D()})
+		primary, loops = leased, append(loops, leased.Run)
 	}
 	limiter := quota.NewResilient(primary, quota.ResilientConfig{
 		Policy:    quota.Policy(rc.OnUnavailable),
@@ -144,7 +146,7 @@ func newCluster(cfg *config.Config, log *slog.Logger, self quota.Member, configV
 
 	return &cluster{
 		client: client, limiter: limiter, breakers: breakers, members: members,
-		loops: []func(context.Context){shared.Run, limiter.Run, breakers.Run, members.Run},
+		loops: append(loops, limiter.Run, breakers.Run, members.Run),
 	}, nil
 }
 

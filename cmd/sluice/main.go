@@ -32,7 +32,7 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-const usage = `Sluice, an OpenAI-compatible AI API gateway.
+const help = `Sluice, an OpenAI-compatible AI API gateway.
 
 Usage:
   sluice serve  --config FILE   run the gateway
@@ -41,7 +41,10 @@ Usage:
                                 AILoad or channels YAML config
   sluice quota  --config FILE   print the live quotas, breakers and sticky
                                 mappings the instances share in Redis
-                                (--watch to refresh)
+                                (--watch to refresh), budgets included
+  sluice usage  --config FILE   print what each client used per day: requests,
+                                tokens, cost (--client, --from, --to,
+                                --format table|csv)
   sluice version
 
 The config may also be given by the SLUICE_CONFIG environment variable.
@@ -49,7 +52,7 @@ The config may also be given by the SLUICE_CONFIG environment variable.
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, help)
 		return 2
 	}
 	switch args[0] {
@@ -61,14 +64,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return importConfig(args[1:], stdout, stderr)
 	case "quota":
 		return quotaCommand(args[1:], stdout, stderr)
+	case "usage":
+		return usageCommand(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "sluice", version)
 		return 0
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, help)
 		return 0
 	}
-	fmt.Fprintf(stderr, "sluice: unknown command %q\n\n%s", args[0], usage)
+	fmt.Fprintf(stderr, "sluice: unknown command %q\n\n%s", args[0], help)
 	return 2
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/sluice-gateway/sluice/gateway/admin"
 	"github.com/sluice-gateway/sluice/gateway/admin/dashboard"
 	"github.com/sluice-gateway/sluice/gateway/config"
+	"github.com/sluice-gateway/sluice/gateway/usage"
 	"github.com/sluice-gateway/sluice/quota"
 	"github.com/sluice-gateway/sluice/telemetry"
 	"go.opentelemetry.io/otel"
@@ -58,6 +60,7 @@ type instance struct {
 	ctl     *admin.Control
 	gw      *gateway.Gateway
 	deps    gateway.Deps
+	rollups usage.Rollups
 	loops   context.CancelFunc
 	closers []func()
 }
@@ -100,6 +103,9 @@ func (in *instance) start(ctx context.Context) error {
 	if err := in.startCluster(); err != nil {
 		return err
 	}
+	if err := in.startUsage(tel); err != nil {
+		return err
+	}
 	if err := in.startControl(ctx); err != nil {
 		return err
 	}
@@ -140,6 +146,48 @@ func (in *instance) startCluster() error {
 	return nil
 }
 
+// startUsage builds the export of usage records and the rollups (in
+// Redis with a cluster, else in memory). It drains what is queued when
+// the server is done, for up to 5s.
+func (in *instance) startUsage(tel *telemetry.Telemetry) error {
+	u := in.cfg.Usage
+	if in.cluster != nil {
+		in.rollups = &usage.RedisRollups{Client: in.cluster.client, Prefix: in.cfg.Redis.KeyPrefix, Retention: u.Retention.D()}
+	} else {
+		in.rollups = &usage.MemoryRollups{Retention: u.Retention.D()}
+	}
+	var sinks []usage.Sink
+	for _, to := range u.Records.To {
+		switch to {
+		case "stdout":
+			sinks = append(sinks, usage.NewLines(os.Stdout, nil))
+		case "file":
+			f, err := usage.OpenFile(u.Records.File)
+			if err != nil {
+				return err
+			}
+			sinks = append(sinks, f)
+		case "otlp":
+			sinks = append(sinks, usage.NewOTel(tel.LoggerProvider, tel.LoggerProvider.ForceFlush))
+		}
+	}
+	exp := usage.New(usage.Config{Queue: u.Records.Queue, Sinks: sinks, Rollups: in.rollups, Logger: in.log})
+	ctx, cancel := context.WithCancel(context.Background())
+	go exp.Run(ctx, 5*time.Second)
+	in.closers = append(in.closers, func() {
+		cancel()
+		select {
+		case <-exp.Done():
+		case <-time.After(6 * time.Second):
+		}
+		if n := exp.Dropped(); n > 0 {
+			in.log.Warn("usage records dropped: the queue was full", slog.Int64("dropped", n), slog.Int("queue", u.Records.Queue))
+		}
+	})
+	in.deps.Usage = exp
+	return nil
+}
+
 // configVersion is the config version this instance runs.
 func (in *instance) configVersion() string {
 	if in.ctl == nil {
@@ -171,7 +219,7 @@ func (in *instance) startControl(ctx context.Context) error {
 		}
 	}
 	ac := admin.Config{
-		File: in.path, Store: store, Sealer: sealer, Self: in.self, Logger: in.log,
+		File: in.path, Store: store, Sealer: sealer, Self: in.self, Logger: in.log, Usage: in.rollups,
 		Load: func(path string) (*config.Config, error) { c, _, err := config.Load(path); return c, err },
 	}
 	if in.cluster != nil {
@@ -322,6 +370,7 @@ func setupTelemetry(ctx context.Context, cfg *config.Config, log *slog.Logger) (
 		ServiceName: t.ServiceName, Version: version,
 		TracesEndpoint: t.Traces.Endpoint, TracesProtocol: t.Traces.Protocol, Insecure: t.Traces.Insecure,
 		SampleRatio: t.Traces.SampleRatio, Prometheus: t.Metrics.IsEnabled(),
+		Logs: slices.Contains(cfg.Usage.Records.To, "otlp"),
 	})
 	if err != nil {
 		return nil, err

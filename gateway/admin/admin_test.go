@@ -20,6 +20,7 @@ import (
 	"github.com/sluice-gateway/sluice/gateway"
 	"github.com/sluice-gateway/sluice/gateway/config"
 	"github.com/sluice-gateway/sluice/gateway/provider/mock"
+	"github.com/sluice-gateway/sluice/gateway/usage"
 	"github.com/sluice-gateway/sluice/integration/redistest"
 )
 
@@ -559,5 +560,53 @@ func TestOverviewAndSchema(t *testing.T) {
 	}
 	if fields := fmt.Sprint(out["fields"]); !strings.Contains(fields, "credentials[].key") || !strings.Contains(fields, "models") {
 		t.Fatalf("fields: %s", fields)
+	}
+}
+
+func TestUsageRoute(t *testing.T) {
+	up := upstream(t)
+	path := writeConfig(t, t.TempDir(), baseConfig, "UP", up.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	rollups := &usage.MemoryRollups{Retention: 30 * 24 * time.Hour}
+	now := time.Now().UTC()
+	_ = rollups.Add(ctx, []usage.Record{
+		{Time: now, Client: "file-client", InputTokens: 10, OutputTokens: 5, Cost: 1234},
+		{Time: now, Client: "=cmd", InputTokens: 1, Cost: 1},
+		{Time: now.Add(-3 * 24 * time.Hour), Client: "file-client", InputTokens: 7, Cost: 100},
+	})
+	ctl, err := New(ctx, Config{File: path, Load: load, Store: &MemoryStore{}, Logger: slog.New(slog.DiscardHandler), Usage: rollups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(ctl.Handler())
+	t.Cleanup(srv.Close)
+	n := &node{ctl: ctl, srv: srv}
+
+	code, out, _ := n.api(t, "GET", "/api/usage?client=file-client", "")
+	days, _ := out["days"].([]any)
+	if code != 200 || len(days) != 2 || days[1].(map[string]any)["cost_usd"] != "0.001234" {
+		t.Fatalf("%d %v", code, out)
+	}
+	from := now.Add(-24 * time.Hour).Format("2006-01-02")
+	if _, out, _ := n.api(t, "GET", "/api/usage?from="+from, ""); len(out["days"].([]any)) != 2 {
+		t.Fatalf("since yesterday, every client: %v", out)
+	}
+	req, _ := http.NewRequest("GET", srv.URL+"/api/usage?format=csv", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csv, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.HasPrefix(string(csv), "date,client,requests,input_tokens,output_tokens,cached_tokens,cost_usd\n") ||
+		!strings.Contains(string(csv), ",'=cmd,") || !strings.Contains(string(csv), ",file-client,1,10,5,0,0.001234") {
+		t.Fatalf("csv:\n%s", csv)
+	}
+	for _, q := range []string{"from=yesterday", "from=2026-01-10&to=2026-01-01", "from=2020-01-01&to=2026-01-01", "client=" + strings.Repeat("x", 300)} {
+		if code, out, _ := n.api(t, "GET", "/api/usage?"+q, ""); code != 400 {
+			t.Fatalf("%s: %d %v", q, code, out)
+		}
 	}
 }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/sluice-gateway/sluice/gateway/config"
+	"github.com/sluice-gateway/sluice/gateway/usage"
 )
 
 func (c *Control) reload(w http.ResponseWriter, r *http.Request, actor string) error {
@@ -118,5 +120,52 @@ func (c *Control) auditLog(w http.ResponseWriter, r *http.Request, _ string) err
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"entries": entries})
+	return nil
+}
+
+// usage answers the per-client daily rollups of a range of days (UTC):
+// ?client= (default every client), ?from= and ?to= (2006-01-02, default
+// the last 7 days), ?format=csv for a spreadsheet.
+func (c *Control) usage(w http.ResponseWriter, r *http.Request, _ string) error {
+	if c.cfg.Usage == nil {
+		return &apiError{status: http.StatusNotFound, code: "unknown_route", msg: "usage rollups are not kept by this instance"}
+	}
+	q := r.URL.Query()
+	today := c.cfg.Now().UTC().Truncate(24 * time.Hour)
+	from, to := today.Add(-6*24*time.Hour), today
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"from", &from}, {"to", &to}} {
+		if s := q.Get(p.name); s != "" {
+			d, err := time.Parse("2006-01-02", s)
+			if err != nil {
+				return &apiError{status: http.StatusBadRequest, code: "invalid_request", msg: p.name + ": want a date (2006-01-02)"}
+			}
+			*p.dst = d
+		}
+	}
+	client := q.Get("client")
+	if len(client) > 256 {
+		return &apiError{status: http.StatusBadRequest, code: "invalid_request", msg: "client: at most 256 characters"}
+	}
+	rctx, cancel := ctx(r)
+	defer cancel()
+	days, err := c.cfg.Usage.Read(rctx, from, to, client)
+	if err != nil {
+		if errors.Is(err, usage.ErrRange) {
+			return &apiError{status: http.StatusBadRequest, code: "invalid_request", msg: err.Error()}
+		}
+		return err
+	}
+	if days == nil {
+		days = []usage.Day{}
+	}
+	if q.Get("format") == "csv" {
+		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+		w.Header().Set("Content-Disposition", `attachment; filename="sluice-usage.csv"`)
+		return usage.WriteCSV(w, days)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"from": from.Format("2006-01-02"), "to": to.Format("2006-01-02"), "days": days})
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-gateway/sluice/gateway"
 	"github.com/sluice-gateway/sluice/gateway/config"
 	"github.com/sluice-gateway/sluice/gateway/redact"
+	"github.com/sluice-gateway/sluice/gateway/usage"
 	"github.com/sluice-gateway/sluice/quota"
 )
 
@@ -67,6 +68,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
+	// Usage are the per-client daily rollups GET /api/usage reads; nil:
+	// the route answers 404.
+	Usage usage.Rollups
 }
 
 // Control is one instance's control plane: it keeps the config file's

@@ -41,6 +41,7 @@ func (c *Control) Handler() http.Handler {
 		{"POST /api/reload", c.reload},
 		{"GET /api/config", c.config},
 		{"GET /api/audit", c.auditLog},
+		{"GET /api/usage", c.usage},
 	} {
 		mux.Handle(r.pattern, c.route(r.h))
 	}

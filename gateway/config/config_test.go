@@ -367,12 +367,12 @@ func TestParseSizesAndDurations(t *testing.T) {
 	if _, err := ParseByteSize("12XB"); err == nil {
 		t.Error("unknown unit accepted")
 	}
-	for in, want := range map[string]time.Duration{"30s": 30 * time.Second, "1m30s": 90 * time.Second, "2": 2 * time.Second, "0.25": 250 * time.Millisecond} {
+	for in, want := range map[string]time.Duration{"30s": 30 * time.Second, "1m30s": 90 * time.Second, "2": 2 * time.Second, "0.25": 250 * time.Millisecond, "90d": 90 * 24 * time.Hour, "0.5d": 12 * time.Hour} {
 		if got, err := ParseDuration(in); err != nil || got.D() != want {
 			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	if _, err := ParseDuration("soon"); err == nil {
+	if _, err := ParseDuration("soon"); err == nil || func() bool { _, err := ParseDuration("-1d"); return err == nil }() {
 		t.Error("bad duration accepted")
 	}
 }

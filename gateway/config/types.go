@@ -19,15 +19,21 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 
 func (d Duration) String() string { return time.Duration(d).String() }
 
-// ParseDuration reads "1m30s", "250ms" or a plain number of seconds.
+// ParseDuration reads "1m30s", "250ms", days ("90d") or a plain number of
+// seconds.
 func ParseDuration(s string) (Duration, error) {
 	s = strings.TrimSpace(s)
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
 		return Duration(f * float64(time.Second)), nil
 	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if f, err := strconv.ParseFloat(days, 64); err == nil && f >= 0 && f < 1e5 {
+			return Duration(f * float64(24*time.Hour)), nil
+		}
+	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, fmt.Errorf("invalid duration %q (want e.g. 30s, 1m30s, 250ms, or seconds)", s)
+		return 0, fmt.Errorf("invalid duration %q (want e.g. 30s, 1m30s, 250ms, 90d, or seconds)", s)
 	}
 	return Duration(v), nil
 }

@@ -78,14 +78,19 @@ func tokens(f float64) int64 {
 }
 
 // usage converts the counts: every input token, cached or not, is a
-// prompt token.
+// prompt token, and those read from the prompt cache are its cached
+// tokens (priced apart).
 func (u clUsage) usage() *wire.Usage {
 	prompt := u.InputTokens + u.CacheCreationInputTokens + u.CacheReadInputTokens
-	return &wire.Usage{
+	out := &wire.Usage{
 		PromptTokens:     prompt,
 		CompletionTokens: u.OutputTokens,
 		TotalTokens:      prompt + u.OutputTokens,
 	}
+	if u.CacheReadInputTokens > 0 {
+		out.PromptTokensDetails = &wire.PromptTokensDetails{CachedTokens: u.CacheReadInputTokens}
+	}
+	return out
 }
 
 // merge takes the counts a message_delta reports: they are cumulative,

@@ -443,7 +443,7 @@ func TestClaudeResponse(t *testing.T) {
 				{"id":"toolu_a","type":"function","function":{"name":"get_weather","arguments":"{\"location\":\"Paris\"}"}},
 				{"id":"toolu_b","type":"function","function":{"name":"get_time","arguments":"{}"}}]},
 				"finish_reason":"tool_calls"}],
-			  "usage":{"prompt_tokens":3050,"completion_tokens":100,"total_tokens":3150}}`},
+			  "usage":{"prompt_tokens":3050,"completion_tokens":100,"total_tokens":3150,"prompt_tokens_details":{"cached_tokens":2000}}}`},
 		{"empty answer",
 			`{"id":"msg_03","type":"message","role":"assistant","content":[],"stop_reason":"end_turn","usage":{"input_tokens":5,"output_tokens":0}}`,
 			`{"id":"chatcmpl-msg_03","object":"chat.completion","model":"claude-sonnet-4-5",
@@ -679,7 +679,7 @@ func TestClaudeStreamThinkingTools(t *testing.T) {
 		`{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":"{\"timezone\":"}}]},"finish_reason":null}]}`,
 		`{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":" \"Europe/Paris\"}"}}]},"finish_reason":null}]}`,
 		`{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}`,
-		`{"choices":[],"usage":{"prompt_tokens":2110,"completion_tokens":120,"total_tokens":2230}}`,
+		`{"choices":[],"usage":{"prompt_tokens":2110,"completion_tokens":120,"total_tokens":2230,"prompt_tokens_details":{"cached_tokens":2000}}}`,
 	})
 }
 

@@ -84,6 +84,12 @@ end
 -- Grants this instance ended since its last call are settled first.
 settle_all(5, i + 1, tonumber(ARGV[i]), now)
 
+-- Nothing wanted: a give back only (quota.Leased.GiveBack).
+if want.req == 0 then
+  flush_all(now)
+  return {0, 0, 0, now, 0, 0, '', 0}
+end
+
 -- How much every subject can give.
 local got = {req = want.req, tok = want.tok, cost = want.cost}
 local usable = now + hold
@@ -128,8 +134,11 @@ for _, sub in ipairs(subjects) do
         refuse(sub.index, w.id, window_retry(st, w, now, cur, least))
       end
     elseif w.kind == CALENDAR then
+      -- A batch takes at most a quarter of what is left of a budget (at
+      -- least what the request needs): the other instances keep the
+      -- rest, and a batch lost with its instance costs little of it.
       local c, _, ends = counted(st, w, now)
-      limit_to(w.unit, w.limit - c)
+      limit_to(w.unit, math.min(w.limit - c, math.max(least, math.floor((w.limit - c) / 4))))
       if ends < usable then usable = ends end
       if least > w.limit then
         refuse(sub.index, 'large', -1)
