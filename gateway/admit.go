@@ -25,6 +25,7 @@ type way struct {
 	h        *holder
 	sticky   string
 	deadline time.Time    // of the whole failover (routing.retry.max_time)
+	attempts int          // made so far, across the models of a fallback chain
 	reserve  quota.Amount // what the last quota request reserved
 }
 

@@ -29,6 +29,7 @@ type attempt struct {
 	cred *credential
 	n    int // 1 for a request's first attempt
 
+	start  time.Time       // when the attempt began
 	ctx    context.Context // the request's, carrying the attempt's span
 	actx   context.Context // the attempt's own, cancelled by its timers
 	cancel context.CancelCauseFunc
@@ -45,8 +46,9 @@ type attempt struct {
 // report is what run says of an attempt.
 type report struct {
 	what     happening
-	err      error         // nil when answered
-	cooldown time.Duration // how long the credential should rest (rateLimited)
+	err      error          // nil when answered
+	cooldown time.Duration  // how long the credential should rest (rateLimited)
+	reason   fallbackReason // of a clientMistake: a prompt too long, refused content
 }
 
 // Why an attempt's context was cancelled by Sluice itself.
@@ -57,7 +59,7 @@ var (
 
 // newAttempt starts attempt n of a request on an admitted credential.
 func (g *Gateway) newAttempt(c echo.Context, req *request, adm *admitted, n int) *attempt {
-	a := &attempt{g: g, st: stateOf(c), c: c, req: req, adm: adm, cred: adm.cand.cred, n: n}
+	a := &attempt{g: g, st: stateOf(c), c: c, req: req, adm: adm, cred: adm.cand.cred, n: n, start: time.Now()}
 	a.cred.inflight.Add(1)
 	a.ctx, a.span = g.startAttempt(c.Request().Context(), req, adm, n)
 	a.actx, a.cancel = context.WithCancelCause(a.ctx)
@@ -160,7 +162,7 @@ func (a *attempt) refused(ans *answer) report {
 	case !isOpenAIError(body):
 		body = openAIErrorJSON(msg, "invalid_request_error")
 	}
-	return report{what: what, err: &upstreamError{status: status, header: ans.header, body: body, native: ans.native != nil}}
+	return report{what: what, reason: errorReason(ans.errBody), err: &upstreamError{status: status, header: ans.header, body: body, native: ans.native != nil}}
 }
 
 // relayBody relays a complete (non-streaming) answer, in the client's API.
@@ -198,9 +200,14 @@ func (a *attempt) relayBody(ans *answer) report {
 func (a *attempt) begin() {
 	ci := callOf(a.c)
 	ci.ttfb = time.Since(ci.start)
+	a.g.signals.Observe(signalKey(a.adm.cand), time.Since(a.start))
 	h := a.c.Response().Header()
 	h.Set("X-Sluice-Credential", a.cred.id)
 	h.Set("X-Sluice-Attempts", strconv.Itoa(a.n))
+	h.Set("X-Sluice-Model", a.adm.cand.model)
+	if a.req.fallbackFrom != "" {
+		h.Set("X-Sluice-Fallback", a.req.fallbackFrom)
+	}
 	setRateLimitHeaders(h, a.adm.decision)
 }
 
@@ -216,6 +223,11 @@ func (a *attempt) end(rep report, h *holder) verdict {
 	}
 	a.cancel(nil)
 	a.cred.inflight.Add(-1)
+	if v.breaker == breakerFailure && !v.committed {
+		// A failed attempt counts as a slow one, at least a second, so
+		// that the latency strategy moves away from a failing credential.
+		a.g.signals.Observe(signalKey(a.adm.cand), max(time.Since(a.start), failurePenalty))
+	}
 	used := quota.Amount{Tokens: a.charged(v.charge)}
 	if v.billed {
 		used.Cost = a.bill()

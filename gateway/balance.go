@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+
+	"github.com/sluice-gateway/sluice/gateway/config"
+	"github.com/sluice-gateway/sluice/gateway/signals"
 )
 
 // strategy orders the candidates of one priority tier. The request goes
@@ -17,8 +20,9 @@ type strategy interface {
 	order(key string, cands []candidate)
 }
 
-// newStrategy returns the strategy of a name validated by config.
-func newStrategy(name string) strategy {
+// newStrategy returns the strategy of a name validated by config; the
+// cluster-aware ones read the board's signals.
+func newStrategy(name string, board *signals.Board, explore float64) strategy {
 	switch name {
 	case "random":
 		return randomOrder{}
@@ -27,7 +31,9 @@ func newStrategy(name string) strategy {
 	case "first":
 		return firstOrder{}
 	case "least_busy":
-		return leastBusy{}
+		return leastBusy{board}
+	case "latency":
+		return fastest{board: board, explore: explore}
 	}
 	return weightedOrder{}
 }
@@ -81,17 +87,52 @@ func (r *roundRobin) order(key string, cands []candidate) {
 	slices.Reverse(cands)
 }
 
-// leastBusy puts the candidates with the fewest requests in flight on
-// this instance first; ties are broken at random.
-type leastBusy struct{}
+// leastBusy puts the candidates with the fewest requests in flight first:
+// on this instance (counted live) and, with a shared board, on the other
+// instances (as they published them at most a second ago). Ties are
+// broken at random.
+type leastBusy struct{ board *signals.Board }
 
-func (leastBusy) order(_ string, cands []candidate) {
+func (l leastBusy) order(_ string, cands []candidate) {
 	keys := make([]float64, len(cands))
 	for i, c := range cands {
-		keys[i] = float64(c.cred.inflight.Load()) + rand.Float64()*0.5
+		keys[i] = float64(c.cred.inflight.Load()+l.board.Others(c.cred.id)) + rand.Float64()*0.5
 	}
 	sortBy(cands, keys)
 }
+
+// fastest puts the candidates with the shortest time to first byte
+// first, as the board measures it (per credential and model, across the
+// cluster with a shared board). A candidate nobody has measured yet goes
+// first, so that it is measured; a share of requests (explore) goes to a
+// random candidate first, so that a credential that recovered is
+// noticed.
+type fastest struct {
+	board   *signals.Board
+	explore float64
+}
+
+func (f fastest) order(_ string, cands []candidate) {
+	if len(cands) < 2 {
+		return
+	}
+	if rand.Float64() < f.explore {
+		rand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
+		return
+	}
+	keys := make([]float64, len(cands))
+	for i, c := range cands {
+		d, ok := f.board.Latency(signalKey(c))
+		keys[i] = float64(d)
+		if !ok {
+			keys[i] = -rand.Float64() // unmeasured: first, in random order
+		}
+	}
+	sortBy(cands, keys)
+}
+
+// signalKey names a candidate in the board: its credential and model.
+func signalKey(c candidate) string { return c.cred.id + "@" + config.ModelKey(c.model) }
 
 // sortBy sorts cands by ascending keys.
 func sortBy(cands []candidate, keys []float64) {

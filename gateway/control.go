@@ -423,3 +423,15 @@ func (g *Gateway) Groups(ctx context.Context) ([]SubjectStatus, error) {
 	}
 	return out, nil
 }
+
+// InFlight reports this instance's requests in flight per credential,
+// for the cluster's least_busy routing.
+func (g *Gateway) InFlight() map[string]int64 {
+	out := map[string]int64{}
+	for _, c := range g.current().creds {
+		if n := c.inflight.Load(); n > 0 {
+			out[c.id] = n
+		}
+	}
+	return out
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-gateway/sluice/breaker"
 	"github.com/sluice-gateway/sluice/gateway/config"
 	"github.com/sluice-gateway/sluice/gateway/ingress"
+	"github.com/sluice-gateway/sluice/gateway/signals"
 	"github.com/sluice-gateway/sluice/gateway/usage"
 	"github.com/sluice-gateway/sluice/quota"
 )
@@ -40,6 +41,9 @@ type Deps struct {
 	Metrics http.Handler
 	// Usage, if set, takes a record of every relayed call.
 	Usage *usage.Exporter
+	// Signals, if set, are what routing learns of credentials, shared
+	// with the cluster; default: this instance's own.
+	Signals *signals.Board
 }
 
 // Gateway serves the OpenAI API and relays calls upstream. Build it with
@@ -66,6 +70,7 @@ type Gateway struct {
 	captureContent bool
 
 	usage      *usage.Exporter // nil: no usage records
+	signals    *signals.Board  // time to first byte and load of each credential
 	errors     errorLog        // each credential's last upstream error
 	stats      Stats           // the last minutes' calls, for the dashboard
 	parsing    *parseBudget    // request bytes being read and parsed at once
@@ -78,6 +83,7 @@ func New(cfg *config.Config, deps Deps) (*Gateway, error) {
 		static: cfg, log: deps.Logger, limiter: deps.Limiter, breakers: deps.Breakers, started: time.Now(),
 		metricsHandler: deps.Metrics, metricsPath: cfg.Telemetry.Metrics.Path, captureContent: cfg.Telemetry.CaptureContent,
 		usage:    deps.Usage,
+		signals:  deps.Signals,
 		upstream: newTransports(),
 	}
 	if g.log == nil {
@@ -87,6 +93,9 @@ func New(cfg *config.Config, deps Deps) (*Gateway, error) {
 	g.propagator = tracePropagator(cfg.Telemetry.Traces.ForwardClientContext)
 	if g.limiter == nil {
 		g.limiter = NewMemoryLimiter(cfg)
+	}
+	if g.signals == nil {
+		g.signals = signals.New(signals.Config{Alpha: cfg.Routing.Latency.Alpha})
 	}
 	if g.breakers == nil {
 		g.breakers = breaker.New(BreakerConfig(cfg.Breaker, g.log))

@@ -11,8 +11,8 @@ import (
 // What an upstream attempt's outcome means is decided here, in one
 // table, and nowhere else: whether the request fails over to the next
 // candidate, what the credential's breaker learns, how many tokens the
-// attempt is charged and whether it is billed, and whether the
-// credential rests. An attempt only
+// attempt is charged and whether it is billed, whether the credential
+// rests, and whether another model may answer instead. An attempt only
 // says what happened (a happening); the failover loop reads the verdict.
 
 // happening is what happened in one upstream attempt.
@@ -58,6 +58,7 @@ type verdict struct {
 	charge    charge         // the tokens the attempt is charged
 	billed    bool           // the attempt's cost is charged to budgets (and reported)
 	cooldown  bool           // the credential rests for the upstream's Retry-After
+	fallback  fallbackReason // why another model may answer when no credential of this one does
 }
 
 // breakerOutcome is what a breaker learns of an attempt.
@@ -87,22 +88,22 @@ var outcomes = [happenings]verdict{
 	answered: {committed: true, breaker: breakerSuccess, charge: chargeUsage, billed: true},
 
 	notBuilt:       {breaker: breakerIgnored},
-	notExpressible: {retry: true, breaker: breakerIgnored},
+	notExpressible: {retry: true, breaker: breakerIgnored, fallback: reasonUnavailable},
 
 	clientLeft:         {breaker: breakerCancelled, charge: chargeEstimate, billed: true},
-	timedOut:           {retry: true, breaker: breakerFailure, charge: chargeEstimate},
-	unreachable:        {retry: true, breaker: breakerFailure},
-	readFailed:         {retry: true, breaker: breakerFailure, charge: chargeEstimate},
-	rateLimited:        {retry: true, breaker: breakerIgnored, cooldown: true},
-	credentialRejected: {retry: true, breaker: breakerFailure},
-	upstreamFailed:     {retry: true, breaker: breakerFailure},
-	clientMistake:      {breaker: breakerIgnored},
-	invalidAnswer:      {retry: true, breaker: breakerFailure},
-	untranslatable:     {retry: true, breaker: breakerFailure, charge: chargeEstimate},
-	unencodable:        {retry: true, breaker: breakerFailure, charge: chargeUsage},
-	streamFailedEarly:  {retry: true, breaker: breakerFailure},
-	badStart:           {retry: true, breaker: breakerFailure},
-	emptyStream:        {retry: true, breaker: breakerFailure},
+	timedOut:           {retry: true, breaker: breakerFailure, charge: chargeEstimate, fallback: reasonTimeout},
+	unreachable:        {retry: true, breaker: breakerFailure, fallback: reasonUnavailable},
+	readFailed:         {retry: true, breaker: breakerFailure, charge: chargeEstimate, fallback: reasonUnavailable},
+	rateLimited:        {retry: true, breaker: breakerIgnored, cooldown: true, fallback: reasonRateLimit},
+	credentialRejected: {retry: true, breaker: breakerFailure, fallback: reasonUnavailable},
+	upstreamFailed:     {retry: true, breaker: breakerFailure, fallback: reasonUnavailable},
+	clientMistake:      {breaker: breakerIgnored, fallback: reasonOfError},
+	invalidAnswer:      {retry: true, breaker: breakerFailure, fallback: reasonUnavailable},
+	untranslatable:     {retry: true, breaker: breakerFailure, charge: chargeEstimate, fallback: reasonUnavailable},
+	unencodable:        {retry: true, breaker: breakerFailure, charge: chargeUsage, fallback: reasonUnavailable},
+	streamFailedEarly:  {retry: true, breaker: breakerFailure, fallback: reasonUnavailable},
+	badStart:           {retry: true, breaker: breakerFailure, fallback: reasonUnavailable},
+	emptyStream:        {retry: true, breaker: breakerFailure, fallback: reasonUnavailable},
 
 	leftMidway:    {committed: true, breaker: breakerCancelled, charge: chargeUsage, billed: true},
 	drainedMidway: {committed: true, breaker: breakerIgnored, charge: chargeUsage, billed: true},

@@ -87,45 +87,74 @@ func (g *Gateway) stickyKey(c echo.Context, cl *client, model string) string {
 
 // failover tries candidates in order until one answers, bounded by
 // routing.retry (attempts and time). It never retries once a byte has
-// reached the client. The request holds one place in its client's quota
-// across all its attempts.
+// reached the client. When no candidate of the requested model can answer
+// for a reason its fallback chain names, it goes on with the chain's
+// models, within the same bounds. The request holds one place in its
+// client's quota across all its attempts.
 func (g *Gateway) failover(c echo.Context, cl *client, req *request, cands []candidate, sticky string) error {
 	ctx := c.Request().Context()
 	st := stateOf(c)
 	retry := st.cfg.Routing.Retry
 	w := &way{g: g, st: st, req: req, h: &holder{client: cl}, sticky: sticky, deadline: time.Now().Add(retry.MaxTime.D())}
 	defer w.h.release(ctx, g)
-	w.capOutput(cands)
 
+	why, err := w.serveModel(c, cands)
+	chain, on := st.cfg.Routing.Chain(req.model)
+	for _, next := range chain {
+		if err == nil || !slices.Contains(on, string(why)) || !w.left(ctx) {
+			break
+		}
+		more, rerr := st.router.resolve(next)
+		if rerr != nil {
+			continue
+		}
+		g.noteFallback(c, req, next, why)
+		w.sticky = g.stickyKey(c, cl, next)
+		why, err = w.serveModel(c, more)
+	}
+	return err
+}
+
+// serveModel tries the candidates of one model in order until one
+// answers, and says why none did (a fallback reason, or "" when the
+// failure is not one a fallback can help).
+func (w *way) serveModel(c echo.Context, cands []candidate) (fallbackReason, error) {
+	g, req, ctx := w.g, w.req, c.Request().Context()
+	w.capOutput(cands)
 	var lastErr error
-	for n := 1; n <= retry.MaxAttempts; n++ {
+	var why fallbackReason
+	for w.left(ctx) {
 		adm, err := w.admit(ctx, g.ready(cands))
 		if err != nil {
 			var rf *refusal
 			if lastErr == nil || errors.As(err, &rf) {
-				lastErr = err
+				lastErr, why = err, admissionReason(err)
 			}
 			break
 		}
+		w.attempts++
 		cands = slices.DeleteFunc(cands, func(c candidate) bool { return c.cred == adm.cand.cred })
-		g.noteAttempt(c, req, adm, n)
-		a := g.newAttempt(c, req, adm, n)
+		g.noteAttempt(c, req, adm, w.attempts)
+		a := g.newAttempt(c, req, adm, w.attempts)
 		rep := a.run()
 		v := a.end(rep, w.h)
 		if rep.err == nil || !v.retry {
-			return rep.err
+			return rep.fallback(), rep.err
 		}
-		lastErr = rep.err
+		lastErr, why = rep.err, rep.fallback()
 		g.log.InfoContext(ctx, "upstream attempt failed, failing over", slog.String("request_id", callOf(c).id),
-			slog.String("credential", adm.cand.cred.id), slog.Int("attempt", n), slog.String("error", st.redactor.String(rep.err.Error())))
-		if ctx.Err() != nil || !time.Now().Before(w.deadline) {
-			break
-		}
+			slog.String("credential", adm.cand.cred.id), slog.Int("attempt", w.attempts), slog.String("error", w.st.redactor.String(rep.err.Error())))
 	}
 	if lastErr == nil {
-		lastErr = fmt.Errorf("%w: every credential serving %q is unavailable (circuit breakers open)", ErrNoUpstream, req.model)
+		lastErr, why = fmt.Errorf("%w: every credential serving %q is unavailable (circuit breakers open)", ErrNoUpstream, req.model), reasonUnavailable
 	}
-	return lastErr
+	return why, lastErr
+}
+
+// left reports whether a request may make another attempt: within its
+// attempts and its time, and while its client waits.
+func (w *way) left(ctx context.Context) bool {
+	return w.attempts < w.st.cfg.Routing.Retry.MaxAttempts && time.Now().Before(w.deadline) && ctx.Err() == nil
 }
 
 // noteAttempt records on the call and its span which credential an

@@ -35,6 +35,9 @@ type request struct {
 	// outputCap is the completion cap Sluice sends upstream for a request
 	// that sets none when a budget governs it (0: none sent).
 	outputCap int64
+	// fallbackFrom is the model the client asked for, once the request
+	// goes on with a model of its fallback chain.
+	fallbackFrom string
 
 	// Clients of another API than OpenAI Chat Completions: the codec of
 	// their API and, when a channel speaks that API natively, their own

@@ -91,13 +91,13 @@ type router struct {
 	strategy strategy
 }
 
-func newRouter(cfg *config.Config, channels []*channel, creds []*credential) *router {
+func newRouter(cfg *config.Config, channels []*channel, creds []*credential, s strategy) *router {
 	r := &router{
 		byModel:  make(map[string][]candidate),
 		groups:   make(map[string][]string),
 		redirect: make(map[string]string),
 		names:    make(map[string]string),
-		strategy: newStrategy(cfg.Routing.Strategy),
+		strategy: s,
 	}
 	for _, c := range creds {
 		r.all = append(r.all, c)

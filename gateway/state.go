@@ -66,7 +66,7 @@ func (g *Gateway) newState(cfg *config.Config, prev *state) (*state, error) {
 		}
 	}
 	st.clients = newClients(cfg.Clients, cfg.Groups)
-	st.router = newRouter(cfg, st.channels, st.creds)
+	st.router = newRouter(cfg, st.channels, st.creds, newStrategy(cfg.Routing.Strategy, g.signals, cfg.Routing.Latency.Explore))
 	return st, nil
 }
 

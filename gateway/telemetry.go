@@ -41,6 +41,7 @@ type instruments struct {
 	inFlight   metric.Int64UpDownCounter
 	streams    metric.Int64UpDownCounter
 	cost       metric.Float64Counter
+	fallbacks  metric.Int64Counter
 	unpriced   metric.Int64Counter
 	observed   metric.Registration // breaker and quota gauges
 }
@@ -50,7 +51,7 @@ var latencyBuckets = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 
 func newInstruments(g *Gateway) (*instruments, error) {
 	var in instruments
-	var errs [12]error
+	var errs [13]error
 	in.requests, errs[0] = meter.Int64Counter("sluice.requests", metric.WithUnit("{request}"),
 		metric.WithDescription("Requests answered, by endpoint, model, channel, status and stream."))
 	in.duration, errs[1] = meter.Float64Histogram("sluice.request.duration", metric.WithUnit("s"),
@@ -74,6 +75,8 @@ func newInstruments(g *Gateway) (*instruments, error) {
 		metric.WithDescription("Streams being relayed on this instance."))
 	in.cost, errs[11] = meter.Float64Counter("sluice.cost.usd",
 		metric.WithDescription("What calls cost, in US dollars, by client, model and channel."))
+	in.fallbacks, errs[12] = meter.Int64Counter("sluice.fallbacks", metric.WithUnit("{request}"),
+		metric.WithDescription("Requests that went on with the next model of their fallback chain, by models and reason."))
 	in.unpriced, errs[8] = meter.Int64Counter("sluice.unpriced.calls", metric.WithUnit("{call}"),
 		metric.WithDescription("Calls billed $0 because their model has no price (pricing:), by model and channel."))
 

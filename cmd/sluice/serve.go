@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-gateway/sluice/gateway/admin"
 	"github.com/sluice-gateway/sluice/gateway/admin/dashboard"
 	"github.com/sluice-gateway/sluice/gateway/config"
+	"github.com/sluice-gateway/sluice/gateway/signals"
 	"github.com/sluice-gateway/sluice/gateway/usage"
 	"github.com/sluice-gateway/sluice/quota"
 	"github.com/sluice-gateway/sluice/telemetry"
@@ -61,6 +62,7 @@ type instance struct {
 	gw      *gateway.Gateway
 	deps    gateway.Deps
 	rollups usage.Rollups
+	signals *signals.Board
 	loops   context.CancelFunc
 	closers []func()
 }
@@ -106,6 +108,7 @@ func (in *instance) start(ctx context.Context) error {
 	if err := in.startUsage(tel); err != nil {
 		return err
 	}
+	in.startSignals()
 	if err := in.startControl(ctx); err != nil {
 		return err
 	}
@@ -188,6 +191,17 @@ func (in *instance) startUsage(tel *telemetry.Telemetry) error {
 	return nil
 }
 
+// startSignals builds what routing learns of credentials (time to first
+// byte, requests in flight), shared with the cluster through Redis.
+func (in *instance) startSignals() {
+	sc := signals.Config{Alpha: in.cfg.Routing.Latency.Alpha, Logger: in.log, InFlight: func() map[string]int64 { return in.gw.InFlight() }}
+	if in.cluster != nil {
+		sc.Store = &signals.Redis{Client: in.cluster.client, Prefix: in.cfg.Redis.KeyPrefix, Instance: in.self.ID}
+	}
+	in.signals = signals.New(sc)
+	in.deps.Signals = in.signals
+}
+
 // configVersion is the config version this instance runs.
 func (in *instance) configVersion() string {
 	if in.ctl == nil {
@@ -242,6 +256,7 @@ func (in *instance) startLoops() {
 	if in.ctl != nil {
 		go in.ctl.Run(ctx, in.cfg.Admin.WatchConfig)
 	}
+	go in.signals.Run(ctx)
 	if b := in.cfg.Breaker; b.ActiveProbing() {
 		go in.gw.RunProbes(ctx, b.ProbeInterval.D())
 	}

@@ -168,8 +168,15 @@ func (a Admin) IsEnabled() bool { return a.Token != "" || len(a.Tokens) > 0 }
 // Routing configures how a credential is chosen and retried.
 type Routing struct {
 	// Strategy orders the credentials within a priority tier: weighted
-	// (default), random, round_robin, first (config order) or least_busy.
+	// (default), random, round_robin, first (config order), least_busy
+	// (fewest requests in flight, across the cluster with Redis) or
+	// latency (fastest time to first byte, measured by the cluster).
 	Strategy string `yaml:"strategy,omitempty" json:"strategy,omitempty"`
+	// Latency tunes the latency strategy.
+	Latency Latency `yaml:"latency,omitempty" json:"latency,omitzero"`
+	// Fallbacks are the models a request falls back to, in order, when no
+	// credential of the model it asked for can answer.
+	Fallbacks []Fallback `yaml:"fallbacks,omitempty" json:"fallbacks,omitempty"`
 	// Affinity sends requests with the same sticky key to the same
 	// credential. Default off.
 	Affinity Affinity `yaml:"affinity,omitempty" json:"affinity,omitempty"`

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -406,5 +407,51 @@ channels:
 	}
 	if !reflect.DeepEqual(cfg, again) {
 		t.Fatalf("round trip changed the config:\n%s", out)
+	}
+}
+
+func TestFallbackValidation(t *testing.T) {
+	cfg, _, err := Parse([]byte(`
+routing:
+  strategy: latency
+  latency: {alpha: 2, explore: 1}
+  fallbacks:
+    - {model: a, to: [b, nope, a], on: [rate_limit, sunspots]}
+    - {model: A, to: [b]}
+    - {model: b, to: [c]}
+    - {model: c, to: [a]}
+    - {model: missing, to: []}
+channels: [{type: openai, models: [a, b, c]}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Provision()
+	err = cfg.Validate()
+	for _, want := range []string{
+		"routing.latency.alpha: must be above 0 and at most 1",
+		"routing.latency.explore: must be at least 0 and below 1",
+		`routing.fallbacks[0].to[1]: model "nope" is not served by any enabled channel`,
+		"routing.fallbacks[0].to[2]: a model cannot fall back to itself",
+		`routing.fallbacks[0].on[1]: unknown reason "sunspots"`,
+		`routing.fallbacks[1].model: model "A" already has a chain (routing.fallbacks[0])`,
+		"routing.fallbacks[2]: the chains loop: b → c → a → b",
+		`routing.fallbacks[4].model: model "missing" is not served`,
+		"routing.fallbacks[4].to: at least one model to fall back to",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	ok, _, _ := Parse([]byte(`
+routing: {fallbacks: [{model: a, to: [b]}]}
+channels: [{type: openai, models: [a, b]}]
+`))
+	ok.Provision()
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if to, on := ok.Routing.Chain("A"); len(to) != 1 || !slices.Equal(on, DefaultFallbackOn) {
+		t.Fatalf("chain of A: %v on %v", to, on)
 	}
 }

@@ -36,7 +36,7 @@ func (e *FieldError) Error() string {
 }
 
 // Strategies are the routing strategies Sluice knows.
-var strategies = []string{"weighted", "random", "round_robin", "first", "least_busy"}
+var strategies = []string{"weighted", "random", "round_robin", "first", "least_busy", "latency"}
 
 // reservedParams are request fields a channel's params may not set: the
 // relay depends on them.
@@ -94,6 +94,7 @@ func (c *Config) Provision() {
 	c.Telemetry.Metrics.Path = or(c.Telemetry.Metrics.Path, "/metrics")
 	c.Admin.AuditSize = or(c.Admin.AuditSize, 1000)
 	c.provisionMoney()
+	c.provisionRouting()
 	c.Telemetry.Traces.Protocol = or(c.Telemetry.Traces.Protocol, "grpc")
 	if rd := c.Redis; rd != nil {
 		rd.KeyPrefix = or(rd.KeyPrefix, "sluice:")
@@ -143,6 +144,7 @@ func (c *Config) Validate() error {
 	c.validateTelemetry(v)
 	served := c.validateChannels(v)
 	c.validateModels(v, served)
+	c.validateFallbacks(v, served)
 	c.validateClients(v, served)
 	c.validateMoney(v)
 	c.validateAdmin(v)
