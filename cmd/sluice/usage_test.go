@@ -19,11 +19,11 @@ func TestUsageCommand(t *testing.T) {
 	srv := redistest.Start(t)
 	r := &usage.RedisRollups{Client: srv.Client(t), Prefix: "sluice:", Retention: 48 * time.Hour}
 	now := time.Now().UTC()
-	if err := r.Add(context.Background(), []usage.Record{
+	if err := r.Add(context.Background(), usage.Days([]usage.Record{
 		{Time: now, Client: "team-a", InputTokens: 100, OutputTokens: 20, Cost: 2_500_000},
 		{Time: now, Client: "team-a", InputTokens: 50, OutputTokens: 10, Cost: 500_000},
 		{Time: now, Client: "team-b", InputTokens: 7, OutputTokens: 3, CachedTokens: 2, Cost: 42},
-	}); err != nil {
+	})); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "sluice.yaml")

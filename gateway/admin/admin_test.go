@@ -570,11 +570,11 @@ func TestUsageRoute(t *testing.T) {
 	t.Cleanup(cancel)
 	rollups := &usage.MemoryRollups{Retention: 30 * 24 * time.Hour}
 	now := time.Now().UTC()
-	_ = rollups.Add(ctx, []usage.Record{
+	_ = rollups.Add(ctx, usage.Days([]usage.Record{
 		{Time: now, Client: "file-client", InputTokens: 10, OutputTokens: 5, Cost: 1234},
 		{Time: now, Client: "=cmd", InputTokens: 1, Cost: 1},
 		{Time: now.Add(-3 * 24 * time.Hour), Client: "file-client", InputTokens: 7, Cost: 100},
-	})
+	}))
 	ctl, err := New(ctx, Config{File: path, Load: load, Store: &MemoryStore{}, Logger: slog.New(slog.DiscardHandler), Usage: rollups})
 	if err != nil {
 		t.Fatal(err)

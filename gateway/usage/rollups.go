@@ -29,8 +29,8 @@ type Day struct {
 
 // Rollups add records up per client and day.
 type Rollups interface {
-	// Add adds a batch of records.
-	Add(ctx context.Context, batch []Record) error
+	// Add adds what clients used (Days, as Sum makes them of records).
+	Add(ctx context.Context, days []Day) error
 	// Read returns the days from..to (dates, inclusive) of one client, or
 	// of every client when client is "", by date then client.
 	Read(ctx context.Context, from, to time.Time, client string) ([]Day, error)
@@ -61,26 +61,30 @@ func days(from, to time.Time) ([]time.Time, error) {
 	return out, nil
 }
 
-// sums adds a batch up per date and client.
-func sums(batch []Record) map[string]map[string]*Day {
-	out := map[string]map[string]*Day{}
+// Sum adds records up per date and client, into days.
+func Sum(days map[[2]string]*Day, batch []Record) {
 	for _, r := range batch {
-		date := r.Time.UTC().Format(dateLayout)
-		byClient := out[date]
-		if byClient == nil {
-			byClient = map[string]*Day{}
-			out[date] = byClient
-		}
-		d := byClient[r.Client]
+		k := [2]string{r.Time.UTC().Format(dateLayout), r.Client}
+		d := days[k]
 		if d == nil {
-			d = &Day{Date: date, Client: r.Client}
-			byClient[r.Client] = d
+			d = &Day{Date: k[0], Client: r.Client}
+			days[k] = d
 		}
 		d.Requests++
 		d.InputTokens += r.InputTokens
 		d.OutputTokens += r.OutputTokens
 		d.CachedTokens += r.CachedTokens
 		d.Cost += r.Cost
+	}
+}
+
+// Days sums records into days.
+func Days(batch []Record) []Day {
+	m := map[[2]string]*Day{}
+	Sum(m, batch)
+	out := make([]Day, 0, len(m))
+	for _, d := range m {
+		out = append(out, *d)
 	}
 	return out
 }
@@ -112,21 +116,26 @@ type RedisRollups struct {
 func (r *RedisRollups) key(date string) string { return r.Prefix + "{use}:" + date }
 
 // Add implements Rollups, in one pipelined round trip.
-func (r *RedisRollups) Add(ctx context.Context, batch []Record) error {
+func (r *RedisRollups) Add(ctx context.Context, days []Day) error {
+	if len(days) == 0 {
+		return nil
+	}
 	_, err := r.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for date, byClient := range sums(batch) {
-			key := r.key(date)
-			for client, d := range byClient {
-				for _, f := range []struct {
-					kind string
-					n    int64
-				}{{"n", d.Requests}, {"i", d.InputTokens}, {"o", d.OutputTokens}, {"k", d.CachedTokens}, {"c", d.Cost}} {
-					if f.n != 0 {
-						p.HIncrBy(ctx, key, f.kind+":"+client, f.n)
-					}
+		dates := map[string]bool{}
+		for _, d := range days {
+			key := r.key(d.Date)
+			for _, f := range []struct {
+				kind string
+				n    int64
+			}{{"n", d.Requests}, {"i", d.InputTokens}, {"o", d.OutputTokens}, {"k", d.CachedTokens}, {"c", d.Cost}} {
+				if f.n != 0 {
+					p.HIncrBy(ctx, key, f.kind+":"+d.Client, f.n)
 				}
 			}
-			p.PExpire(ctx, key, r.Retention+24*time.Hour)
+			dates[d.Date] = true
+		}
+		for date := range dates {
+			p.PExpire(ctx, r.key(date), r.Retention+24*time.Hour)
 		}
 		return nil
 	})
@@ -192,28 +201,27 @@ type MemoryRollups struct {
 }
 
 // Add implements Rollups.
-func (m *MemoryRollups) Add(_ context.Context, batch []Record) error {
+func (m *MemoryRollups) Add(_ context.Context, days []Day) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.days == nil {
 		m.days = map[string]map[string]*Day{}
 	}
-	for date, byClient := range sums(batch) {
-		have := m.days[date]
+	for _, d := range days {
+		have := m.days[d.Date]
 		if have == nil {
 			have = map[string]*Day{}
-			m.days[date] = have
+			m.days[d.Date] = have
 		}
-		for client, d := range byClient {
-			if h := have[client]; h != nil {
-				h.Requests += d.Requests
-				h.InputTokens += d.InputTokens
-				h.OutputTokens += d.OutputTokens
-				h.CachedTokens += d.CachedTokens
-				h.Cost += d.Cost
-			} else {
-				have[client] = d
-			}
+		if h := have[d.Client]; h != nil {
+			h.Requests += d.Requests
+			h.InputTokens += d.InputTokens
+			h.OutputTokens += d.OutputTokens
+			h.CachedTokens += d.CachedTokens
+			h.Cost += d.Cost
+		} else {
+			c := d
+			have[d.Client] = &c
 		}
 	}
 	oldest := time.Now().UTC().Add(-m.Retention - 24*time.Hour).Format(dateLayout)

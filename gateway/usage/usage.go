@@ -76,10 +76,13 @@ type Sink interface {
 type Config struct {
 	// Queue bounds the records waiting to be written. Default 10000.
 	Queue int
-	// Sinks receive every record; Rollups adds them up per client and day.
-	// Either may be empty.
-	Sinks   []Sink
-	Rollups Rollups
+	// Sinks receive every record; Rollups adds them up per client and day,
+	// written at most every RollupEvery (default 1s), so that a busy
+	// instance costs the rollups' store a few commands a second, not a
+	// few per call. Either may be empty.
+	Sinks       []Sink
+	Rollups     Rollups
+	RollupEvery time.Duration
 	// Logger reports failed writes (at most once a minute each).
 	Logger *slog.Logger
 }
@@ -93,6 +96,8 @@ type Exporter struct {
 	written atomic.Int64
 	failed  atomic.Int64
 	lastLog atomic.Int64 // unix seconds of the last error logged
+
+	days map[[2]string]*Day // what the rollups have not been given yet (Run's goroutine only)
 }
 
 // New returns an Exporter; Run writes what it takes.
@@ -103,7 +108,10 @@ func New(cfg Config) *Exporter {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Exporter{cfg: cfg, queue: make(chan Record, cfg.Queue), done: make(chan struct{})}
+	if cfg.RollupEvery <= 0 {
+		cfg.RollupEvery = time.Second
+	}
+	return &Exporter{cfg: cfg, queue: make(chan Record, cfg.Queue), done: make(chan struct{}), days: map[[2]string]*Day{}}
 }
 
 // Add queues a record without ever waiting: when the queue is full, the
@@ -139,12 +147,16 @@ const batchSize = 512
 func (e *Exporter) Run(ctx context.Context, drain time.Duration) {
 	defer close(e.done)
 	batch := make([]Record, 0, batchSize)
+	tick := time.NewTicker(e.cfg.RollupEvery)
+	defer tick.Stop()
 	for {
 		select {
 		case r := <-e.queue:
 			batch = append(batch[:0], r)
 			batch = e.more(batch)
 			e.write(ctx, batch)
+		case <-tick.C:
+			e.rollup(ctx)
 		case <-ctx.Done():
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drain)
 			defer cancel()
@@ -152,12 +164,31 @@ func (e *Exporter) Run(ctx context.Context, drain time.Duration) {
 				batch = e.more(batch[:0])
 				e.write(dctx, batch)
 			}
+			e.rollup(dctx)
 			for _, s := range e.cfg.Sinks {
 				_ = s.Close(dctx)
 			}
 			return
 		}
 	}
+}
+
+// rollup gives the rollups what they have not been given yet.
+func (e *Exporter) rollup(ctx context.Context) {
+	if e.cfg.Rollups == nil || len(e.days) == 0 {
+		return
+	}
+	days := make([]Day, 0, len(e.days))
+	for _, d := range e.days {
+		days = append(days, *d)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := e.cfg.Rollups.Add(rctx, days); err != nil {
+		e.warn(err, len(days))
+		return // kept: added with the next ones
+	}
+	clear(e.days)
 }
 
 // Done is closed once Run has returned.
@@ -187,17 +218,20 @@ func (e *Exporter) write(ctx context.Context, batch []Record) {
 		}
 	}
 	if e.cfg.Rollups != nil {
-		if err := e.cfg.Rollups.Add(wctx, batch); err != nil {
-			errs = append(errs, err)
-		}
+		Sum(e.days, batch)
 	}
 	if err := errors.Join(errs...); err != nil {
 		e.failed.Add(int64(len(batch)))
-		now := time.Now().Unix()
-		if last := e.lastLog.Load(); now-last >= 60 && e.lastLog.CompareAndSwap(last, now) {
-			e.cfg.Logger.Warn("usage records not written", slog.Int("records", len(batch)), slog.String("error", err.Error()))
-		}
+		e.warn(err, len(batch))
 		return
 	}
 	e.written.Add(int64(len(batch)))
+}
+
+// warn logs a failed write, at most once a minute.
+func (e *Exporter) warn(err error, n int) {
+	now := time.Now().Unix()
+	if last := e.lastLog.Load(); now-last >= 60 && e.lastLog.CompareAndSwap(last, now) {
+		e.cfg.Logger.Warn("usage records not written", slog.Int("records", n), slog.String("error", err.Error()))
+	}
 }

@@ -181,7 +181,7 @@ func TestRollups(t *testing.T) {
 			ctx := context.Background()
 			// Two batches: the rollups add up.
 			for range 2 {
-				if err := r.Add(ctx, batch); err != nil {
+				if err := r.Add(ctx, Days(batch)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -212,4 +212,65 @@ func TestRollups(t *testing.T) {
 	if ttl := c.PTTL(context.Background(), "t:{use}:2026-12-06").Val(); ttl < 90*24*time.Hour {
 		t.Fatalf("a day's rollup expires after %v", ttl)
 	}
+}
+
+// flakyRollups fails its first Add, then adds up into a MemoryRollups.
+type flakyRollups struct {
+	MemoryRollups
+	mu    sync.Mutex
+	calls int
+}
+
+func (f *flakyRollups) Add(ctx context.Context, days []Day) error {
+	f.mu.Lock()
+	f.calls++
+	first := f.calls == 1
+	f.mu.Unlock()
+	if first {
+		return fmt.Errorf("store down")
+	}
+	return f.MemoryRollups.Add(ctx, days)
+}
+
+// TestRollupsBatched: the exporter gives the rollups what thousands of
+// calls used in a few Adds (one per RollupEvery, not one per batch of
+// records), keeps what a failed Add did not write for the next one, and
+// writes the rest when it stops.
+func TestRollupsBatched(t *testing.T) {
+	day := time.Now().UTC()
+	r := &flakyRollups{MemoryRollups: MemoryRollups{Retention: 48 * time.Hour}}
+	e := New(Config{Rollups: r, RollupEvery: 100 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	go e.Run(ctx, 10*time.Second)
+	const n = 3000
+	for i := range n {
+		client := "a"
+		if i%3 == 0 {
+			client = "b"
+		}
+		for !e.Add(record(i, client, day)) {
+			time.Sleep(time.Millisecond)
+		}
+		if i%100 == 0 {
+			time.Sleep(5 * time.Millisecond) // spread over ~150ms: more than one tick
+		}
+	}
+	cancel()
+	<-e.Done()
+	got, err := r.Read(context.Background(), day, day, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum, cost int64
+	for _, d := range got {
+		sum += d.Requests
+		cost += d.Cost
+	}
+	if sum != n || cost != n*1500 || len(got) != 2 {
+		t.Fatalf("%d records rolled up as %v", n, got)
+	}
+	if r.calls < 2 || r.calls > 10 {
+		t.Fatalf("%d records took %d Adds: want a few (one a tick, the failed one retried)", n, r.calls)
+	}
+	t.Logf("%d records in %d Adds", n, r.calls)
 }
