@@ -254,6 +254,55 @@ func TestRedisSettleNeedsNoRoundTrip(t *testing.T) {
 	}
 }
 
+// TestRedisSettleUnderLoad: with the background flush running, a call
+// that settles while others keep acquiring costs no script run of its
+// own (the next acquire, 2 ms later, carries it); once the traffic stops,
+// the last settlement is written within FlushInterval.
+func TestRedisSettleUnderLoad(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	l := NewRedis(c, RedisConfig{Prefix: uniquePrefix(), FlushInterval: 20 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go l.Run(ctx)
+	req := one("a", Limit{TPM: 1 << 40})
+	req.Reserve = Amount{Tokens: 500}
+	mustAcquire(t, l, req) // loads the script
+	_ = l.Flush(ctx)
+	before := commandCalls(t, c)
+	const n = 150 // 300 ms: 30 flush ticks, each finding a settlement 0–2 ms old
+	for range n {
+		d := mustAcquire(t, l, req)
+		if !d.Allowed {
+			t.Fatalf("refused: %+v", d)
+		}
+		_ = l.Settle(ctx, d.Grant, Amount{Tokens: 20})
+		time.Sleep(2 * time.Millisecond)
+	}
+	calls := commandCalls(t, c) - before
+	if calls > n+3 { // a few: a pause of the test longer than 10 ms
+		t.Fatalf("%d script runs for %d acquire+settle pairs under load: the flush must leave them to the acquires", calls, n)
+	}
+	// The last settlements are written by the flush (which may be under
+	// way when the queue looks empty): poll the count.
+	want := int64(500 + n*20)
+	var got int64
+	for deadline := time.Now().Add(time.Second); ; {
+		us, err := l.Usage(context.Background(), []Subject{{KindCredential, "a"}}, []Limit{req.Candidates[0].Limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got = (1 << 40) - us[0].Level("tpm").Remaining; got == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d tokens counted a second after the traffic stopped, want %d", got, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("%d script runs for %d calls", calls, n)
+}
+
 // evalStat reads the server's EVALSHA calls and mean µs per call.
 func evalStat(tb testing.TB, c *redis.Client) (calls int64, us float64) {
 	tb.Helper()

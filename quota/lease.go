@@ -13,8 +13,12 @@ import (
 // LeaseConfig configures lease mode. The zero value is usable: each zero
 // field means the default written next to it.
 type LeaseConfig struct {
-	// Batch is the most requests one refill leases. Default 20. A refill
-	// never leases more than the tightest limit allows in Hold.
+	// Batch is the most requests one refill leases. Default 1000. A
+	// subject's first batch is at most 16; a batch used up within its
+	// hold doubles the next, one that leaves more than half unused halves
+	// it, so that batches follow this instance's demand (and strand
+	// little capacity at it). A refill never leases more than the
+	// tightest limit allows in Hold.
 	Batch int
 	// Hold is how long an instance may admit from a leased batch; what it
 	// has not used by then goes back. Default 200ms; at most 900ms, so
@@ -29,7 +33,7 @@ type LeaseConfig struct {
 
 func (c LeaseConfig) withDefaults() LeaseConfig {
 	if c.Batch <= 0 {
-		c.Batch = 20
+		c.Batch = 1000
 	}
 	if c.Hold <= 0 {
 		c.Hold = 200 * time.Millisecond
@@ -74,6 +78,9 @@ type allowance struct {
 	at       int64 // the server µs the batch is recorded at
 	expires  time.Time
 	batch    uint64
+	// size is the next batch's size, following demand (see Batch);
+	// leased is what the live batch started with.
+	size, leased int64
 	// The subject it was leased from, to give back what it holds.
 	subject leaseSubject
 }
@@ -282,8 +289,10 @@ func (l *Leased) covered(now time.Time, subjects []leaseSubject, need Amount) bo
 func (l *Leased) refill(ctx context.Context, now time.Time, subjects []leaseSubject, need Amount) (Decision, error) {
 	n := int64(l.cfg.Batch)
 	var tokens, money bool
+	sizes := make(map[string]int64, len(subjects))
 	for _, s := range subjects {
-		n = min(n, batchFor(s.windows, l.cfg.Hold))
+		sizes[s.key] = l.nextSize(now, s, l.leases[s.key], need)
+		n = min(n, sizes[s.key], batchFor(s.windows, l.cfg.Hold))
 		tokens = tokens || s.counts(Tokens)
 		money = money || s.counts(Cost)
 	}
@@ -365,10 +374,32 @@ func (l *Leased) refill(ctx context.Context, now time.Time, subjects []leaseSubj
 			}
 		}
 		a.requests, a.left = toInt(res[0]), Amount{Tokens: toInt(res[1]), Cost: toInt(res[2])}
+		a.size, a.leased = sizes[key], a.requests
 		a.at, a.expires = serverNow+l.cfg.Hold.Microseconds(), now.Add(micros(max(0, usable)))
 		a.batch++
 	}
 	return Decision{Allowed: true}, nil
+}
+
+// firstBatch is the most a subject's first batch leases.
+const firstBatch = 16
+
+// nextSize is the size of a subject's next batch: doubled when the live
+// one was used up within its hold (its requests, tokens or money), halved
+// when it ended with more than half of its requests unused, else kept (see
+// LeaseConfig.Batch).
+func (l *Leased) nextSize(now time.Time, s leaseSubject, a *allowance, need Amount) int64 {
+	if a == nil || a.size == 0 {
+		return min(firstBatch, int64(l.cfg.Batch))
+	}
+	usedUp := a.requests < 1 || a.left.Tokens < use(s, Tokens, need) || a.left.Cost < use(s, Cost, need)
+	switch {
+	case usedUp && now.Before(a.expires):
+		return min(2*a.size, int64(l.cfg.Batch))
+	case !now.Before(a.expires) && 2*a.requests > a.leased:
+		return max(firstBatch/2, a.size/2)
+	}
+	return a.size
 }
 
 // scopeOf is the scope of a refusal by the subject in a slot.
@@ -420,21 +451,20 @@ func (l *Leased) Settle(ctx context.Context, g Grant, used Amount) error {
 	for i, part := range strings.SplitN(g.Lease, ",", 4) {
 		batches[i], _ = strconv.ParseUint(part, 10, 64)
 	}
+	// The subjects the grant took from, as Acquire chose them: the
+	// credential always, the others when they have windows.
 	var subjects []leaseSubject
 	if g.ID != "" {
 		ws := g.CredentialLimit.All(g.served())
 		subjects = append(subjects, newLeaseSubject(0, k.Credential(g.ID), g.served(), ws))
 	}
-	if g.Pool != "" {
-		ws := g.PoolLimit.All(g.served())
+	if ws := g.PoolLimit.All(g.served()); g.Pool != "" && len(ws) > 0 {
 		subjects = append(subjects, newLeaseSubject(1, k.Pool(g.Pool), g.served(), ws))
 	}
-	if g.Client != "" {
-		ws := g.ClientLimit.All(g.Model)
+	if ws := g.ClientLimit.All(g.Model); g.Client != "" && len(ws) > 0 {
 		subjects = append(subjects, newLeaseSubject(2, k.Client(g.Client), g.Model, ws))
 	}
-	if g.Group != "" {
-		ws := g.GroupLimit.All(g.Model)
+	if ws := g.GroupLimit.All(g.Model); g.Group != "" && len(ws) > 0 {
 		subjects = append(subjects, newLeaseSubject(3, k.Group(g.Group), g.Model, ws))
 	}
 	now := l.cfg.Now()

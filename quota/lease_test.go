@@ -2,8 +2,11 @@ package quota
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-gateway/sluice/integration/redistest"
 )
@@ -117,20 +120,88 @@ func TestLeasedRoundTrips(t *testing.T) {
 	c := srv.Client(t)
 	clk := newClock()
 	l := NewLeased(NewRedis(c, RedisConfig{Prefix: uniquePrefix(), Clock: clk.Now}), LeaseConfig{Now: clk.Now})
-	req := one("a", Limit{QPS: 5000, RPM: 1000000})
+	// A client without limits of its own, as most are; calls that use
+	// fewer tokens than they reserve settle here, in the live batch.
+	req := one("a", Limit{QPS: 5000, RPM: 1000000, TPM: 1 << 40})
+	req.Client, req.Reserve = "team", Amount{Tokens: 100}
 	mustAcquire(t, l, req)
 	before := commandCalls(t, c)
 	const n = 2000
 	for range n {
-		if !mustAcquire(t, l, req).Allowed {
+		d := mustAcquire(t, l, req)
+		if !d.Allowed {
 			t.Fatal("refused under the limit")
 		}
+		_ = l.Settle(context.Background(), d.Grant, Amount{Tokens: 60})
 		clk.Advance(time.Millisecond) // 1000 rps
+	}
+	if q := len(l.r.pending); q != 0 {
+		t.Fatalf("%d settlements queued for Redis: grants of live batches settle here", q)
 	}
 	perRequest := float64(commandCalls(t, c)-before) / n
 	t.Logf("lease mode: %.3f Redis round trips per request", perRequest)
-	if perRequest > 0.1 {
-		t.Fatalf("%.3f round trips per request, want at most 0.1", perRequest)
+	if perRequest > 0.05 {
+		t.Fatalf("%.3f round trips per request, want at most 0.05", perRequest)
+	}
+}
+
+// TestLeasedBatchesFollowDemand: batches start small, double while an
+// instance uses them up within their hold (up to what the limit allows in
+// a hold, and Batch), and halve when demand falls, so that an instance
+// that slows down does not hold on to capacity it no longer uses.
+func TestLeasedBatchesFollowDemand(t *testing.T) {
+	insts, clk := leasedCluster(t, 1, LeaseConfig{Batch: 1000})
+	l := insts[0]
+	req := one("a", Limit{QPS: 2000, RPM: 10000000})
+	size := func() int64 {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for _, a := range l.leases {
+			return a.leased
+		}
+		return 0
+	}
+	var sizes []int64
+	for range 3000 { // 1.5 s at 2000 rps
+		mustAcquire(t, l, req)
+		if s := size(); len(sizes) == 0 || sizes[len(sizes)-1] != s {
+			sizes = append(sizes, s)
+		}
+		clk.Advance(500 * time.Microsecond)
+	}
+	if sizes[0] > 16 {
+		t.Fatalf("the first batch leased %d, want at most 16", sizes[0])
+	}
+	peak := slices.Max(sizes)
+	// 2000 rps × 200 ms hold = 400 at most, whatever Batch.
+	if peak < 256 || peak > 400 {
+		t.Fatalf("batches under 2000 rps: %v; want them to grow to the limit's 400 a hold", sizes)
+	}
+	for range 20 { // 2 s at 10 rps
+		mustAcquire(t, l, req)
+		clk.Advance(100 * time.Millisecond)
+	}
+	if s := size(); s > 16 {
+		t.Fatalf("after 2 s at 10 rps the batch is still %d", s)
+	}
+	t.Logf("batches: %v, then %d at 10 rps", sizes, size())
+
+	// Calls that use more tokens than they reserve use a batch's tokens
+	// up before its requests: that is demand too.
+	clk.Advance(time.Minute)
+	treq := one("t", Limit{QPS: 2000, TPM: 1 << 40})
+	treq.Reserve = Amount{Tokens: 10}
+	before := commandCalls(t, l.r.client.(*redis.Client))
+	for range 2000 {
+		d := mustAcquire(t, l, treq)
+		if !d.Allowed {
+			t.Fatal("refused under the limit")
+		}
+		_ = l.Settle(context.Background(), d.Grant, Amount{Tokens: 30})
+		clk.Advance(500 * time.Microsecond)
+	}
+	if n := commandCalls(t, l.r.client.(*redis.Client)) - before; n > 40 {
+		t.Fatalf("2000 calls over their reservations took %d scripts: their batches did not grow", n)
 	}
 }
 

@@ -51,8 +51,10 @@ type RedisConfig struct {
 	LeaseTTL time.Duration
 	// Timeout bounds each Redis call. Default 250ms.
 	Timeout time.Duration
-	// FlushInterval is how often settled grants are written when no
-	// acquire carries them along first. Default 20ms.
+	// FlushInterval bounds how long a settled grant waits for an acquire
+	// to carry it along before the background flush writes it (it waits
+	// between FlushInterval/2 and FlushInterval). Under load acquires
+	// carry them all, and the flush costs no round trip. Default 20ms.
 	FlushInterval time.Duration
 	// Clock, when set, replaces the Redis server's clock (tests only).
 	Clock func() time.Time
@@ -83,7 +85,7 @@ func (c RedisConfig) withDefaults() RedisConfig {
 //
 // Settling costs no round trip of its own: ended grants are queued and
 // settled by the next Acquire's script before it decides, or by the
-// background flush (Run) within FlushInterval.
+// background flush (Run) when none came within FlushInterval.
 type Redis struct {
 	client redis.Scripter
 	cfg    RedisConfig
@@ -99,8 +101,9 @@ type Redis struct {
 
 // settlement is an ended grant, encoded for the scripts.
 type settlement struct {
-	keys [4]string
-	args []any
+	keys   [4]string
+	args   []any
+	queued time.Time
 }
 
 // Most grants one acquire settles on the way; the rest wait for the flush.
@@ -342,7 +345,7 @@ func (r *Redis) Settle(_ context.Context, g Grant, used Amount) error {
 		return nil // nothing to free or correct
 	}
 	k := r.Keys()
-	st := settlement{keys: [4]string{k.none(), k.none(), k.none(), k.none()}}
+	st := settlement{keys: [4]string{k.none(), k.none(), k.none(), k.none()}, queued: time.Now()}
 	for i, key := range []string{k.Credential(g.ID), k.Pool(g.Pool), k.Client(g.Client), k.Group(g.Group)} {
 		if parts[i] != nil {
 			st.keys[i] = key
@@ -382,6 +385,13 @@ func (r *Redis) requeue(sts []settlement) {
 	r.mu.Lock()
 	r.pending = append(sts, r.pending...)
 	r.mu.Unlock()
+}
+
+// stale reports whether the oldest queued settlement has waited d.
+func (r *Redis) stale(d time.Duration) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.pending) > 0 && time.Since(r.pending[0].queued) >= d
 }
 
 // Flush writes every queued settlement now, in batches of up to 256.
@@ -473,12 +483,12 @@ func (r *Redis) untrack(g Grant) {
 	}
 }
 
-// Run flushes settled grants every FlushInterval and renews this
-// instance's concurrency leases every LeaseTTL/3, until ctx ends; then it
-// flushes what is left. Without it, a call longer than LeaseTTL loses its
+// Run flushes settled grants no acquire carried along (checking every
+// FlushInterval/2) and renews this instance's concurrency leases every
+// LeaseTTL/3, until ctx ends; then it flushes what is left. Without it, a call longer than LeaseTTL loses its
 // slot.
 func (r *Redis) Run(ctx context.Context) {
-	flush := time.NewTicker(r.cfg.FlushInterval)
+	flush := time.NewTicker(r.cfg.FlushInterval / 2)
 	defer flush.Stop()
 	renew := time.NewTicker(r.cfg.LeaseTTL / 3)
 	defer renew.Stop()
@@ -490,7 +500,9 @@ func (r *Redis) Run(ctx context.Context) {
 			cancel()
 			return
 		case <-flush.C:
-			_ = r.Flush(ctx)
+			if r.stale(r.cfg.FlushInterval / 2) {
+				_ = r.Flush(ctx)
+			}
 		case <-renew.C:
 			_ = r.RenewLeases(ctx)
 		}

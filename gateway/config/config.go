@@ -322,7 +322,8 @@ type TLS struct {
 // Lease configures lease mode (see docs/redis-keys.md).
 type Lease struct {
 	Enabled bool `yaml:"enabled,omitempty" json:"enabled,omitempty"`
-	// Batch is the most requests one refill takes. Default 20.
+	// Batch is the most requests one refill takes. Default 1000; batches
+	// start at 16 and follow the instance's demand.
 	Batch int `yaml:"batch,omitempty" json:"batch,omitempty"`
 	// Hold is how long an instance may use a batch. Default 200ms, at
 	// most 900ms.
