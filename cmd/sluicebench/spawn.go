@@ -1,0 +1,265 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// environment is what --all starts: a mock upstream, a bare proxy, and
+// Sluice in each mode, each Redis-backed one with a Redis of its own (so
+// that the commands counted are its own).
+type environment struct {
+	dir     string
+	procs   []*proc
+	targets []target
+}
+
+// proc is a started process whose log announced its address.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	addr string
+}
+
+var addrRE = regexp.MustCompile(`"?addr"?[=:]"?([0-9a-f.:\[\]]+:[0-9]+)`)
+
+// startProc runs a command and waits for its "listening ... addr" line;
+// the rest of its output is discarded.
+func startProc(ctx context.Context, name string, cmd *exec.Cmd) (*proc, error) {
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout = io.Discard
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd}
+	found := make(chan string, 1)
+	go func() {
+		br := bufio.NewReaderSize(stderr, 64<<10)
+		for {
+			line, err := br.ReadString('\n')
+			if m := addrRE.FindStringSubmatch(line); m != nil && strings.Contains(line, "listening") {
+				select {
+				case found <- m[1]:
+				default:
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case p.addr = <-found:
+		return p, nil
+	case <-time.After(60 * time.Second):
+		p.kill()
+		return nil, fmt.Errorf("%s did not start", name)
+	case <-ctx.Done():
+		p.kill()
+		return nil, ctx.Err()
+	}
+}
+
+func (p *proc) kill() {
+	if p.cmd.Process != nil {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		_ = p.cmd.Wait()
+	}
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// stop ends every process started.
+func (e *environment) stop() {
+	for i := len(e.procs) - 1; i >= 0; i-- {
+		e.procs[i].kill()
+	}
+	if e.dir != "" {
+		os.RemoveAll(e.dir)
+	}
+}
+
+// startAll builds Sluice and mockllm from this checkout (or takes them
+// from --bin), starts a mock upstream, Redis, a bare proxy and Sluice in
+// each mode, and returns them as targets.
+func startAll(ctx context.Context, o options, log io.Writer) (*environment, error) {
+	e := &environment{}
+	var err error
+	if e.dir, err = os.MkdirTemp("", "sluicebench-"); err != nil {
+		return nil, err
+	}
+	bin := o.binDir
+	if bin == "" {
+		bin = e.dir
+		if err := build(ctx, bin, log); err != nil {
+			e.stop()
+			return nil, err
+		}
+	}
+	raiseFileLimit()
+	fail := func(err error) (*environment, error) { e.stop(); return nil, err }
+
+	up, err := startProc(ctx, "mockllm", exec.CommandContext(ctx, filepath.Join(bin, "mockllm"),
+		"-addr", "127.0.0.1:0", "-stream-chunks", "8", "-chunk-interval", "1ms", "-reply-tokens", "16"))
+	if err != nil {
+		return fail(err)
+	}
+	e.procs = append(e.procs, up)
+	upURL := "http://" + up.addr
+
+	self, err := os.Executable()
+	if err != nil {
+		return fail(err)
+	}
+	px, err := startProc(ctx, "proxy", exec.CommandContext(ctx, self, "proxy", "-listen", "127.0.0.1:0", "-to", upURL))
+	if err != nil {
+		return fail(err)
+	}
+	e.procs = append(e.procs, px)
+	e.targets = append(e.targets,
+		target{Name: "direct", URL: upURL},
+		target{Name: "bare proxy", URL: "http://" + px.addr, pid: px.pid()})
+
+	for _, mode := range []struct{ name, redis string }{
+		{"sluice memory", ""},
+		{"sluice redis exact", "redis: {url: \"redis://%s\"}\n"},
+		{"sluice redis lease", "redis: {url: \"redis://%s\", lease: {enabled: true}}\n"},
+	} {
+		var redisAddr, redisConfig string
+		if mode.redis != "" {
+			rp, err := startRedis(ctx)
+			if err != nil {
+				return fail(fmt.Errorf("redis-server (apt-get install redis-server): %w", err))
+			}
+			e.procs = append(e.procs, rp)
+			redisAddr, redisConfig = rp.addr, fmt.Sprintf(mode.redis, rp.addr)
+		}
+		path := filepath.Join(e.dir, strings.ReplaceAll(mode.name, " ", "-")+".yaml")
+		if err := os.WriteFile(path, []byte(sluiceConfig(upURL, redisConfig)), 0o600); err != nil {
+			return fail(err)
+		}
+		p, err := startProc(ctx, mode.name, exec.CommandContext(ctx, filepath.Join(bin, "sluice"), "serve", "--config", path))
+		if err != nil {
+			return fail(err)
+		}
+		e.procs = append(e.procs, p)
+		e.targets = append(e.targets, target{Name: mode.name, URL: "http://" + p.addr, pid: p.pid(), redis: redisAddr, sluice: true})
+	}
+	fmt.Fprintf(log, "started: mock upstream %s, bare proxy %s, 3 Sluice instances (2 with a Redis each)\n", up.addr, px.addr)
+	return e, nil
+}
+
+// sluiceConfig is the config of a Sluice target: the mock upstream behind
+// two credentials with limits (so that the quota does real work), the
+// access log on (discarded), metrics on.
+func sluiceConfig(upstream, redis string) string {
+	return `server: {listen: "127.0.0.1:0"}
+log: {level: info}
+` + redis + `channels:
+  - name: mock
+    type: openai
+    base_url: ` + upstream + `/v1
+    models: [gpt-4o-mini]
+    credentials:
+      - {id: a, limits: {qps: 1000000, rpm: 1000000000, tpm: 100000000000}}
+      - {id: b, limits: {qps: 1000000, rpm: 1000000000, tpm: 100000000000}}
+`
+}
+
+// build compiles sluice and mockllm from the checkout around the working
+// directory.
+func build(ctx context.Context, dir string, log io.Writer) error {
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	for _, name := range []string{"sluice", "mockllm"} {
+		fmt.Fprintf(log, "building %s...\n", name)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, name), "./cmd/"+name)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", name, err, out)
+		}
+	}
+	return nil
+}
+
+// moduleRoot finds the go.mod above the working directory.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("run from the Sluice checkout (no go.mod found), or give --bin")
+		}
+		dir = parent
+	}
+}
+
+// startRedis runs a redis-server on a free loopback port, without
+// persistence, and waits until it accepts connections.
+func startRedis(ctx context.Context) (*proc, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	cmd := exec.CommandContext(ctx, "redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--loglevel", "notice")
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{name: "redis", cmd: cmd, addr: addr}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return p, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.kill()
+	return nil, fmt.Errorf("not listening on %s", addr)
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// raiseFileLimit lets this process and the ones it starts hold many
+// connections (--open-streams).
+func raiseFileLimit() {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
+		l.Cur = l.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}
