@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
 )
 
 // ChatRequest is a chat.completions request.
@@ -259,14 +260,24 @@ type count int64
 // maxCount bounds counts: larger ones are nonsense.
 const maxCount = 1 << 31
 
+// UnmarshalJSON implements json.Unmarshaler. The decoder has checked b
+// is one JSON value: a number parses, anything else (a string, null) is 0.
 func (c *count) UnmarshalJSON(b []byte) error {
-	var f float64
-	if json.Unmarshal(b, &f) != nil || math.IsNaN(f) || f < 0 || f > maxCount {
-		*c = 0
-		return nil
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		f = 0
 	}
-	*c = count(math.Ceil(f))
+	*c = count(Count(f))
 	return nil
+}
+
+// Count is a token count written as f: rounded up, and 0 when it is not
+// finite, negative or beyond 2³¹.
+func Count(f float64) int64 {
+	if math.IsNaN(f) || f < 0 || f > maxCount {
+		return 0
+	}
+	return int64(math.Ceil(f))
 }
 
 // Total returns the tokens used, or fallback when the usage says none.
