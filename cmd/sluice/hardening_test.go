@@ -112,3 +112,45 @@ channels: [{type: mock, models: [m]}]
 		t.Fatal("no shutdown")
 	}
 }
+
+// TestPprofOnItsOwnListener: server.pprof_listen serves the profiles
+// there, never on the API listener, and a CPU profile of a call can be
+// taken.
+func TestPprofOnItsOwnListener(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pprofAddr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	base, done := startServe(t, ctx, `
+server: {listen: "127.0.0.1:0", pprof_listen: "`+pprofAddr+`"}
+channels: [{type: mock, models: [m]}]
+`)
+	get := func(u string) (int, []byte) {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	if code, _ := get(base + "/debug/pprof/"); code == 200 {
+		t.Fatal("profiles on the API listener")
+	}
+	if code, body := get("http://" + pprofAddr + "/debug/pprof/mutex?debug=1"); code != 200 || !bytes.Contains(body, []byte("sampling period=100")) {
+		t.Fatalf("mutex profile: %d %.200s", code, body)
+	}
+	if code, body := get("http://" + pprofAddr + "/debug/pprof/profile?seconds=1"); code != 200 || len(body) < 100 {
+		t.Fatalf("CPU profile: %d, %d bytes", code, len(body))
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no shutdown")
+	}
+}

@@ -102,6 +102,13 @@ func (in *instance) start(ctx context.Context) error {
 		in.closers = append(in.closers, stopMetrics)
 		in.deps.Metrics = nil // not on the API listener
 	}
+	if l := cfg.Server.PprofListen; l != "" {
+		stopPprof, err := servePprof(l, log)
+		if err != nil {
+			return err
+		}
+		in.closers = append(in.closers, stopPprof)
+	}
 	if err := in.startCluster(); err != nil {
 		return err
 	}

@@ -80,6 +80,11 @@ type Server struct {
 	// X-Forwarded-For is believed when finding the client IP. Default
 	// none: the peer address is the client.
 	TrustedProxies []string `yaml:"trusted_proxies,omitempty" json:"trusted_proxies,omitempty"`
+	// PprofListen, when set, serves Go's profiles (/debug/pprof/: CPU,
+	// heap, allocations, goroutines, and block and mutex contention,
+	// sampled) on a listener of its own, without authentication: keep it
+	// on loopback. Default off.
+	PprofListen string `yaml:"pprof_listen,omitempty" json:"pprof_listen,omitempty"`
 }
 
 // Log configures structured logging.

@@ -126,6 +126,10 @@ func TestValidationPaths(t *testing.T) {
 		want []string
 	}{
 		{"no channels", `server: {listen: ":1"}`, []string{"channels: at least one channel is required"}},
+		{"pprof listeners", "server: {listen: \":1\", pprof_listen: \":1\"}\nchannels: [{type: openai, models: [m]}]",
+			[]string{"server.pprof_listen: must differ from server.listen, telemetry.metrics.listen and admin.listen"}},
+		{"pprof address", "server: {pprof_listen: \"localhost\"}\nchannels: [{type: openai, models: [m]}]",
+			[]string{`server.pprof_listen: want host:port or :port, got "localhost"`}},
 		{"bad limits", `
 channels:
   - {type: openai, models: [m]}

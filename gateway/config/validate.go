@@ -190,6 +190,13 @@ func (c *Config) validateServer(v *validator) {
 	if !slices.Contains([]string{"json", "text"}, strings.ToLower(c.Log.Format)) {
 		v.add("log.format", "must be json or text")
 	}
+	if l := c.Server.PprofListen; l != "" {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			v.add("server.pprof_listen", "want host:port or :port, got %q", l)
+		} else if slices.Contains([]string{c.Server.Listen, c.Telemetry.Metrics.Listen, c.Admin.Listen}, l) {
+			v.add("server.pprof_listen", "must differ from server.listen, telemetry.metrics.listen and admin.listen")
+		}
+	}
 }
 
 // ParsePrefix reads a CIDR or a single address as a prefix.
