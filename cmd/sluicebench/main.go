@@ -48,6 +48,7 @@ type options struct {
 	mdOut       string
 	peers       []string
 	binDir      string
+	profileDir  string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -80,6 +81,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return nil
 	})
 	fs.StringVar(&o.binDir, "bin", "", "where sluice and mockllm are (default: built from this checkout with go build)")
+	fs.StringVar(&o.profileDir, "profile", "", "with --all: after the rounds, profile each Sluice target under load (CPU, allocations, mutex, block) into this directory")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -96,6 +98,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if !o.all && len(o.targets) == 0 {
 		return o, fmt.Errorf("give --all or at least one --target")
+	}
+	if o.profileDir != "" && !o.all {
+		return o, fmt.Errorf("--profile needs --all (it profiles the Sluice instances it starts)")
 	}
 	if o.rounds < 1 || o.phase <= 0 {
 		return o, fmt.Errorf("--rounds and --phase must be positive")
@@ -148,6 +153,7 @@ type target struct {
 	URL    string `json:"url"`
 	pid    int    // the process serving it, for CPU and memory (0: unknown)
 	redis  string // host:port of the Redis it alone uses: count its commands
+	pprof  string // host:port of its server.pprof_listen (--profile)
 	peer   bool   // another gateway
 	sluice bool   // Sluice: also hold --open-streams streams on it
 }

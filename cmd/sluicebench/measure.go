@@ -193,6 +193,19 @@ func measure(ctx context.Context, o options, env *environment, log io.Writer) (*
 		}
 		res.RoundTrips[t.Name] = by
 	}
+	if o.profileDir != "" {
+		for _, t := range o.targets {
+			if t.pprof == "" {
+				continue
+			}
+			fmt.Fprintf(log, "profiling %s\n", t.Name)
+			files, err := profile(ctx, t, loaders[t.Name], slices.Max(o.concurrency), o.streamConc, max(o.phase, 10*time.Second), o.profileDir)
+			if err != nil {
+				return nil, fmt.Errorf("profile %s: %w", t.Name, err)
+			}
+			fmt.Fprintf(log, "  %s\n", strings.Join(files, "\n  "))
+		}
+	}
 	if o.openStreams > 0 {
 		for _, t := range o.targets {
 			if !t.sluice {

@@ -149,8 +149,16 @@ func startAll(ctx context.Context, o options, log io.Writer) (*environment, erro
 			e.procs = append(e.procs, rp)
 			redisAddr, redisConfig = rp.addr, fmt.Sprintf(mode.redis, rp.addr)
 		}
+		var pprofAddr string
+		if o.profileDir != "" {
+			port, err := freePort()
+			if err != nil {
+				return fail(err)
+			}
+			pprofAddr = "127.0.0.1:" + strconv.Itoa(port)
+		}
 		path := filepath.Join(e.dir, strings.ReplaceAll(mode.name, " ", "-")+".yaml")
-		if err := os.WriteFile(path, []byte(sluiceConfig(upURL, redisConfig)), 0o600); err != nil {
+		if err := os.WriteFile(path, []byte(sluiceConfig(upURL, redisConfig, pprofAddr)), 0o600); err != nil {
 			return fail(err)
 		}
 		p, err := startProc(ctx, mode.name, exec.CommandContext(ctx, filepath.Join(bin, "sluice"), "serve", "--config", path))
@@ -158,7 +166,7 @@ func startAll(ctx context.Context, o options, log io.Writer) (*environment, erro
 			return fail(err)
 		}
 		e.procs = append(e.procs, p)
-		e.targets = append(e.targets, target{Name: mode.name, URL: "http://" + p.addr, pid: p.pid(), redis: redisAddr, sluice: true})
+		e.targets = append(e.targets, target{Name: mode.name, URL: "http://" + p.addr, pid: p.pid(), redis: redisAddr, pprof: pprofAddr, sluice: true})
 	}
 	fmt.Fprintf(log, "started: mock upstream %s, bare proxy %s, 3 Sluice instances (2 with a Redis each)\n", up.addr, px.addr)
 	return e, nil
@@ -166,9 +174,14 @@ func startAll(ctx context.Context, o options, log io.Writer) (*environment, erro
 
 // sluiceConfig is the config of a Sluice target: the mock upstream behind
 // two credentials with limits (so that the quota does real work), the
-// access log on (discarded), metrics on.
-func sluiceConfig(upstream, redis string) string {
-	return `server: {listen: "127.0.0.1:0"}
+// access log on (discarded), metrics on, and profiles served with
+// --profile.
+func sluiceConfig(upstream, redis, pprof string) string {
+	server := `server: {listen: "127.0.0.1:0"}`
+	if pprof != "" {
+		server = `server: {listen: "127.0.0.1:0", pprof_listen: "` + pprof + `"}`
+	}
+	return server + `
 log: {level: info}
 ` + redis + `channels:
   - name: mock
