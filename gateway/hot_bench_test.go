@@ -5,8 +5,11 @@ import (
 	"testing"
 
 	sse "github.com/tmaxmax/go-sse"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/sluice-gateway/sluice/gateway/provider"
+	"github.com/sluice-gateway/sluice/telemetry"
 )
 
 // The functions every call runs, one benchmark each (go test -bench Hot
@@ -111,4 +114,32 @@ func BenchmarkHotParseRequest(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkHotMetricLabels is the label set of a request's measurements:
+// built per call ("built", as before attrSets) or looked up ("cached").
+func BenchmarkHotMetricLabels(b *testing.B) {
+	labels := func() []attribute.KeyValue {
+		return []attribute.KeyValue{telemetry.Endpoint.String("chat"), telemetry.GenAIRequestModel.String("gpt-4o-mini"),
+			telemetry.Channel.String("openai"), telemetry.HTTPStatus.Int(200), telemetry.Stream.Bool(true)}
+	}
+	b.Run("built", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if metric.WithAttributes(labels()...) == nil {
+				b.Fatal("nil")
+			}
+		}
+	})
+	b.Run("cached", func(b *testing.B) {
+		var c attrSets
+		b.ReportAllocs()
+		for b.Loop() {
+			k := attrKey{kind: attrsRequest, s: [4]string{"chat", "gpt-4o-mini", "openai"}, n: 200, b: true}
+			if c.get(k, telemetry.Endpoint.String("chat"), telemetry.GenAIRequestModel.String("gpt-4o-mini"),
+				telemetry.Channel.String("openai"), telemetry.HTTPStatus.Int(200), telemetry.Stream.Bool(true)) == nil {
+				b.Fatal("nil")
+			}
+		}
+	})
 }

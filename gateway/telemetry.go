@@ -44,6 +44,7 @@ type instruments struct {
 	fallbacks  metric.Int64Counter
 	unpriced   metric.Int64Counter
 	observed   metric.Registration // breaker and quota gauges
+	attrs      attrSets            // label sets of the measurements above
 }
 
 // latencyBuckets suit LLM calls: from 10 ms to several minutes.
@@ -304,10 +305,11 @@ func (g *Gateway) endAttempt(a *attempt, rep report, v verdict, used int64) {
 	span.End()
 
 	ctx, m := a.ctx, g.metrics
-	where := metric.WithAttributes(telemetry.Channel.String(cred.ch.name), telemetry.Credential.String(cred.id), telemetry.Outcome.String(result))
-	m.attempts.Add(ctx, 1, where)
+	m.attempts.Add(ctx, 1, m.attrs.get(attrKey{kind: attrsAttempt, s: [4]string{cred.ch.name, cred.id, result}},
+		telemetry.Channel.String(cred.ch.name), telemetry.Credential.String(cred.id), telemetry.Outcome.String(result)))
 	if result == "failover" {
-		m.failovers.Add(ctx, 1, metric.WithAttributes(telemetry.Channel.String(cred.ch.name), telemetry.Credential.String(cred.id)))
+		m.failovers.Add(ctx, 1, m.attrs.get(attrKey{kind: attrsFailover, s: [4]string{cred.ch.name, cred.id}},
+			telemetry.Channel.String(cred.ch.name), telemetry.Credential.String(cred.id)))
 	}
 	if in+outTok > 0 && (rep.err == nil || v.committed) {
 		g.recordTokens(a, in, outTok)
@@ -316,16 +318,19 @@ func (g *Gateway) endAttempt(a *attempt, rep report, v verdict, used int64) {
 
 // recordTokens counts an answered attempt's tokens.
 func (g *Gateway) recordTokens(a *attempt, in, out int64) {
-	system := telemetry.GenAISystem.String(genAISystem(a.cred.spec))
-	model := telemetry.GenAIRequestModel.String(a.req.label)
-	op := telemetry.GenAIOperation.String(operation(a.req.ep))
-	for _, t := range []struct {
+	m := g.metrics
+	system, model, op := genAISystem(a.cred.spec), a.req.label, operation(a.req.ep)
+	channel, cred := a.cred.ch.name, a.cred.id
+	for _, t := range [...]struct {
 		kind string
 		n    int64
 	}{{"input", in}, {"output", out}} {
-		typ := telemetry.GenAITokenType.String(t.kind)
-		g.metrics.tokenUsage.Record(a.ctx, t.n, metric.WithAttributes(typ, system, model, op))
-		g.metrics.tokens.Add(a.ctx, t.n, metric.WithAttributes(typ, model, telemetry.Channel.String(a.cred.ch.name), telemetry.Credential.String(a.cred.id)))
+		m.tokenUsage.Record(a.ctx, t.n, m.attrs.get(attrKey{kind: attrsTokenUsage, s: [4]string{t.kind, system, model, op}},
+			telemetry.GenAITokenType.String(t.kind), telemetry.GenAISystem.String(system),
+			telemetry.GenAIRequestModel.String(model), telemetry.GenAIOperation.String(op)))
+		m.tokens.Add(a.ctx, t.n, m.attrs.get(attrKey{kind: attrsTokens, s: [4]string{t.kind, model, channel, cred}},
+			telemetry.GenAITokenType.String(t.kind), telemetry.GenAIRequestModel.String(model),
+			telemetry.Channel.String(channel), telemetry.Credential.String(cred)))
 	}
 }
 
@@ -341,28 +346,30 @@ func (g *Gateway) observeRequest(ctx context.Context, c echo.Context, ci *callIn
 	if ci.endpoint == "" {
 		return
 	}
-	label := cmp.Or(ci.label, unknownModel)
-	attrs := metric.WithAttributes(
+	m, label, status := g.metrics, cmp.Or(ci.label, unknownModel), c.Response().Status
+	attrs := m.attrs.get(attrKey{kind: attrsRequest, s: [4]string{ci.endpoint, label, ci.channel}, n: status, b: ci.stream},
 		telemetry.Endpoint.String(ci.endpoint),
 		telemetry.GenAIRequestModel.String(label),
 		telemetry.Channel.String(ci.channel),
-		telemetry.HTTPStatus.Int(c.Response().Status),
+		telemetry.HTTPStatus.Int(status),
 		telemetry.Stream.Bool(ci.stream),
 	)
-	g.metrics.requests.Add(ctx, 1, attrs)
-	g.metrics.duration.Record(ctx, took.Seconds(), attrs)
+	m.requests.Add(ctx, 1, attrs)
+	m.duration.Record(ctx, took.Seconds(), attrs)
 	g.stats.record(ci.start.Add(took), c.Response().Status, took)
 	g.recordUsage(ctx, c, ci, label, took)
 	if ci.billed {
 		if ci.priced {
-			g.metrics.cost.Add(ctx, float64(ci.cost)/1e6, metric.WithAttributes(telemetry.Client.String(cmp.Or(ci.client, "anonymous")),
-				telemetry.GenAIRequestModel.String(label), telemetry.Channel.String(ci.channel)))
+			client := cmp.Or(ci.client, "anonymous")
+			m.cost.Add(ctx, float64(ci.cost)/1e6, m.attrs.get(attrKey{kind: attrsCost, s: [4]string{client, label, ci.channel}},
+				telemetry.Client.String(client), telemetry.GenAIRequestModel.String(label), telemetry.Channel.String(ci.channel)))
 		} else {
-			g.metrics.unpriced.Add(ctx, 1, metric.WithAttributes(telemetry.GenAIRequestModel.String(label), telemetry.Channel.String(ci.channel)))
+			m.unpriced.Add(ctx, 1, m.attrs.get(attrKey{kind: attrsUnpriced, s: [4]string{label, ci.channel}},
+				telemetry.GenAIRequestModel.String(label), telemetry.Channel.String(ci.channel)))
 		}
 	}
 	if ci.ttfb > 0 {
-		g.metrics.ttft.Record(ctx, ci.ttfb.Seconds(), metric.WithAttributes(
+		m.ttft.Record(ctx, ci.ttfb.Seconds(), m.attrs.get(attrKey{kind: attrsTTFT, s: [4]string{label, ci.channel}, b: ci.stream},
 			telemetry.GenAIRequestModel.String(label), telemetry.Channel.String(ci.channel), telemetry.Stream.Bool(ci.stream)))
 	}
 }
