@@ -296,22 +296,44 @@ func (l Limit) burst() int64 {
 // All returns the windows of l that count a call of model, the named
 // fields first ("" as model: the windows of every model only).
 func (l Limit) All(model string) []Window {
-	var out []Window
+	// Counted first: one allocation of the right size, none for a Limit
+	// without windows (most clients), on a path every call takes.
+	fixed := [...]Window{
+		{Kind: Sliding, Unit: Requests, Limit: l.RPM, Width: time.Minute},
+		{Kind: Sliding, Unit: Requests, Limit: l.RPD, Width: 24 * time.Hour},
+		{Kind: Sliding, Unit: Tokens, Limit: l.TPM, Width: time.Minute},
+		{Kind: Sliding, Unit: Tokens, Limit: l.TPD, Width: 24 * time.Hour},
+		{Kind: Concurrent, Unit: Requests, Limit: l.Concurrency},
+	}
+	counts := func(w Window) bool { return !w.IsZero() && (w.Model == "" || (model != "" && w.Model == model)) }
+	n := 0
+	if l.QPS > 0 {
+		n++
+	}
+	for _, w := range fixed {
+		if w.Limit > 0 {
+			n++
+		}
+	}
+	for _, w := range l.Windows {
+		if counts(w) {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]Window, 0, n)
 	if l.QPS > 0 {
 		out = append(out, Window{Kind: Rate, Unit: Requests, Limit: l.burst(), Width: micros(qpsInterval(l.QPS))})
 	}
-	add := func(kind Kind, unit Unit, limit int64, width time.Duration) {
-		if limit > 0 {
-			out = append(out, Window{Kind: kind, Unit: unit, Limit: limit, Width: width})
+	for _, w := range fixed {
+		if w.Limit > 0 {
+			out = append(out, w)
 		}
 	}
-	add(Sliding, Requests, l.RPM, time.Minute)
-	add(Sliding, Requests, l.RPD, 24*time.Hour)
-	add(Sliding, Tokens, l.TPM, time.Minute)
-	add(Sliding, Tokens, l.TPD, 24*time.Hour)
-	add(Concurrent, Requests, l.Concurrency, 0)
 	for _, w := range l.Windows {
-		if !w.IsZero() && (w.Model == "" || (model != "" && w.Model == model)) {
+		if counts(w) {
 			out = append(out, w)
 		}
 	}

@@ -116,6 +116,9 @@ func (s *Server) sendStream(sw *sseWriter) error {
 			return err
 		}
 	}
+	// OpenAI writes the usage chunk and [DONE] right after the last
+	// finish chunk, with no pause between them.
+	sw.atOnce = true
 	if plan.includeUsage {
 		u, err := json.Marshal(plan.usage)
 		if err != nil {
@@ -136,6 +139,7 @@ type sseWriter struct {
 	plan     *chatPlan
 	interval time.Duration
 	started  bool
+	atOnce   bool // no more pauses: the answer's tail
 }
 
 // send writes a chunk with one choice.
@@ -174,10 +178,10 @@ func (sw *sseWriter) event(c chunk) error {
 	return sw.write(buf)
 }
 
-// write pauses for the chunk interval (except before the first event),
-// then writes and flushes b.
+// write pauses for the chunk interval (except before the first event
+// and in the answer's tail), then writes and flushes b.
 func (sw *sseWriter) write(b []byte) error {
-	if sw.started && !sleep(sw.ctx, sw.interval) {
+	if sw.started && !sw.atOnce && !sleep(sw.ctx, sw.interval) {
 		return fmt.Errorf("stream: %w", context.Cause(sw.ctx))
 	}
 	sw.started = true
