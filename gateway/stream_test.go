@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -214,5 +217,70 @@ func TestEmbeddingsRelay(t *testing.T) {
 	}
 	if len(out.Data) != 2 || len(out.Data[0].Embedding) != 8 || out.Usage.PromptTokens == 0 {
 		t.Fatalf("embeddings %+v", out)
+	}
+}
+
+// TestStreamReusesUpstreamConnection relays streams one after another
+// and counts the upstream connections they took: a finished stream's
+// connection goes back to the pool (its body is read to its end), so
+// the next first token does not wait for a new connection.
+func TestStreamReusesUpstreamConnection(t *testing.T) {
+	var conns atomic.Int64
+	stream := mock.New(mock.Config{StreamChunks: 3})
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		stream.ServeHTTP(w, r)
+		// The end of the chunked body comes a moment after [DONE], as
+		// it may from a busy upstream.
+		time.Sleep(5 * time.Millisecond)
+	}))
+	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	up.Start()
+	t.Cleanup(up.Close)
+	_, srv := startGateway(t, `channels: [{type: openai, base_url: U, models: [m]}]`, "U", up.URL)
+	const streams = 20
+	for range streams {
+		resp := call(t, srv, "/v1/chat/completions", streamBody)
+		events := readSSE(t, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || events[len(events)-1] != "[DONE]" {
+			t.Fatalf("status %d, events %q", resp.StatusCode, events)
+		}
+	}
+	if n := conns.Load(); n > 2 {
+		t.Fatalf("%d streams took %d upstream connections; finished streams must give theirs back", streams, n)
+	}
+}
+
+// TestStreamEndsWhenUpstreamLingers: an upstream that holds its stream
+// open after [DONE] does not hold the client's answer; the drain gives
+// up within its bound.
+func TestStreamEndsWhenUpstreamLingers(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, `data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}`+"\n\ndata: [DONE]\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	_, srv := startGateway(t, `channels: [{type: openai, base_url: U, models: [m]}]`, "U", up.URL)
+	resp := call(t, srv, "/v1/chat/completions", streamBody)
+	defer resp.Body.Close()
+	done := make(chan []string, 1)
+	go func() { done <- readSSE(t, resp.Body) }()
+	select {
+	case events := <-done:
+		if events[len(events)-1] != "[DONE]" {
+			t.Fatalf("events %q", events)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client's stream did not end while the upstream lingered after [DONE]")
 	}
 }

@@ -144,7 +144,30 @@ func (a *attempt) streamFrom(ans *answer, resp *http.Response) {
 	default:
 		ans.events = newChatEvents(ans.idle, a.g.captureContent)
 	}
-	ans.closers = append(ans.closers, func() { _ = ans.events.Close() }, func() { resp.Body.Close() })
+	ans.closers = append(ans.closers, func() { _ = ans.events.Close() }, func() {
+		if a.stream != nil && a.stream.complete {
+			drain(resp.Body)
+		}
+		resp.Body.Close()
+	})
+}
+
+// A stream's last event ([DONE], message_stop) comes just before the end
+// of its chunked body. Go's transport reuses a connection only when the
+// body was read to its end: without a drain, every stream would cost a
+// new upstream connection (a TCP handshake before the next first token).
+// The drain is bounded in bytes and in time, for upstreams that keep
+// writing or holding the stream after its end.
+const (
+	drainBytes = 4 << 10
+	drainWait  = 50 * time.Millisecond
+)
+
+// drain reads what is left of a finished stream's body, within bounds.
+func drain(body io.ReadCloser) {
+	t := time.AfterFunc(drainWait, func() { body.Close() })
+	defer t.Stop()
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, drainBytes))
 }
 
 // readAnswer reads a complete 2xx answer, translated to the canonical
