@@ -155,7 +155,7 @@ func isErrorPayload(data string) bool {
 // validJSON reports whether a complete answer is a JSON object.
 func validJSON(data []byte) bool {
 	data = bytes.TrimSpace(data)
-	return len(data) > 0 && data[0] == '{' && json.Valid(data)
+	return len(data) > 0 && data[0] == '{' && gjson.ValidBytes(data)
 }
 
 // upstreamMessage extracts an upstream error's message for our own error,

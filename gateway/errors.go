@@ -203,16 +203,20 @@ func kindOf(err error) errorKind {
 // setRateLimitHeaders writes OpenAI's x-ratelimit-* headers and, on a
 // refusal, Retry-After.
 func setRateLimitHeaders(h http.Header, d quota.Decision) {
-	put := func(kind string, w quota.Meter) {
-		if w.Limit == 0 {
-			return
+	// Every answer carries these: their names are written canonical
+	// already and their values share one allocation.
+	meters := [...]quota.Meter{d.Requests, d.Tokens}
+	vals := make([]string, 0, 3*len(meters))
+	for i, m := range meters {
+		if m.Limit == 0 {
+			continue
 		}
-		h.Set("x-ratelimit-limit-"+kind, strconv.FormatInt(w.Limit, 10))
-		h.Set("x-ratelimit-remaining-"+kind, strconv.FormatInt(w.Remaining, 10))
-		h.Set("x-ratelimit-reset-"+kind, w.Reset.Round(1e6).String())
+		vals = append(vals, strconv.FormatInt(m.Limit, 10), strconv.FormatInt(m.Remaining, 10), m.Reset.Round(1e6).String())
+		n := len(vals)
+		for j, key := range rateLimitHeaders[i] {
+			h[key] = vals[n-3+j : n-2+j : n-2+j]
+		}
 	}
-	put("requests", d.Requests)
-	put("tokens", d.Tokens)
 	if d.Mode != "" {
 		// The shared quota store is unreachable: say which policy decided.
 		h.Set("X-Sluice-Quota-Mode", d.Mode)
@@ -222,6 +226,13 @@ func setRateLimitHeaders(h http.Header, d quota.Decision) {
 		h.Set("Retry-After", strconv.FormatInt(secs, 10))
 		h.Set("retry-after-ms", strconv.FormatInt(d.RetryAfter.Milliseconds()+1, 10))
 	}
+}
+
+// rateLimitHeaders are the canonical names of the limit, remaining and
+// reset headers of requests and of tokens, as OpenAI names them.
+var rateLimitHeaders = [2][3]string{
+	{"X-Ratelimit-Limit-Requests", "X-Ratelimit-Remaining-Requests", "X-Ratelimit-Reset-Requests"},
+	{"X-Ratelimit-Limit-Tokens", "X-Ratelimit-Remaining-Tokens", "X-Ratelimit-Reset-Tokens"},
 }
 
 // errorEvent is the SSE event that ends a stream that failed after its

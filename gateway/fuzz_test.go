@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -179,4 +180,19 @@ func nullValue(v any, mask uint64, n *int) any {
 		return nil
 	}
 	return nullify(v, mask, n)
+}
+
+// FuzzValidJSON checks that the fast validator answers agree with
+// encoding/json's on any input.
+func FuzzValidJSON(f *testing.F) {
+	for _, s := range []string{hotAnswer, `{}`, `{"a":`, `{"a":1}x`, `{"a":"\ud800"}`, "{\"a\":\"\xff\"}", `{"a":1e999}`, `{"a":01}`, ` {"a":[1,2,{"b":null}]} `} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		trimmed := bytes.TrimSpace(data)
+		want := len(trimmed) > 0 && trimmed[0] == '{' && json.Valid(trimmed)
+		if got := validJSON(data); got != want {
+			t.Fatalf("validJSON(%q) = %v, encoding/json says %v", data, got, want)
+		}
+	})
 }

@@ -143,3 +143,21 @@ func BenchmarkHotMetricLabels(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkHotReadAnswer reads an answer body of a declared length.
+func BenchmarkHotReadAnswer(b *testing.B) {
+	for _, tc := range []struct {
+		name     string
+		declared int64
+	}{{"unknown length", -1}, {"declared length", int64(len(hotAnswer))}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				data, err := readSized(strings.NewReader(hotAnswer), tc.declared)
+				if err != nil || len(data) != len(hotAnswer) {
+					b.Fatal(len(data), err)
+				}
+			}
+		})
+	}
+}

@@ -174,7 +174,7 @@ func drain(body io.ReadCloser) {
 // form when the adapter translates.
 func (a *attempt) readAnswer(ans *answer, resp *http.Response) (*answer, error) {
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamBody))
+	data, err := readSized(io.LimitReader(resp.Body, maxUpstreamBody), resp.ContentLength)
 	if err != nil {
 		return nil, &transportError{err: err, midBody: true}
 	}
