@@ -155,13 +155,15 @@ func newParseBudget(size int64, wait time.Duration) *parseBudget {
 // the configured time; release gives them back.
 func (b *parseBudget) acquire(ctx context.Context, n int64) (release func(), err error) {
 	n = min(n, b.size)
-	wctx, cancel := context.WithTimeout(ctx, b.wait)
-	defer cancel()
-	if err := b.sem.Acquire(wctx, n); err != nil {
-		if ctx.Err() != nil {
-			return nil, ErrClientClosed
+	if !b.sem.TryAcquire(n) { // the budget is rarely short: no timer unless it is
+		wctx, cancel := context.WithTimeout(ctx, b.wait)
+		defer cancel()
+		if err := b.sem.Acquire(wctx, n); err != nil {
+			if ctx.Err() != nil {
+				return nil, ErrClientClosed
+			}
+			return nil, fmt.Errorf("%w: too many request bytes are being parsed at once; retry shortly", ErrServerBusy)
 		}
-		return nil, fmt.Errorf("%w: too many request bytes are being parsed at once; retry shortly", ErrServerBusy)
 	}
 	var once sync.Once
 	return func() { once.Do(func() { b.sem.Release(n) }) }, nil

@@ -74,11 +74,9 @@ func (e *unreadableAnswer) Error() string {
 // another error (the request could not be built).
 func (a *attempt) exchange(body []byte, native provider.Native) (*answer, error) {
 	t := a.cred.target(a.adm.cand.upstreamModel())
-	// The request ID and trace context go to every upstream.
-	hdr := http.Header{}
-	hdr.Set("X-Request-Id", callOf(a.c).id)
-	a.g.propagator.Inject(a.actx, propagation.HeaderCarrier(hdr))
 	if ex, ok := a.cred.adapter.(provider.Exchanger); ok {
+		hdr := http.Header{}
+		a.tag(hdr)
 		t.Headers = maps.Clone(t.Headers)
 		if t.Headers == nil {
 			t.Headers = map[string]string{}
@@ -92,9 +90,7 @@ func (a *attempt) exchange(body []byte, native provider.Native) (*answer, error)
 	if err != nil {
 		return nil, err
 	}
-	for k := range hdr {
-		hreq.Header.Set(k, hdr.Get(k))
-	}
+	a.tag(hreq.Header)
 	resp, err := a.cred.ch.client.Do(hreq)
 	if err != nil {
 		return nil, &transportError{err: err}
@@ -114,6 +110,13 @@ func (a *attempt) exchange(body []byte, native provider.Native) (*answer, error)
 		return ans, nil
 	}
 	return a.readAnswer(ans, resp)
+}
+
+// tag sets what goes to every upstream: the request ID and the trace
+// context.
+func (a *attempt) tag(h http.Header) {
+	h["X-Request-Id"] = []string{callOf(a.c).id}
+	a.g.propagator.Inject(a.actx, propagation.HeaderCarrier(h))
 }
 
 // newRequest builds the upstream HTTP request.
