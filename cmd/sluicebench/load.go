@@ -42,6 +42,7 @@ func scenarios(o options) []scenario {
 // phase is what one scenario measured on one target in one round.
 type phase struct {
 	requests, errors int64
+	refused          int64 // answered 429: a limit said no (not an error)
 	elapsed          time.Duration
 	lat              *hdrhistogram.Histogram // µs: the whole answer (non-streaming), or the stream to its end
 	ttft             *hdrhistogram.Histogram // µs: to the first data line
@@ -66,6 +67,7 @@ func newPhase() *phase {
 func (p *phase) merge(o *phase) {
 	p.requests += o.requests
 	p.errors += o.errors
+	p.refused += o.refused
 	p.lines += o.lines
 	p.lost += o.lost
 	p.note(o.firstError)
@@ -117,6 +119,11 @@ func (l *loader) call(ctx context.Context, stream bool, started time.Time, into 
 		return
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusTooManyRequests {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		into.refused++
+		return
+	}
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		into.errors++

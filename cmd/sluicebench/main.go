@@ -49,6 +49,7 @@ type options struct {
 	peers       []string
 	binDir      string
 	profileDir  string
+	limit       int
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -81,6 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return nil
 	})
 	fs.StringVar(&o.binDir, "bin", "", "where sluice and mockllm are (default: built from this checkout with go build)")
+	fs.IntVar(&o.limit, "limit", 300, "with --all: the rpm of the limit check (two Sluice instances sharing one Redis and one limited credential); 0 skips it")
 	fs.StringVar(&o.profileDir, "profile", "", "with --all: after the rounds, profile each Sluice target under load (CPU, allocations, mutex, block) into this directory")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -101,6 +103,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.profileDir != "" && !o.all {
 		return o, fmt.Errorf("--profile needs --all (it profiles the Sluice instances it starts)")
+	}
+	if o.limit < 0 {
+		return o, fmt.Errorf("--limit must be 0 (no limit check) or more")
 	}
 	if o.rounds < 1 || o.phase <= 0 {
 		return o, fmt.Errorf("--rounds and --phase must be positive")

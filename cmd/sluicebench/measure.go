@@ -33,6 +33,9 @@ type results struct {
 	// RoundTrips are the commands each Redis-backed target sent Redis per
 	// request (scripts' own commands not counted), by command.
 	RoundTrips map[string]map[string]float64 `json:"redis_round_trips_per_req,omitempty"`
+	// Limit is the --all limit check: two instances sharing one Redis
+	// and one credential's limit, driven at once.
+	Limit *limitCheck `json:"limit_check,omitempty"`
 }
 
 // row is one scenario on one target: medians of the rounds.
@@ -41,6 +44,7 @@ type row struct {
 	Target      string             `json:"target"`
 	ReqPerSec   float64            `json:"req_per_sec"`
 	Errors      int64              `json:"errors"`
+	Refused     int64              `json:"refused"` // 429s
 	Latency     map[string]float64 `json:"latency_ms"`     // p50, p90, p99, p99.9, max
 	Added       map[string]float64 `json:"added_ms"`       // over the baseline, per percentile
 	TTFT        map[string]float64 `json:"ttft_ms"`        // streams
@@ -193,6 +197,10 @@ func measure(ctx context.Context, o options, env *environment, log io.Writer) (*
 		}
 		res.RoundTrips[t.Name] = by
 	}
+	if env != nil && len(env.limited) > 0 {
+		fmt.Fprintf(log, "limit check: %d instances sharing one Redis, rpm %d\n", len(env.limited), o.limit)
+		res.Limit = checkLimit(ctx, env.limited, o.model, o.limit, max(o.phase, 2*time.Second))
+	}
 	if o.profileDir != "" {
 		for _, t := range o.targets {
 			if t.pprof == "" {
@@ -247,6 +255,7 @@ func summarize(ms []measured) row {
 		}
 		rc = append(rc, all)
 		r.Errors += p.errors
+		r.Refused += p.refused
 		r.ChunksLost += p.lost
 		for _, pc := range percentiles {
 			lat[pc.name] = append(lat[pc.name], float64(p.lat.ValueAtQuantile(pc.q))/1000)

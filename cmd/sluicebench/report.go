@@ -96,6 +96,10 @@ func (r *results) markdown() string {
 				ms(rw.Added["p50"]), ms(rw.Added["p99"]), ms(rw.Added["p99.9"]), rw.Errors)
 		}
 	}
+	if l := r.Limit; l != nil {
+		fmt.Fprintf(&b, "\n**Limit check**: %d Sluice instances sharing one Redis, one credential limited to %d requests per minute, driven at once: %d calls, **%d admitted** (by instance: %v), %d refused with 429, %d errors.\n",
+			l.Instances, l.Limit, l.Calls, l.Admitted, l.AdmittedBy, l.Refused, l.Errors)
+	}
 	if len(r.Streams) > 0 {
 		b.WriteString("\n**Streams held open at once**\n\n| target | streams | failed | chunks lost | RSS with all open |\n|---|---|---|---|---|\n")
 		for _, s := range r.Streams {

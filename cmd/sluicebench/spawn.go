@@ -23,6 +23,7 @@ type environment struct {
 	dir     string
 	procs   []*proc
 	targets []target
+	limited []target // the limit check's instances (not measured in rounds)
 }
 
 // proc is a started process whose log announced its address.
@@ -168,8 +169,44 @@ func startAll(ctx context.Context, o options, log io.Writer) (*environment, erro
 		e.procs = append(e.procs, p)
 		e.targets = append(e.targets, target{Name: mode.name, URL: "http://" + p.addr, pid: p.pid(), redis: redisAddr, pprof: pprofAddr, sluice: true})
 	}
-	fmt.Fprintf(log, "started: mock upstream %s, bare proxy %s, 3 Sluice instances (2 with a Redis each)\n", up.addr, px.addr)
+	if o.limit > 0 {
+		// The limit check's pair: one Redis, one limited credential.
+		rp, err := startRedis(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		e.procs = append(e.procs, rp)
+		path := filepath.Join(e.dir, "limited.yaml")
+		if err := os.WriteFile(path, []byte(limitedConfig(upURL, rp.addr, o.limit)), 0o600); err != nil {
+			return fail(err)
+		}
+		for _, name := range []string{"limited a", "limited b"} {
+			p, err := startProc(ctx, name, exec.CommandContext(ctx, filepath.Join(bin, "sluice"), "serve", "--config", path))
+			if err != nil {
+				return fail(err)
+			}
+			e.procs = append(e.procs, p)
+			e.limited = append(e.limited, target{Name: name, URL: "http://" + p.addr, pid: p.pid()})
+		}
+	}
+	fmt.Fprintf(log, "started: mock upstream %s, bare proxy %s, 3 Sluice instances (2 with a Redis each), %d for the limit check\n", up.addr, px.addr, len(e.limited))
 	return e, nil
+}
+
+// limitedConfig is the config of the limit check's instances: one
+// credential with an rpm limit, shared through one Redis (exact mode).
+func limitedConfig(upstream, redis string, rpm int) string {
+	return `server: {listen: "127.0.0.1:0"}
+log: {level: info} # the bench reads the "listening" line
+redis: {url: "redis://` + redis + `"}
+channels:
+  - name: mock
+    type: openai
+    base_url: ` + upstream + `/v1
+    models: [gpt-4o-mini]
+    credentials:
+      - {id: limited, limits: {rpm: ` + strconv.Itoa(rpm) + `}}
+`
 }
 
 // sluiceConfig is the config of a Sluice target: the mock upstream behind
