@@ -44,7 +44,7 @@ type row struct {
 	Target      string             `json:"target"`
 	ReqPerSec   float64            `json:"req_per_sec"`
 	Errors      int64              `json:"errors"`
-	Refused     int64              `json:"refused"` // 429s
+	Refused     int64              `json:"refused"`        // 429s
 	Latency     map[string]float64 `json:"latency_ms"`     // p50, p90, p99, p99.9, max
 	Added       map[string]float64 `json:"added_ms"`       // over the baseline, per percentile
 	TTFT        map[string]float64 `json:"ttft_ms"`        // streams
