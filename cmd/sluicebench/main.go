@@ -50,6 +50,7 @@ type options struct {
 	binDir      string
 	profileDir  string
 	limit       int
+	soak        time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -83,6 +84,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	})
 	fs.StringVar(&o.binDir, "bin", "", "where sluice and mockllm are (default: built from this checkout with go build)")
 	fs.IntVar(&o.limit, "limit", 300, "with --all: the rpm of the limit check (two Sluice instances sharing one Redis and one limited credential); 0 skips it")
+	fs.DurationVar(&o.soak, "soak", 0, "with --all: after the rounds, hold the open-loop rate and the streams on every Sluice target at once for this long (5m in docs/benchmarks.md), and compare heap, goroutines and RSS before and after")
 	fs.StringVar(&o.profileDir, "profile", "", "with --all: after the rounds, profile each Sluice target under load (CPU, allocations, mutex, block) into this directory")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -103,6 +105,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.profileDir != "" && !o.all {
 		return o, fmt.Errorf("--profile needs --all (it profiles the Sluice instances it starts)")
+	}
+	if o.soak != 0 && (!o.all || o.soak < 0 || o.rate <= 0) {
+		return o, fmt.Errorf("--soak needs --all, a positive duration and a positive --rate")
 	}
 	if o.limit < 0 {
 		return o, fmt.Errorf("--limit must be 0 (no limit check) or more")

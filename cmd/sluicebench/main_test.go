@@ -38,7 +38,7 @@ func TestAll(t *testing.T) {
 	jsonOut, png, md := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.png"), filepath.Join(dir, "r.md")
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"--all", "--rounds", "1", "--phase", "300ms", "--concurrency", "1,8", "--rate", "50",
-		"--stream-concurrency", "2", "--open-streams", "50", "--limit", "120",
+		"--stream-concurrency", "2", "--open-streams", "50", "--limit", "120", "--soak", "2s",
 		"--json", jsonOut, "--png", png, "--markdown", md}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr.String())
@@ -83,6 +83,17 @@ func TestAll(t *testing.T) {
 			t.Errorf("open streams on %s: %+v", s.Target, s)
 		}
 	}
+	if len(res.Soak) != 3 {
+		t.Errorf("soaked %d targets, want the 3 Sluice ones", len(res.Soak))
+	}
+	for _, s := range res.Soak {
+		// At rest again: no goroutine or live heap left behind by the
+		// calls (a little slack for the pools' own timing).
+		if s.Calls == 0 || s.Errors != 0 || s.ChunksLost != 0 || s.GoroutinesBefore == 0 ||
+			s.GoroutinesAfter > s.GoroutinesBefore+8 || s.HeapAfterMiB > 1.5*s.HeapBeforeMiB+2 {
+			t.Errorf("soak of %s: %+v", s.Target, s)
+		}
+	}
 	if p, err := os.ReadFile(png); err != nil || !bytes.HasPrefix(p, []byte("\x89PNG")) {
 		t.Errorf("chart: %v (%d bytes)", err, len(p))
 	}
@@ -107,6 +118,8 @@ func TestFlags(t *testing.T) {
 		{"--target", "a=http://127.0.0.1:1", "--rounds", "0"},
 		{"--target", "a=http://127.0.0.1:1", "--profile", "/tmp/p"},
 		{"--all", "--limit", "-1"},
+		{"--target", "a=http://127.0.0.1:1", "--soak", "1s"},
+		{"--all", "--soak", "1s", "--rate", "0"},
 	} {
 		var stderr bytes.Buffer
 		if code := run(args, &bytes.Buffer{}, &stderr); code != 2 {

@@ -36,6 +36,7 @@ type results struct {
 	// Limit is the --all limit check: two instances sharing one Redis
 	// and one credential's limit, driven at once.
 	Limit *limitCheck `json:"limit_check,omitempty"`
+	Soak  []soaked    `json:"soak,omitempty"`
 }
 
 // row is one scenario on one target: medians of the rounds.
@@ -200,6 +201,10 @@ func measure(ctx context.Context, o options, env *environment, log io.Writer) (*
 	if env != nil && len(env.limited) > 0 {
 		fmt.Fprintf(log, "limit check: %d instances sharing one Redis, rpm %d\n", len(env.limited), o.limit)
 		res.Limit = checkLimit(ctx, env.limited, o.model, o.limit, max(o.phase, 2*time.Second))
+	}
+	if o.soak > 0 {
+		fmt.Fprintf(log, "soak: %s at %.0f calls/s and %d streams on every Sluice target at once\n", o.soak, o.rate, o.streamConc)
+		res.Soak = soak(ctx, o.targets, loaders, o.rate, o.streamConc, o.soak, log)
 	}
 	if o.profileDir != "" {
 		for _, t := range o.targets {

@@ -100,6 +100,13 @@ func (r *results) markdown() string {
 		fmt.Fprintf(&b, "\n**Limit check**: %d Sluice instances sharing one Redis, one credential limited to %d requests per minute, driven at once: %d calls, **%d admitted** (by instance: %v), %d refused with 429, %d errors.\n",
 			l.Instances, l.Limit, l.Calls, l.Admitted, l.AdmittedBy, l.Refused, l.Errors)
 	}
+	if len(r.Soak) > 0 {
+		b.WriteString("\n**Soak** (constant load, then at rest: live heap after a GC, goroutines, RSS)\n\n| target | duration | calls | errors | chunks lost | heap before → after | goroutines before → after | RSS before → after |\n|---|---|---|---|---|---|---|---|\n")
+		for _, s := range r.Soak {
+			fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %.1f → %.1f MiB | %d → %d | %.0f → %.0f MiB |\n", s.Target, s.Duration, s.Calls, s.Errors, s.ChunksLost,
+				s.HeapBeforeMiB, s.HeapAfterMiB, s.GoroutinesBefore, s.GoroutinesAfter, s.RSSBeforeMiB, s.RSSAfterMiB)
+		}
+	}
 	if len(r.Streams) > 0 {
 		b.WriteString("\n**Streams held open at once**\n\n| target | streams | failed | chunks lost | RSS with all open |\n|---|---|---|---|---|\n")
 		for _, s := range r.Streams {

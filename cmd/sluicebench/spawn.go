@@ -151,7 +151,7 @@ func startAll(ctx context.Context, o options, log io.Writer) (*environment, erro
 			redisAddr, redisConfig = rp.addr, fmt.Sprintf(mode.redis, rp.addr)
 		}
 		var pprofAddr string
-		if o.profileDir != "" {
+		if o.profileDir != "" || o.soak > 0 {
 			port, err := freePort()
 			if err != nil {
 				return fail(err)
