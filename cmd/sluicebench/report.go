@@ -50,11 +50,11 @@ func (r *results) markdown() string {
 	fmt.Fprintf(&b, "| target | c=1 p50 added | c=1 p99 added | c=%d req/s (× bare proxy) | CPU per request | Redis round trips per request | stream: first line added (p50) | inter-chunk gap added (p50) | idle / peak RSS |\n", conc)
 	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, t := range r.Targets {
-		c1, _ := r.find(closedAt(1), t)
+		c1, hasC1 := r.find(closedAt(1), t)
 		cn, _ := r.find(closedAt(conc), t)
 		st, hasStream := r.find(streaming, t)
 		cells := []string{t}
-		if t == r.Baseline {
+		if t == r.Baseline || !hasC1 {
 			cells = append(cells, "—", "—")
 		} else {
 			cells = append(cells, ms(c1.Added["p50"]), ms(c1.Added["p99"]))
