@@ -24,14 +24,36 @@ import (
 // nanoseconds, not tens of microseconds (see hot_bench_test.go).
 
 // parseAnswer reads a complete canonical answer's summary, best effort
-// (the answer is valid JSON: relayBody checked).
+// (the answer is valid JSON: relayBody checked). The answer's fields are
+// walked once; an answer whose choices or usage have the wrong types is
+// not trusted (its usage is estimated), as a typed decode would refuse it.
 func parseAnswer(data []byte, content bool) provider.Summary {
 	a := gjson.ParseBytes(data)
-	if !shaped(a) {
-		return provider.Summary{} // not an answer: the usage is estimated
+	if !a.IsObject() {
+		return provider.Summary{}
 	}
-	s := provider.Summary{ID: str(a.Get("id")), Model: str(a.Get("model")), Usage: usageOf(a.Get("usage"))}
-	a.Get("choices").ForEach(func(_, c gjson.Result) bool {
+	var s provider.Summary
+	var choices gjson.Result
+	shaped := true
+	a.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "id":
+			s.ID = str(v)
+		case "model":
+			s.Model = str(v)
+		case "usage":
+			shaped = v.Type == gjson.Null || v.IsObject()
+			s.Usage = usageOf(v)
+		case "choices":
+			shaped = v.Type == gjson.Null || v.IsArray()
+			choices = v
+		}
+		return shaped
+	})
+	if !shaped {
+		return provider.Summary{}
+	}
+	choices.ForEach(func(_, c gjson.Result) bool {
 		if f := str(c.Get("finish_reason")); f != "" {
 			s.Finish = append(s.Finish, f)
 		}
@@ -41,18 +63,6 @@ func parseAnswer(data []byte, content bool) provider.Summary {
 		return true
 	})
 	return s
-}
-
-// shaped reports whether an answer's choices and usage have the types
-// of an answer (absent or null allowed), as decoding it into typed
-// fields would check: the usage of a malformed answer is not trusted.
-func shaped(a gjson.Result) bool {
-	if !a.IsObject() {
-		return false
-	}
-	c, u := a.Get("choices"), a.Get("usage")
-	return (!c.Exists() || c.Type == gjson.Null || c.IsArray()) &&
-		(!u.Exists() || u.Type == gjson.Null || u.IsObject())
 }
 
 // str is a JSON string's value ("" for anything else).
@@ -76,13 +86,26 @@ func usageOf(u gjson.Result) *wire.Usage {
 		}
 		return wire.Count(r.Num)
 	}
-	out := &wire.Usage{PromptTokens: n(u.Get("prompt_tokens")), CompletionTokens: n(u.Get("completion_tokens")), TotalTokens: n(u.Get("total_tokens"))}
-	if d := u.Get("prompt_tokens_details"); d.IsObject() {
-		out.PromptTokensDetails = &wire.PromptTokensDetails{CachedTokens: n(d.Get("cached_tokens"))}
-	}
-	if d := u.Get("completion_tokens_details"); d.IsObject() {
-		out.CompletionTokensDetails = &wire.CompletionTokensDetails{ReasoningTokens: n(d.Get("reasoning_tokens"))}
-	}
+	out := &wire.Usage{}
+	u.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "prompt_tokens":
+			out.PromptTokens = n(v)
+		case "completion_tokens":
+			out.CompletionTokens = n(v)
+		case "total_tokens":
+			out.TotalTokens = n(v)
+		case "prompt_tokens_details":
+			if v.IsObject() {
+				out.PromptTokensDetails = &wire.PromptTokensDetails{CachedTokens: n(v.Get("cached_tokens"))}
+			}
+		case "completion_tokens_details":
+			if v.IsObject() {
+				out.CompletionTokensDetails = &wire.CompletionTokensDetails{ReasoningTokens: n(v.Get("reasoning_tokens"))}
+			}
+		}
+		return true
+	})
 	return out
 }
 
