@@ -131,8 +131,12 @@ func (l *loader) call(ctx context.Context, stream bool, started time.Time, into 
 		return
 	}
 	if !stream {
-		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		// Some gateways answer their own errors with a 200: an answer
+		// counts only when it is one.
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || !bytes.Contains(b, []byte(`"choices"`)) {
 			into.errors++
+			into.note(fmt.Sprintf("not an answer: %v %.200s", err, b))
 			return
 		}
 		into.requests++

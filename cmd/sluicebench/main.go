@@ -51,6 +51,7 @@ type options struct {
 	profileDir  string
 	limit       int
 	soak        time.Duration
+	mockListen  string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -85,6 +86,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.binDir, "bin", "", "where sluice and mockllm are (default: built from this checkout with go build)")
 	fs.IntVar(&o.limit, "limit", 300, "with --all: the rpm of the limit check (two Sluice instances sharing one Redis and one limited credential); 0 skips it")
 	fs.DurationVar(&o.soak, "soak", 0, "with --all: after the rounds, hold the open-loop rate and the streams on every Sluice target at once for this long (5m in docs/benchmarks.md), and compare heap, goroutines and RSS before and after")
+	fs.StringVar(&o.mockListen, "mock-listen", "127.0.0.1:0", "with --all: the mock upstream's address (fixed, for --peer gateways started beforehand against it)")
 	fs.StringVar(&o.profileDir, "profile", "", "with --all: after the rounds, profile each Sluice target under load (CPU, allocations, mutex, block) into this directory")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -116,7 +116,7 @@ func startAll(ctx context.Context, o options, log io.Writer) (*environment, erro
 	fail := func(err error) (*environment, error) { e.stop(); return nil, err }
 
 	up, err := startProc(ctx, "mockllm", exec.CommandContext(ctx, filepath.Join(bin, "mockllm"),
-		"-addr", "127.0.0.1:0", "-stream-chunks", "8", "-chunk-interval", "1ms", "-reply-tokens", "16"))
+		"-addr", o.mockListen, "-stream-chunks", "8", "-chunk-interval", "1ms", "-reply-tokens", "16"))
 	if err != nil {
 		return fail(err)
 	}
