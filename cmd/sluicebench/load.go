@@ -22,8 +22,10 @@ type scenario struct {
 	Kind   string  `json:"kind"` // closed, open, stream
 	Conc   int     `json:"concurrency,omitempty"`
 	Rate   float64 `json:"rate,omitempty"`
-	stream bool
 }
+
+// streams reports whether the scenario's calls are streamed.
+func (s scenario) streams() bool { return s.Kind == "stream" }
 
 func scenarios(o options) []scenario {
 	var out []scenario
@@ -34,7 +36,7 @@ func scenarios(o options) []scenario {
 		out = append(out, scenario{Name: fmt.Sprintf("open %.0f/s", o.rate), Kind: "open", Rate: o.rate})
 	}
 	if o.streamConc > 0 {
-		out = append(out, scenario{Name: fmt.Sprintf("stream c=%d", o.streamConc), Kind: "stream", Conc: o.streamConc, stream: true})
+		out = append(out, scenario{Name: fmt.Sprintf("stream c=%d", o.streamConc), Kind: "stream", Conc: o.streamConc})
 	}
 	return out
 }

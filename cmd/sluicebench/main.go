@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -52,6 +53,7 @@ type options struct {
 	limit       int
 	soak        time.Duration
 	mockListen  string
+	render      string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -87,6 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.limit, "limit", 300, "with --all: the rpm of the limit check (two Sluice instances sharing one Redis and one limited credential); 0 skips it")
 	fs.DurationVar(&o.soak, "soak", 0, "with --all: after the rounds, hold the open-loop rate and the streams on every Sluice target at once for this long (5m in docs/benchmarks.md), and compare heap, goroutines and RSS before and after")
 	fs.StringVar(&o.mockListen, "mock-listen", "127.0.0.1:0", "with --all: the mock upstream's address (fixed, for --peer gateways started beforehand against it)")
+	fs.StringVar(&o.render, "render", "", "measure nothing: write the table (and --markdown, --png) of an earlier run's --json file")
 	fs.StringVar(&o.profileDir, "profile", "", "with --all: after the rounds, profile each Sluice target under load (CPU, allocations, mutex, block) into this directory")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -101,6 +104,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 		t.peer = true
 		o.targets = append(o.targets, t)
+	}
+	if o.render != "" {
+		return o, nil
 	}
 	if !o.all && len(o.targets) == 0 {
 		return o, fmt.Errorf("give --all or at least one --target")
@@ -126,6 +132,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sluicebench: %v\n", err)
 		return 2
 	}
+	if o.render != "" {
+		res, err := readResults(o.render)
+		if err != nil {
+			fmt.Fprintf(stderr, "sluicebench: %v\n", err)
+			return 1
+		}
+		return report(res, o, stdout, stderr)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	var env *environment
@@ -142,6 +156,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sluicebench: %v\n", err)
 		return 1
 	}
+	return report(res, o, stdout, stderr)
+}
+
+// readResults reads a --json file.
+func readResults(path string) (*results, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var res results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &res, nil
+}
+
+// report writes the results: the tables to stdout, and the files asked for.
+func report(res *results, o options, stdout, stderr io.Writer) int {
 	md := res.markdown()
 	fmt.Fprint(stdout, md)
 	for _, w := range []struct {

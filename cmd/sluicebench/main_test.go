@@ -100,6 +100,11 @@ func TestAll(t *testing.T) {
 	if m, err := os.ReadFile(md); err != nil || !strings.Contains(string(m), "| sluice redis lease |") || string(m) != stdout.String() {
 		t.Errorf("markdown: %v", err)
 	}
+	// --render writes the same tables from the JSON alone.
+	var again bytes.Buffer
+	if code := run([]string{"--render", jsonOut}, &again, &stderr); code != 0 || again.String() != stdout.String() {
+		t.Errorf("--render: exit %d, same tables %v\n%s", code, again.String() == stdout.String(), stderr.String())
+	}
 }
 
 func sum(m map[string]float64) float64 {

@@ -133,7 +133,7 @@ func measure(ctx context.Context, o options, env *environment, log io.Writer) (*
 				case "open":
 					p = l.open(ctx, s.Rate, o.phase)
 				default:
-					p = l.closed(ctx, s.Conc, s.stream, o.phase)
+					p = l.closed(ctx, s.Conc, s.streams(), o.phase)
 				}
 				m := measured{phase: p}
 				if t.pid > 0 && p.requests > 0 {
@@ -171,7 +171,7 @@ func measure(ctx context.Context, o options, env *environment, log io.Writer) (*
 			r := summarize(runs[key{s.Name, t.Name}])
 			r.Scenario, r.Target = s.Name, t.Name
 			r.Added = minus(r.Latency, base.Latency)
-			if s.stream {
+			if s.streams() {
 				r.AddedTTFT, r.AddedGap = minus(r.TTFT, base.TTFT), minus(r.Gap, base.Gap)
 			}
 			if bare.ReqPerSec > 0 {

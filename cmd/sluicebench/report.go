@@ -13,6 +13,8 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 )
 
 // find returns the row of a scenario kind and target.
@@ -34,7 +36,7 @@ func closedAt(c int) func(scenario) bool {
 	return func(s scenario) bool { return s.Kind == "closed" && s.Conc == c }
 }
 
-func streaming(s scenario) bool { return s.stream }
+func streaming(s scenario) bool { return s.streams() }
 
 // markdown is the summary table, then one table per scenario.
 func (r *results) markdown() string {
@@ -78,14 +80,14 @@ func (r *results) markdown() string {
 	}
 	for _, s := range r.Scenarios {
 		fmt.Fprintf(&b, "\n**%s**\n\n", s.Name)
-		if s.stream {
+		if s.streams() {
 			b.WriteString("| target | req/s | first line p50 | p90 | p99 | p99.9 | added p50 | added p99 | gap p50 | added gap p50 | added gap p99 | chunks lost | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		} else {
 			b.WriteString("| target | req/s | p50 | p90 | p99 | p99.9 | max | added p50 | added p99 | added p99.9 | errors |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 		}
 		for _, t := range r.Targets {
 			rw, _ := r.find(func(x scenario) bool { return x.Name == s.Name }, t)
-			if s.stream {
+			if s.streams() {
 				fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %d |\n", t, rw.ReqPerSec,
 					abs(rw.TTFT["p50"]), abs(rw.TTFT["p90"]), abs(rw.TTFT["p99"]), abs(rw.TTFT["p99.9"]),
 					ms(rw.AddedTTFT["p50"]), ms(rw.AddedTTFT["p99"]), abs(rw.Gap["p50"]), ms(rw.AddedGap["p50"]), ms(rw.AddedGap["p99"]), rw.ChunksLost, rw.Errors)
@@ -168,15 +170,47 @@ func (r *results) writeJSON(path string) error {
 // writePNG charts the added latency of each target over the baseline:
 // p50 and p99 at concurrency 1, and the first line of a stream at p50.
 func (r *results) writePNG(path string) error {
-	p := plot.New()
-	p.Title.Text = "Added over a direct call (ms): lower is better"
-	p.Y.Label.Text = "ms"
 	var names []string
 	for _, t := range r.Targets {
 		if t != r.Baseline {
 			names = append(names, t)
 		}
 	}
+	lat, err := r.latencyPlot(names)
+	if err != nil {
+		return err
+	}
+	thr, err := r.throughputPlot(names)
+	if err != nil {
+		return err
+	}
+	img := vgimg.New(15*vg.Inch, 5*vg.Inch)
+	tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Inch / 3, PadTop: vg.Inch / 8, PadBottom: vg.Inch / 8, PadLeft: vg.Inch / 8, PadRight: vg.Inch / 8}
+	canvases := plot.Align([][]*plot.Plot{{lat, thr}}, tiles, draw.New(img))
+	lat.Draw(canvases[0][0])
+	thr.Draw(canvases[0][1])
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// latencyCap is the top of the latency chart: a bar past it (a gateway
+// that does not flush its streams) is cut there and labelled with its
+// value.
+const latencyCap = 2.5
+
+// latencyPlot shows what each target adds to a call, in milliseconds.
+func (r *results) latencyPlot(names []string) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = "Added over a direct call (ms): lower is better"
+	p.Y.Label.Text = "ms"
+	p.Y.Max = latencyCap
 	series := []struct {
 		label string
 		value func(t string) float64
@@ -186,22 +220,64 @@ func (r *results) writePNG(path string) error {
 		{"c=1 p99", func(t string) float64 { rw, _ := r.find(closedAt(1), t); return rw.Added["p99"] }, color.RGBA{0xff, 0x7f, 0x0e, 0xff}},
 		{"stream first line p50", func(t string) float64 { rw, _ := r.find(streaming, t); return rw.AddedTTFT["p50"] }, color.RGBA{0x2c, 0xa0, 0x2c, 0xff}},
 	}
-	w := vg.Points(14)
+	w := vg.Points(12)
+	var over plotter.XYLabels
 	for i, s := range series {
 		vals := make(plotter.Values, len(names))
 		for j, t := range names {
-			vals[j] = s.value(t)
+			v := s.value(t)
+			vals[j] = min(v, latencyCap)
+			if v > latencyCap {
+				over.XYs = append(over.XYs, plotter.XY{X: float64(j) + float64(i-1)*0.12, Y: latencyCap * 0.93})
+				over.Labels = append(over.Labels, fmt.Sprintf("%.1f↑", v))
+			}
 		}
 		bars, err := plotter.NewBarChart(vals, w)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		bars.Color, bars.LineStyle.Width = s.c, 0
 		bars.Offset = w * vg.Length(i-1)
 		p.Add(bars)
 		p.Legend.Add(s.label, bars)
 	}
-	p.Legend.Top = true
+	if len(over.XYs) > 0 {
+		labels, err := plotter.NewLabels(over)
+		if err != nil {
+			return nil, err
+		}
+		p.Add(labels)
+	}
+	p.Legend.Top, p.Legend.Left = true, true
 	p.NominalX(names...)
-	return p.Save(9*vg.Inch, 4.5*vg.Inch, path)
+	p.X.Min, p.X.Max = -0.6, float64(len(names))-0.4
+	return p, nil
+}
+
+// throughputPlot shows each target's req/s at the highest concurrency,
+// as a multiple of the bare proxy's.
+func (r *results) throughputPlot(names []string) (*plot.Plot, error) {
+	conc := 0
+	for _, s := range r.Scenarios {
+		if s.Kind == "closed" && s.Conc > conc {
+			conc = s.Conc
+		}
+	}
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("req/s at c=%d, × the bare proxy's: higher is better", conc)
+	vals := make(plotter.Values, len(names))
+	for j, t := range names {
+		rw, _ := r.find(closedAt(conc), t)
+		vals[j] = rw.VsBareProxy
+	}
+	bars, err := plotter.NewBarChart(vals, vg.Points(24))
+	if err != nil {
+		return nil, err
+	}
+	bars.Color, bars.LineStyle.Width = color.RGBA{0x94, 0x67, 0xbd, 0xff}, 0
+	p.Add(bars, plotter.NewGrid())
+	p.Y.Min = 0
+	p.NominalX(names...)
+	p.X.Min, p.X.Max = -0.6, float64(len(names))-0.4
+	return p, nil
 }
