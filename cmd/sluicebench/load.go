@@ -18,10 +18,10 @@ import (
 
 // A scenario is one way of loading a target.
 type scenario struct {
-	Name   string  `json:"name"`
-	Kind   string  `json:"kind"` // closed, open, stream
-	Conc   int     `json:"concurrency,omitempty"`
-	Rate   float64 `json:"rate,omitempty"`
+	Name string  `json:"name"`
+	Kind string  `json:"kind"` // closed, open, stream
+	Conc int     `json:"concurrency,omitempty"`
+	Rate float64 `json:"rate,omitempty"`
 }
 
 // streams reports whether the scenario's calls are streamed.
