@@ -1,6 +1,10 @@
 package quota
 
-import "testing"
+import (
+	"context"
+	"testing"
+	"time"
+)
 
 func TestGCRA(t *testing.T) {
 	const sec = int64(1e6)
@@ -61,5 +65,35 @@ func TestWindow(t *testing.T) {
 	w.adjust(slotOf(base+61*slot, minute), slotOf(base, minute), 5, 100) // gone: all use charged now
 	if used := w.sum(slotOf(base+61*slot, minute)); used != 101 {
 		t.Fatalf("the use of a call longer than the window must be charged now: used %d", used)
+	}
+}
+
+// TestMemoryReadsClockUnderLock: a time read before waiting for the lock
+// is stale by the wait, and under thousands of concurrent calls a rate
+// window refused such calls as if they came early (10,000 open streams
+// at qps 1,000,000 were refused "qps"). Every read of the clock happens
+// with the lock held.
+func TestMemoryReadsClockUnderLock(t *testing.T) {
+	var m *Memory
+	unlocked := 0
+	m = NewMemory(MemoryConfig{Now: func() time.Time {
+		if m != nil && m.mu.TryLock() {
+			m.mu.Unlock()
+			unlocked++
+		}
+		return time.Now()
+	}})
+	ctx := context.Background()
+	big := Limit{QPS: 1e6, RPM: 1e9, TPM: 1e11}
+	d, err := m.Acquire(ctx, Request{Client: "c", ClientLimit: big, Reserve: Amount{Tokens: 10},
+		Candidates: []Candidate{{ID: "a", Limit: big}}})
+	if err != nil || !d.Allowed {
+		t.Fatal(d, err)
+	}
+	_ = m.Settle(ctx, d.Grant, Amount{Tokens: 5})
+	_ = m.Cooldown(ctx, "a", time.Millisecond)
+	_, _ = m.Usage(ctx, []Subject{{ID: "a"}}, []Limit{big})
+	if unlocked > 0 {
+		t.Fatalf("the clock was read %d times without the lock held", unlocked)
 	}
 }

@@ -102,10 +102,14 @@ func indexOf(cands []Candidate, id string) int {
 
 func (m *Memory) acquire(req Request) (Decision, error) {
 	req.Reserve = req.Reserve.clamp()
-	now := m.now()
-	us := now.UnixMicro()
+	// The clock is read under the lock: a time read before waiting for
+	// it would be older than what others have since counted at, and a
+	// rate window would refuse it as if it came early (under thousands of
+	// concurrent calls, by up to the time spent waiting).
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	now := m.now()
+	us := now.UnixMicro()
 
 	var client, group *subject
 	clientWindows := req.ClientLimit.All(req.Model)
@@ -188,11 +192,11 @@ func (m *Memory) acquire(req Request) (Decision, error) {
 
 // Settle implements Limiter.
 func (m *Memory) Settle(_ context.Context, g Grant, used Amount) error {
-	now := m.now()
 	at := g.At.UnixMicro()
 	used = used.clamp()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	now := m.now()
 	if g.ID != "" {
 		m.subject(credentialKey(g.ID)).settle(now, at, g.CredentialLimit.All(g.served()), g.Reserved, used)
 	}
@@ -210,9 +214,9 @@ func (m *Memory) Settle(_ context.Context, g Grant, used Amount) error {
 
 // Cooldown implements Limiter.
 func (m *Memory) Cooldown(_ context.Context, id string, d time.Duration) error {
-	until := m.now().Add(d).UnixMicro()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	until := m.now().Add(d).UnixMicro()
 	s := m.subject(credentialKey(id))
 	s.coolUntil = max(s.coolUntil, until)
 	return nil
@@ -221,9 +225,9 @@ func (m *Memory) Cooldown(_ context.Context, id string, d time.Duration) error {
 // Usage reports the live state of subjects under their limits, every
 // window of every model.
 func (m *Memory) Usage(_ context.Context, subjects []Subject, limits []Limit) ([]Usage, error) {
-	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	now := m.now()
 	out := make([]Usage, len(subjects))
 	for i, s := range subjects {
 		key := credentialKey(s.ID)
