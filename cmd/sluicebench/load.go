@@ -255,57 +255,69 @@ func (l *loader) probe(ctx context.Context) (int64, error) {
 	return p.lines, nil
 }
 
-// holdStreams opens n streams at once and reads them to their end. It
-// reports how many failed and how many data lines were lost, and calls
-// peak once every stream has begun.
-func holdStreams(ctx context.Context, t target, model string, n int, expected int64, peak func()) (failed, lost int64) {
+// holdStreams opens n streams and holds them: it opens them 256 at a
+// time (a burst of 10,000 connects would overflow the listen backlog, a
+// test of the kernel rather than of the gateway), each lasting as long as
+// the upstream makes it (--all slows the mock's chunks to 1s for this),
+// reads each to its end, and checks its lines. It calls peak once every
+// stream has begun (or failed), and reports how many failed, how many
+// data lines were lost, and how many were open at once at most.
+func holdStreams(ctx context.Context, t target, model string, n int, expected int64, peak func()) (failed, lost, most int64) {
 	l := newLoader(t, model, n)
 	l.expected = expected
-	var wg sync.WaitGroup
-	var begun sync.WaitGroup
+	// One connection per stream, closed with it: none left idle to
+	// weigh on the next target's streams.
+	l.client.Transport.(*http.Transport).DisableKeepAlives = true
+	var (
+		wg, begun      sync.WaitGroup
+		open           atomic.Int64
+		nFailed, nLost atomic.Int64
+		mostOpen       atomic.Int64
+		opening        = make(chan struct{}, 256)
+	)
 	begun.Add(n)
-	var mu sync.Mutex
-	total := newPhase()
 	for range n {
+		opening <- struct{}{}
 		wg.Go(func() {
-			p := newPhase()
-			once := sync.OnceFunc(begun.Done)
+			once := sync.OnceFunc(func() { begun.Done(); <-opening })
 			defer once()
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, l.url, bytes.NewReader(l.stream))
 			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer sk-bench")
 			resp, err := l.client.Do(req)
 			if err != nil || resp.StatusCode != 200 {
-				mu.Lock()
-				total.errors++
-				mu.Unlock()
+				nFailed.Add(1)
 				if err == nil {
 					resp.Body.Close()
 				}
 				return
 			}
+			defer resp.Body.Close()
 			br := bufio.NewReader(resp.Body)
 			var lines int64
 			for {
 				line, err := br.ReadSlice('\n')
 				if bytes.HasPrefix(line, []byte("data:")) {
+					if lines == 0 {
+						now := open.Add(1)
+						for m := mostOpen.Load(); now > m && !mostOpen.CompareAndSwap(m, now); m = mostOpen.Load() {
+						}
+						defer open.Add(-1)
+						once()
+					}
 					lines++
-					once()
 				}
 				if err != nil {
 					break
 				}
 			}
-			resp.Body.Close()
 			if lines < expected {
-				p.lost = expected - lines
+				nLost.Add(expected - lines)
 			}
-			mu.Lock()
-			total.lost += p.lost
-			mu.Unlock()
 		})
 	}
 	begun.Wait()
 	peak()
 	wg.Wait()
-	return total.errors, total.lost
+	return nFailed.Load(), nLost.Load(), mostOpen.Load()
 }

@@ -54,6 +54,8 @@ type options struct {
 	soak        time.Duration
 	mockListen  string
 	render      string
+	logDir      string
+	holdChunks  time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -90,6 +92,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.soak, "soak", 0, "with --all: after the rounds, hold the open-loop rate and the streams on every Sluice target at once for this long (5m in docs/benchmarks.md), and compare heap, goroutines and RSS before and after")
 	fs.StringVar(&o.mockListen, "mock-listen", "127.0.0.1:0", "with --all: the mock upstream's address (fixed, for --peer gateways started beforehand against it)")
 	fs.StringVar(&o.render, "render", "", "measure nothing: write the table (and --markdown, --png) of an earlier run's --json file")
+	fs.DurationVar(&o.holdChunks, "open-streams-interval", time.Second, "with --all and --open-streams: the mock's pause between chunks while streams are held (8 chunks: a stream lasts about ten of them)")
+	fs.StringVar(&o.logDir, "logs", "", "with --all: keep each started process's output in this directory (<name>.log)")
 	fs.StringVar(&o.profileDir, "profile", "", "with --all: after the rounds, profile each Sluice target under load (CPU, allocations, mutex, block) into this directory")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -38,7 +38,7 @@ func TestAll(t *testing.T) {
 	jsonOut, png, md := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.png"), filepath.Join(dir, "r.md")
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"--all", "--rounds", "1", "--phase", "300ms", "--concurrency", "1,8", "--rate", "50",
-		"--stream-concurrency", "2", "--open-streams", "50", "--limit", "120", "--soak", "2s",
+		"--stream-concurrency", "2", "--open-streams", "50", "--open-streams-interval", "100ms", "--limit", "120", "--soak", "2s",
 		"--json", jsonOut, "--png", png, "--markdown", md}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr.String())
@@ -75,11 +75,11 @@ func TestAll(t *testing.T) {
 	if l := res.Limit; l == nil || l.Admitted != int64(l.Limit) || l.Errors != 0 || l.Refused == 0 || len(l.AdmittedBy) != 2 {
 		t.Errorf("limit check: %+v, want exactly the limit admitted across both instances", res.Limit)
 	}
-	if len(res.Streams) != 3 {
-		t.Errorf("open streams measured on %d targets, want the 3 Sluice ones", len(res.Streams))
+	if len(res.Streams) != 4 {
+		t.Errorf("open streams measured on %d targets, want the bare proxy and the 3 Sluice ones", len(res.Streams))
 	}
 	for _, s := range res.Streams {
-		if s.Failed != 0 || s.Lost != 0 || s.RSSMiB <= 0 {
+		if s.Failed != 0 || s.Lost != 0 || s.RSSMiB <= 0 || s.MostOpen < 2 {
 			t.Errorf("open streams on %s: %+v", s.Target, s)
 		}
 	}

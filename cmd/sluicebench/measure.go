@@ -67,11 +67,13 @@ type memory struct {
 
 // streamsHeld is the --open-streams measurement of one target.
 type streamsHeld struct {
-	Target  string  `json:"target"`
-	Streams int     `json:"streams"`
-	Failed  int64   `json:"failed"`
-	Lost    int64   `json:"chunks_lost"`
-	RSSMiB  float64 `json:"rss_mib"`
+	Target  string `json:"target"`
+	Streams int    `json:"streams"`
+	Failed  int64  `json:"failed"`
+	Lost    int64  `json:"chunks_lost"`
+	// MostOpen is how many streams were open at once at most.
+	MostOpen int64   `json:"most_open_at_once"`
+	RSSMiB   float64 `json:"rss_mib"`
 }
 
 var percentiles = []struct {
@@ -220,14 +222,24 @@ func measure(ctx context.Context, o options, env *environment, log io.Writer) (*
 		}
 	}
 	if o.openStreams > 0 {
+		if env != nil {
+			// Long streams (ten pauses), so that they are open at once.
+			if err := env.mockConfig(ctx, fmt.Sprintf(`{"chunk_interval":%q}`, o.holdChunks)); err != nil {
+				return nil, err
+			}
+			defer env.mockConfig(context.WithoutCancel(ctx), `{"chunk_interval":"1ms"}`)
+		}
 		for _, t := range o.targets {
-			if !t.sluice {
+			// Sluice, the bare proxy (the floor), and any gateway whose
+			// process is known; not the baseline, nor peers (--peer).
+			if t.Name == o.baseline || t.peer || t.pid == 0 {
 				continue
 			}
 			fmt.Fprintf(log, "holding %d streams on %s\n", o.openStreams, t.Name)
 			var rss float64
-			failed, lost := holdStreams(ctx, t, o.model, o.openStreams, expected, func() { rss = rssMiB(t.pid, "VmRSS") })
-			res.Streams = append(res.Streams, streamsHeld{Target: t.Name, Streams: o.openStreams, Failed: failed, Lost: lost, RSSMiB: rss})
+			failed, lost, most := holdStreams(ctx, t, o.model, o.openStreams, expected, func() { rss = rssMiB(t.pid, "VmRSS") })
+			res.Streams = append(res.Streams, streamsHeld{Target: t.Name, Streams: o.openStreams, Failed: failed, Lost: lost, MostOpen: most, RSSMiB: rss})
+			fmt.Fprintf(log, "  %d failed, %d chunks lost, %d open at once at most, RSS %.0f MiB\n", failed, lost, most, rss)
 		}
 	}
 	return res, nil

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -20,6 +22,7 @@ import (
 // Sluice in each mode, each Redis-backed one with a Redis of its own (so
 // that the commands counted are its own).
 type environment struct {
+	mock    string // the mock upstream's address
 	dir     string
 	procs   []*proc
 	targets []target
@@ -28,16 +31,18 @@ type environment struct {
 
 // proc is a started process whose log announced its address.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	addr string
+	name     string
+	cmd      *exec.Cmd
+	addr     string
+	exited   chan struct{} // closed when the process has ended
+	stopping atomic.Bool   // the bench ends it: its end is expected
 }
 
 var addrRE = regexp.MustCompile(`"?addr"?[=:]"?([0-9a-f.:\[\]]+:[0-9]+)`)
 
 // startProc runs a command and waits for its "listening ... addr" line;
 // the rest of its output is discarded.
-func startProc(ctx context.Context, name string, cmd *exec.Cmd) (*proc, error) {
+func startProc(ctx context.Context, name string, cmd *exec.Cmd, logDir string) (*proc, error) {
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -47,12 +52,30 @@ func startProc(ctx context.Context, name string, cmd *exec.Cmd) (*proc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd}
+	p := &proc{name: name, cmd: cmd, exited: make(chan struct{})}
+	var keep io.Writer = io.Discard
+	if logDir != "" {
+		f, err := os.Create(filepath.Join(logDir, strings.ReplaceAll(name, " ", "-")+".log"))
+		if err != nil {
+			p.kill()
+			return nil, err
+		}
+		keep = f
+		defer func() {
+			if p.addr == "" {
+				f.Close()
+			}
+		}()
+	}
 	found := make(chan string, 1)
 	go func() {
+		if c, ok := keep.(io.Closer); ok {
+			defer c.Close()
+		}
 		br := bufio.NewReaderSize(stderr, 64<<10)
 		for {
 			line, err := br.ReadString('\n')
+			_, _ = io.WriteString(keep, line)
 			if m := addrRE.FindStringSubmatch(line); m != nil && strings.Contains(line, "listening") {
 				select {
 				case found <- m[1]:
@@ -60,9 +83,10 @@ func startProc(ctx context.Context, name string, cmd *exec.Cmd) (*proc, error) {
 				}
 			}
 			if err != nil {
-				return
+				break
 			}
 		}
+		p.wait() // the output ends when the process does
 	}()
 	select {
 	case p.addr = <-found:
@@ -76,14 +100,39 @@ func startProc(ctx context.Context, name string, cmd *exec.Cmd) (*proc, error) {
 	}
 }
 
-func (p *proc) kill() {
-	if p.cmd.Process != nil {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		_ = p.cmd.Wait()
+// wait waits for the process's end, and says so if nobody asked it to
+// end: every figure after that is void.
+func (p *proc) wait() {
+	err := p.cmd.Wait()
+	if !p.stopping.Load() {
+		fmt.Fprintf(os.Stderr, "sluicebench: %s exited during the run: %v\n", p.name, err)
 	}
+	close(p.exited)
+}
+
+func (p *proc) kill() {
+	p.stopping.Store(true)
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.exited
 }
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// mockConfig changes the mock upstream's knobs (mockllm -control).
+func (e *environment) mockConfig(ctx context.Context, knobs string) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+e.mock+"/_mock/config", strings.NewReader(knobs))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("mock config: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("mock config %s: %s %s", knobs, resp.Status, b)
+	}
+	return nil
+}
 
 // stop ends every process started.
 func (e *environment) stop() {
@@ -116,18 +165,19 @@ func startAll(ctx context.Context, o options, log io.Writer) (*environment, erro
 	fail := func(err error) (*environment, error) { e.stop(); return nil, err }
 
 	up, err := startProc(ctx, "mockllm", exec.CommandContext(ctx, filepath.Join(bin, "mockllm"),
-		"-addr", o.mockListen, "-stream-chunks", "8", "-chunk-interval", "1ms", "-reply-tokens", "16"))
+		"-addr", o.mockListen, "-control", "-stream-chunks", "8", "-chunk-interval", "1ms", "-reply-tokens", "16"), o.logDir)
 	if err != nil {
 		return fail(err)
 	}
 	e.procs = append(e.procs, up)
+	e.mock = up.addr
 	upURL := "http://" + up.addr
 
 	self, err := os.Executable()
 	if err != nil {
 		return fail(err)
 	}
-	px, err := startProc(ctx, "proxy", exec.CommandContext(ctx, self, "proxy", "-listen", "127.0.0.1:0", "-to", upURL))
+	px, err := startProc(ctx, "proxy", exec.CommandContext(ctx, self, "proxy", "-listen", "127.0.0.1:0", "-to", upURL), o.logDir)
 	if err != nil {
 		return fail(err)
 	}
@@ -162,7 +212,7 @@ func startAll(ctx context.Context, o options, log io.Writer) (*environment, erro
 		if err := os.WriteFile(path, []byte(sluiceConfig(upURL, redisConfig, pprofAddr)), 0o600); err != nil {
 			return fail(err)
 		}
-		p, err := startProc(ctx, mode.name, exec.CommandContext(ctx, filepath.Join(bin, "sluice"), "serve", "--config", path))
+		p, err := startProc(ctx, mode.name, exec.CommandContext(ctx, filepath.Join(bin, "sluice"), "serve", "--config", path), o.logDir)
 		if err != nil {
 			return fail(err)
 		}
@@ -181,7 +231,7 @@ func startAll(ctx context.Context, o options, log io.Writer) (*environment, erro
 			return fail(err)
 		}
 		for _, name := range []string{"limited a", "limited b"} {
-			p, err := startProc(ctx, name, exec.CommandContext(ctx, filepath.Join(bin, "sluice"), "serve", "--config", path))
+			p, err := startProc(ctx, name, exec.CommandContext(ctx, filepath.Join(bin, "sluice"), "serve", "--config", path), o.logDir)
 			if err != nil {
 				return fail(err)
 			}
@@ -282,7 +332,8 @@ func startRedis(ctx context.Context) (*proc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &proc{name: "redis", cmd: cmd, addr: addr}
+	p := &proc{name: "redis", cmd: cmd, addr: addr, exited: make(chan struct{})}
+	go p.wait()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if c, err := net.Dial("tcp", addr); err == nil {
@@ -308,8 +359,20 @@ func freePort() (int, error) {
 // connections (--open-streams).
 func raiseFileLimit() {
 	var l syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
-		l.Cur = l.Max
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) != nil {
+		return
 	}
+	// 10,000 open streams take 20,000 descriptors in the gateway (the
+	// client's connection and the upstream's) and 10,000 here: raise the
+	// hard limit too when allowed (root), else the soft one to it.
+	if l.Max < wantFiles {
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: wantFiles, Max: wantFiles}); err == nil {
+			return
+		}
+	}
+	l.Cur = l.Max
+	_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
 }
+
+// wantFiles is the descriptor limit the bench asks for.
+const wantFiles = 1 << 18
