@@ -55,11 +55,11 @@ func soak(ctx context.Context, targets []target, loaders map[string]*loader, rat
 			s.Errors = calls.errors + streams.errors
 			s.ChunksLost = streams.lost
 			s.HeapAfterMiB, s.GoroutinesAfter, s.RSSAfterMiB = settled(ctx, t, l)
+			mu.Lock()
+			defer mu.Unlock()
 			fmt.Fprintf(log, "  %s: %d calls, %d errors; heap %.1f → %.1f MiB, goroutines %d → %d\n",
 				t.Name, s.Calls, s.Errors, s.HeapBeforeMiB, s.HeapAfterMiB, s.GoroutinesBefore, s.GoroutinesAfter)
-			mu.Lock()
 			out = append(out, s)
-			mu.Unlock()
 		})
 	}
 	wg.Wait()
