@@ -19,17 +19,22 @@ func TestPeerConfigsEndToEnd(t *testing.T) {
 		wantModel   string   // the model the upstream must receive
 		wantKeys    []string // upstream keys that may serve it
 		wantDefault string   // a channel parameter default that must reach the upstream
+		allKeys     bool     // every key of wantKeys takes its turn
 	}{
 		{"simple-one-api.json", config.FormatSimpleOneAPI, []string{"Authorization", "Bearer sk-soa-client"},
-			"gpt-4", "deepseek-chat", []string{"sk-deepseek-1", "sk-deepseek-2"}, ""},
+			"gpt-4", "deepseek-chat", []string{"sk-deepseek-1", "sk-deepseek-2"}, "", false},
 		{"aiload.json", config.FormatAILoad, []string{"Authorization", "Bearer sk-aiload-client"},
-			"auto", "", []string{"sk-up-1", "sk-up-2"}, ""},
+			"auto", "", []string{"sk-up-1", "sk-up-2"}, "", false},
 		{"channels.yaml", config.FormatChannels, nil,
-			"gpt-4o", "gpt-4o", []string{"sk-primary"}, "max_tokens"},
+			"gpt-4o", "gpt-4o", []string{"sk-primary"}, "max_tokens", false},
+		// Its first channel's two apiKeys take turns by its strategy
+		// (round-robin), with advanced.llm's temperature as a default.
+		{"chatai-plugin.yaml", config.FormatChannels, nil,
+			"gpt-4o", "gpt-4o", []string{"sk-test-1", "sk-test-2"}, "temperature", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			up := mockUpstream(t, mock.Config{Keys: []string{"sk-deepseek-1", "sk-deepseek-2", "sk-up-1", "sk-up-2", "sk-primary", "sk-backup"}})
+			up := mockUpstream(t, mock.Config{Keys: []string{"sk-deepseek-1", "sk-deepseek-2", "sk-up-1", "sk-up-2", "sk-primary", "sk-backup", "sk-test-1", "sk-test-2"}})
 			t.Setenv("SLUICE_E2E_UPSTREAM", up.URL)
 			cfg, format, err := config.Load("testdata/peers/" + tt.file)
 			if err != nil {
@@ -64,6 +69,9 @@ func TestPeerConfigsEndToEnd(t *testing.T) {
 					t.Fatalf("channel default %s not applied: %v", tt.wantDefault, sent)
 				}
 				keys[h.Get("Authorization")[len("Bearer "):]] = true
+			}
+			if tt.allKeys && len(keys) != len(tt.wantKeys) {
+				t.Fatalf("served with keys %v, want each of %v in turn", keys, tt.wantKeys)
 			}
 			for k := range keys {
 				found := false

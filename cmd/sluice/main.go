@@ -128,6 +128,9 @@ func check(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: ok (%s format): %d channels, %d credentials, %d models, %d client keys\n",
 		path, format, len(cfg.Channels), creds, len(models), len(cfg.Clients))
+	for _, n := range cfg.Notes {
+		fmt.Fprintf(stdout, "  note: %s\n", n)
+	}
 	return 0
 }
 
@@ -182,6 +185,9 @@ func importConfig(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "# Converted by `sluice import` from a %s config: %s\n", format, path)
+	for _, n := range cfg.Notes {
+		fmt.Fprintf(stdout, "# note: %s\n", n)
+	}
 	_, _ = stdout.Write(out)
 	return 0
 }
@@ -198,6 +204,9 @@ func serve(args []string, stderr io.Writer) int {
 		return 1
 	}
 	log := telemetry.NewLogger(telemetry.LogConfig{Level: cfg.Log.Level, Format: cfg.Log.Format}, stderr)
+	for _, n := range cfg.Notes {
+		log.Info("config converted from "+string(format)+": "+n, slog.String("config", path))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := serveWith(ctx, stop, cfg, path, log, func(addr string) {

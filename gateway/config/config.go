@@ -45,6 +45,10 @@ type Config struct {
 	// Usage sets the export of usage records and the rollups' retention.
 	Usage    Usage     `yaml:"usage,omitempty" json:"usage,omitzero"`
 	Channels []Channel `yaml:"channels" json:"channels"`
+	// Notes say what converting a peer's config left out or
+	// approximated (never silently): logged once when it is loaded,
+	// printed by sluice check and sluice import. Not part of the file.
+	Notes []string `yaml:"-" json:"-"`
 }
 
 // Server configures the HTTP listener.

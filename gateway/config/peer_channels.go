@@ -1,8 +1,11 @@
 package config
 
 import (
+	"fmt"
 	"net"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,7 +39,19 @@ var chKeys = []string{
 	"enabled", "weight", "priority", "timeout", "maxRetries", "retryDelay", "retryBackoff",
 	"retryOn", "tags", "modelParams", "proxy", "useProxy", "headers", "customHeaders",
 	"stream", "supportTools", "supportVision",
+	// The plugin's current channels (config.js getDefaultConfig and
+	// ChannelManager.js, 2026): mapped, refused when they cannot be
+	// expressed, or runtime state the plugin writes back.
+	"baseUrls", "baseUrlLatencies", "selectedBaseUrlIndex", "advanced", "strategy", "headersTemplate",
+	"requestBodyTemplate", "overrides", "imageConfig", "chatPath", "modelsPath", "endpoints", "auth",
+	"retry", "quota", "status", "lastHealthCheck", "errorCount", "lastErrorTime",
 }
+
+// chGatewayKeys are the top-level sections of the plugin's config.yaml
+// that configure what a gateway does; every other section configures
+// the bot (basic, llm, bym, mcp, memory, presets, ...) and is ignored,
+// with a note.
+var chGatewayKeys = []string{"channels", "loadBalancing", "proxy"}
 
 // chNativeKeys are native sections a channels file may carry beside
 // channels (listen address, client keys, routing...); they are read as
@@ -57,13 +72,31 @@ var chParamNames = map[string]string{
 func fromChannels(r *peerReader, doc *yaml.Node) (*Config, error) {
 	top := r.object(doc, "", nil)
 	cfg := chNative(r, top)
-	if s := chStrategy(r, top); s != "" {
+	var ignored []string
+	for _, f := range top.fields {
+		if !slices.Contains(chNativeKeys, f.key) && !slices.Contains(chGatewayKeys, f.key) {
+			ignored = append(ignored, f.key)
+		}
+	}
+	if len(ignored) > 0 {
+		r.note("ignored, the bot's own settings: %s", strings.Join(ignored, ", "))
+	}
+	chans, retries, keyStrategy := chChannels(r, top, chGlobalProxy(r, top))
+	s := chStrategy(r, top)
+	switch {
+	case s == "":
+		// Channels are tried by priority: within one, the keys take
+		// turns by the channels' own strategy.
+		s = keyStrategy
+	case keyStrategy != "" && keyStrategy != s:
+		r.note("loadBalancing.strategy %s also orders the keys within each channel (the channels' strategy %s is not kept)", s, keyStrategy)
+	}
+	if s != "" {
 		if cfg.Routing.Strategy != "" && cfg.Routing.Strategy != s {
 			r.fail("loadBalancing.strategy", "conflicts with routing.strategy %q", cfg.Routing.Strategy)
 		}
 		cfg.Routing.Strategy = s
 	}
-	chans, retries := chChannels(r, top, chGlobalProxy(r, top))
 	cfg.Channels = chans
 	if retries >= 0 && cfg.Routing.Retry.MaxAttempts == 0 {
 		// maxRetries is per channel; native retry bounds one request over
@@ -74,6 +107,7 @@ func fromChannels(r *peerReader, doc *yaml.Node) (*Config, error) {
 	if err := r.err(); err != nil {
 		return nil, err
 	}
+	cfg.Notes = r.notes
 	return cfg, nil
 }
 
@@ -87,6 +121,10 @@ func chNative(r *peerReader, top peerObject) *Config {
 			var val *yaml.Node
 			val, listen = chServer(r, f)
 			native.Content = append(native.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: f.key}, val)
+		case f.key == "redis" && chPluginRedis(f.val):
+			if val := chRedis(r, f); val != nil {
+				native.Content = append(native.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: f.key}, val)
+			}
 		case slices.Contains(chNativeKeys, f.key):
 			native.Content = append(native.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: f.key}, f.val)
 		}
@@ -103,6 +141,41 @@ func chNative(r *peerReader, top peerObject) *Config {
 		cfg.Server.Listen = listen
 	}
 	return cfg
+}
+
+// chPluginRedis reports whether a redis section is the plugin's
+// {enabled, host, port, password, db} rather than Sluice's own.
+func chPluginRedis(n *yaml.Node) bool {
+	n = deref(n)
+	if n == nil || n.Kind != yaml.MappingNode {
+		return false
+	}
+	for i := 0; i < len(n.Content); i += 2 {
+		if k := n.Content[i].Value; k == "enabled" || k == "host" || k == "port" {
+			return true
+		}
+	}
+	return false
+}
+
+// chRedis converts the plugin's redis section: when enabled, its Redis
+// is the cluster's (as REDIS_URL would be); else there is none.
+func chRedis(r *peerReader, f peerField) *yaml.Node {
+	o := r.object(f.val, f.path, []string{"enabled", "host", "port", "password", "db"})
+	on, _ := r.boolean(o.get("enabled"), o.at("enabled"))
+	if !on {
+		return nil
+	}
+	host := or(strings.TrimSpace(r.str(o.get("host"), o.at("host"))), "127.0.0.1")
+	port := or(strings.TrimSpace(r.str(o.get("port"), o.at("port"))), "6379")
+	db := r.count(o.get("db"), o.at("db"))
+	u := url.URL{Scheme: "redis", Host: net.JoinHostPort(host, port), Path: "/" + strconv.FormatInt(db, 10)}
+	if pw := r.str(o.get("password"), o.at("password")); pw != "" {
+		u.User = url.UserPassword("", pw)
+	}
+	return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Content: []*yaml.Node{
+		{Kind: yaml.ScalarNode, Value: "url"}, {Kind: yaml.ScalarNode, Value: u.String()},
+	}}
 }
 
 // chServer splits server.port and server.host off the native server section.
@@ -165,15 +238,63 @@ type chGlobal struct {
 
 // chGlobalProxy reads the top-level proxy section.
 func chGlobalProxy(r *peerReader, top peerObject) chGlobal {
-	o := r.object(top.get("proxy"), "proxy", []string{"enabled", "type", "host", "port", "auth", "url", "noProxy"})
+	o := r.object(top.get("proxy"), "proxy", []string{"enabled", "type", "host", "port", "auth", "url", "noProxy", "profiles", "scopes"})
 	var g chGlobal
 	g.enabled, _ = r.boolean(o.get("enabled"), o.at("enabled"))
 	g.noProxy = r.strs(o.get("noProxy"), o.at("noProxy"))
 	g.url = chProxyFields(r, o)
+	if o.has("profiles") || o.has("scopes") {
+		// The plugin's newer shape: named profiles, and per scope
+		// (browser, api, channel) whether one is used; channel calls
+		// are the gateway's.
+		url, on := chProxyProfile(r, o)
+		g.url, g.enabled = or(g.url, url), g.enabled && on
+	}
 	if g.enabled && g.url == "" {
 		r.fail("proxy", "enabled without host and port or url")
 	}
 	return g
+}
+
+// chProxyProfile reads proxy.profiles and proxy.scopes: the profile the
+// channel scope uses, if it is enabled.
+func chProxyProfile(r *peerReader, o peerObject) (url string, on bool) {
+	scopes := r.object(o.get("scopes"), o.at("scopes"), []string{"browser", "api", "channel"})
+	var use string
+	for _, f := range scopes.fields {
+		sc := r.object(f.val, f.path, []string{"enabled", "profileId"})
+		enabled, _ := r.boolean(sc.get("enabled"), sc.at("enabled"))
+		id := strings.TrimSpace(r.str(sc.get("profileId"), sc.at("profileId")))
+		if f.key == "channel" && enabled && id != "" {
+			use = id
+		}
+	}
+	for i, item := range r.list(o.get("profiles"), o.at("profiles")) {
+		pr := r.object(item, idx(o.at("profiles"), i), []string{"id", "name", "type", "host", "port", "username", "password", "enabled"})
+		id := strings.TrimSpace(r.str(pr.get("id"), pr.at("id")))
+		if id != use || use == "" {
+			continue
+		}
+		if on, ok := r.boolean(pr.get("enabled"), pr.at("enabled")); ok && !on {
+			return "", false // a disabled profile cannot be chosen
+		}
+		typ := strings.ToLower(strings.TrimSpace(r.str(pr.get("type"), pr.at("type"))))
+		if typ == "socks4" {
+			r.fail(pr.at("type"), "socks4 proxies are not supported (want http, https or socks5)")
+			return "", false
+		}
+		host := strings.TrimSpace(r.str(pr.get("host"), pr.at("host")))
+		port := strings.TrimSpace(r.str(pr.get("port"), pr.at("port")))
+		if host == "" || port == "" {
+			r.fail(pr.path, "host and port are required")
+			return "", false
+		}
+		return chProxyString(r, proxyURL(typ, host, port, r.str(pr.get("username"), pr.at("username")), r.str(pr.get("password"), pr.at("password"))), pr.path), true
+	}
+	if use != "" {
+		r.fail(o.at("scopes.channel.profileId"), "no profile has id %q", use)
+	}
+	return "", false
 }
 
 // chProxyFields builds a proxy URL from {type, host, port, auth, url}.
@@ -210,16 +331,27 @@ func chProxyString(r *peerReader, s, path string) string {
 }
 
 // chChannels converts the channels list; retries is the largest
-// maxRetries given, or -1.
-func chChannels(r *peerReader, top peerObject, global chGlobal) ([]Channel, int64) {
+// maxRetries given, or -1; strategy is how the channels' keys take turns
+// (the channels' strategy), or "".
+func chChannels(r *peerReader, top peerObject, global chGlobal) (chans []Channel, retries int64, strategy string) {
 	items := r.list(top.get("channels"), "channels")
-	var chans []Channel
 	var prios []int64
-	retries := int64(-1)
+	retries = -1
+	var others []string
 	for i, item := range items {
-		ch, prio, maxRetries := chChannel(r, idx("channels", i), item, global)
+		ch, prio, maxRetries, s := chChannel(r, idx("channels", i), item, global)
 		chans, prios = append(chans, ch), append(prios, prio)
 		retries = max(retries, maxRetries)
+		switch {
+		case s == "" || s == strategy:
+		case strategy == "":
+			strategy = s
+		default:
+			others = append(others, fmt.Sprintf("%s (%s)", ch.Name, s))
+		}
+	}
+	if len(others) > 0 {
+		r.note("one strategy orders every channel's keys in Sluice: %s, not %s", strategy, strings.Join(others, ", "))
 	}
 	top1 := int64(0)
 	for _, p := range prios {
@@ -230,12 +362,13 @@ func chChannels(r *peerReader, top peerObject, global chGlobal) ([]Channel, int6
 			chans[i].Priority = int(top1 - prios[i])
 		}
 	}
-	return chans, retries
+	return chans, retries, strategy
 }
 
 // chChannel converts one entry; it returns the entry's priority in the
-// plugin's terms (default 1) and its maxRetries (-1 if unset).
-func chChannel(r *peerReader, p string, n *yaml.Node, global chGlobal) (Channel, int64, int64) {
+// plugin's terms (default 1), its maxRetries (-1 if unset) and the
+// native strategy its strategy (how its keys take turns) maps to.
+func chChannel(r *peerReader, p string, n *yaml.Node, global chGlobal) (Channel, int64, int64, string) {
 	o := r.object(n, p, chKeys)
 	ch := Channel{
 		Name: strings.TrimSpace(or(r.str(o.get("name"), o.at("name")), r.str(o.get("id"), o.at("id")))),
@@ -274,10 +407,164 @@ func chChannel(r *peerReader, p string, n *yaml.Node, global chGlobal) (Channel,
 	}
 	ch.Tags = cleanNames(r.strs(o.get("tags"), o.at("tags")))
 	ch.Params.Defaults = chParams(r, o)
+	chAdvanced(r, o, &ch)
+	chOverrides(r, o, &ch)
+	if a := chRetry(r, o); a > 0 {
+		retries = max(retries, a-1)
+	}
+	chUnexpressible(r, o)
 	ch.Headers = chHeaders(r, o)
 	ch.Proxy = chChannelProxy(r, o, global, ch)
 	ch.Credentials = chCredentials(r, o)
-	return ch, prio, retries
+	return ch, prio, retries, chKeyStrategy(r, o)
+}
+
+// chKeyStrategies map the plugin's per-channel strategy (how a channel's
+// apiKeys take turns, ChannelManager.js) to native strategies.
+var chKeyStrategies = map[string]string{
+	"round-robin": "round_robin", "random": "random", "weighted": "weighted",
+	"least-used": "least_busy", "failover": "first",
+}
+
+// chKeyStrategy reads a channel's strategy; default round-robin, as the
+// plugin's.
+func chKeyStrategy(r *peerReader, o peerObject) string {
+	s := strings.TrimSpace(r.str(o.get("strategy"), o.at("strategy")))
+	if s == "" {
+		return ""
+	}
+	native, ok := chKeyStrategies[s]
+	if !ok {
+		r.fail(o.at("strategy"), "unsupported value %q (want round-robin, random, weighted, least-used or failover)", s)
+	}
+	return native
+}
+
+// chAdvanced reads advanced: llm holds default request parameters (the
+// channel's modelParams win), thinking.enableReasoning sets the default
+// reasoning effort to thinking.defaultLevel; streaming and the rest of
+// thinking tell the bot how to talk to its users, not the gateway how to
+// route.
+func chAdvanced(r *peerReader, o peerObject, ch *Channel) {
+	adv := r.object(o.get("advanced"), o.at("advanced"), []string{"llm", "streaming", "thinking"})
+	llm := r.object(adv.get("llm"), adv.at("llm"), []string{"temperature", "maxTokens", "topP", "frequencyPenalty", "presencePenalty", "maxCharacters"})
+	// The plugin sends temperature and maxTokens; it saves the others
+	// but never sends them (and maxCharacters trims the bot's replies).
+	for _, p := range []struct{ from, to string }{{"temperature", "temperature"}, {"maxTokens", "max_tokens"}} {
+		if !llm.has(p.from) {
+			continue
+		}
+		v := r.num(llm.get(p.from), llm.at(p.from))
+		if _, set := ch.Params.Defaults[p.to]; set || (p.to == "max_tokens" && v <= 0) {
+			continue
+		}
+		if ch.Params.Defaults == nil {
+			ch.Params.Defaults = map[string]any{}
+		}
+		if p.to == "max_tokens" {
+			ch.Params.Defaults[p.to] = int(v) // as YAML decodes it: the config reads back the same
+		} else {
+			ch.Params.Defaults[p.to] = v
+		}
+	}
+	for _, k := range []string{"topP", "frequencyPenalty", "presencePenalty", "maxCharacters"} {
+		_ = r.num(llm.get(k), llm.at(k))
+	}
+	_ = r.object(adv.get("streaming"), adv.at("streaming"), []string{"enabled", "chunkSize"})
+	th := r.object(adv.get("thinking"), adv.at("thinking"),
+		[]string{"enableReasoning", "defaultLevel", "adaptThinking", "sendThinkingAsMessage", "vendorThinkingControl"})
+	if on, _ := r.boolean(th.get("enableReasoning"), th.at("enableReasoning")); on {
+		level := strings.ToLower(strings.TrimSpace(r.str(th.get("defaultLevel"), th.at("defaultLevel"))))
+		switch level {
+		case "":
+			level = "medium"
+		case "minimal", "low", "medium", "high":
+		default:
+			r.fail(th.at("defaultLevel"), "unsupported value %q (want minimal, low, medium or high)", level)
+		}
+		if _, set := ch.Params.Defaults["reasoning_effort"]; !set {
+			if ch.Params.Defaults == nil {
+				ch.Params.Defaults = map[string]any{}
+			}
+			ch.Params.Defaults["reasoning_effort"] = level
+		}
+	}
+}
+
+// chOverrides reads overrides: stopSequences as the default stop,
+// modelMapping as models served under another name. A system prompt
+// prefix or suffix rewrites the conversation: no gateway setting does.
+func chOverrides(r *peerReader, o peerObject, ch *Channel) {
+	ov := r.object(o.get("overrides"), o.at("overrides"), []string{"stopSequences", "systemPromptPrefix", "systemPromptSuffix", "modelMapping"})
+	if stop := r.strs(ov.get("stopSequences"), ov.at("stopSequences")); len(stop) > 0 {
+		if _, set := ch.Params.Defaults["stop"]; !set {
+			if ch.Params.Defaults == nil {
+				ch.Params.Defaults = map[string]any{}
+			}
+			ch.Params.Defaults["stop"] = anySlice(stop) // as YAML decodes a list
+		}
+	}
+	for _, k := range []string{"systemPromptPrefix", "systemPromptSuffix"} {
+		if strings.TrimSpace(r.str(ov.get(k), ov.at(k))) != "" {
+			r.fail(ov.at(k), "cannot be expressed in Sluice (it rewrites the conversation); put it in the bot's preset")
+		}
+	}
+	for from, to := range r.strMap(ov.get("modelMapping"), ov.at("modelMapping")) {
+		from, to = strings.TrimSpace(from), strings.TrimSpace(to)
+		if from == "" || to == "" || from == to {
+			continue
+		}
+		if ch.ModelMap == nil {
+			ch.ModelMap = map[string]string{}
+		}
+		ch.ModelMap[from] = to
+		if !slices.Contains(ch.Models, from) {
+			ch.Models = append(ch.Models, from)
+		}
+	}
+}
+
+// chRetry reads retry {maxAttempts, delay, backoff}: the attempts bound
+// a request as maxRetries does; native retries have their own pacing.
+func chRetry(r *peerReader, o peerObject) int64 {
+	rt := r.object(o.get("retry"), o.at("retry"), []string{"maxAttempts", "delay", "backoff"})
+	_ = r.num(rt.get("delay"), rt.at("delay"))
+	_ = r.str(rt.get("backoff"), rt.at("backoff"))
+	return r.count(rt.get("maxAttempts"), rt.at("maxAttempts"))
+}
+
+// chUnexpressible checks the channel fields a gateway cannot honour
+// (templates that rewrite requests, custom paths, other auth schemes)
+// are at their defaults, and accepts the plugin's runtime state and
+// bot-side settings (imageConfig, quota, which the plugin does not
+// enforce either, status and error counters).
+func chUnexpressible(r *peerReader, o peerObject) {
+	for _, k := range []string{"headersTemplate", "requestBodyTemplate", "chatPath", "modelsPath"} {
+		if strings.TrimSpace(r.str(o.get(k), o.at(k))) != "" {
+			r.fail(o.at(k), "cannot be expressed in Sluice: leave it empty (requests keep the provider's own shape and paths)")
+		}
+	}
+	ep := r.object(o.get("endpoints"), o.at("endpoints"), []string{"chat", "models", "embeddings", "images"})
+	for _, f := range ep.fields {
+		if strings.TrimSpace(r.str(f.val, f.path)) != "" {
+			r.fail(f.path, "cannot be expressed in Sluice: leave it empty (requests keep the provider's own paths)")
+		}
+	}
+	auth := r.object(o.get("auth"), o.at("auth"), []string{"type", "headerName", "prefix"})
+	typ := strings.ToLower(strings.TrimSpace(r.str(auth.get("type"), auth.at("type"))))
+	if typ != "" && typ != "bearer" {
+		r.fail(auth.at("type"), "only bearer is supported (the key goes where the provider expects it)")
+	}
+	for _, k := range []string{"headerName", "prefix"} {
+		if strings.TrimSpace(r.str(auth.get(k), auth.at(k))) != "" {
+			r.fail(auth.at(k), "cannot be expressed in Sluice: leave it empty (the key goes where the provider expects it)")
+		}
+	}
+	_ = r.object(o.get("quota"), o.at("quota"), []string{"daily", "hourly", "perMinute"})
+	_ = r.object(o.get("imageConfig"), o.at("imageConfig"), nil)
+	_ = r.object(o.get("baseUrlLatencies"), o.at("baseUrlLatencies"), nil)
+	_ = r.str(o.get("status"), o.at("status"))
+	_ = r.num(o.get("errorCount"), o.at("errorCount"))
 }
 
 // chType reads type (or the plugin's newer adapterType); default openai.
@@ -300,6 +587,15 @@ func chType(r *peerReader, o peerObject) string {
 // openai host.
 func chBaseURL(r *peerReader, o peerObject, typ string) string {
 	base := strings.TrimSpace(r.str(o.get("baseUrl"), o.at("baseUrl")))
+	if urls := r.strs(o.get("baseUrls"), o.at("baseUrls")); base == "" && len(urls) > 0 {
+		// The plugin's newer list of mirrors, of which one is selected.
+		i := r.count(o.get("selectedBaseUrlIndex"), o.at("selectedBaseUrlIndex"))
+		if i >= int64(len(urls)) {
+			r.fail(o.at("selectedBaseUrlIndex"), "%d is past the %d baseUrls", i, len(urls))
+			return ""
+		}
+		base = strings.TrimSpace(urls[i])
+	}
 	if base == "" {
 		return ""
 	}
@@ -420,4 +716,13 @@ func allEqual(v []int64) bool {
 		}
 	}
 	return true
+}
+
+// anySlice is a list of strings as YAML decodes it into a parameter.
+func anySlice(v []string) []any {
+	out := make([]any, len(v))
+	for i, s := range v {
+		out[i] = s
+	}
+	return out
 }

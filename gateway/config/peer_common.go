@@ -24,6 +24,14 @@ type peerReader struct {
 	// keepEnv: ${ENV} references were left as written (sluice import);
 	// they are expanded only where a number or a boolean is read.
 	keepEnv bool
+	// notes say what the conversion left out or approximated: the
+	// config's Notes, listed at startup and by sluice check and import.
+	notes []string
+}
+
+// note records what the conversion left out or approximated.
+func (r *peerReader) note(format string, args ...any) {
+	r.notes = append(r.notes, fmt.Sprintf(format, args...))
 }
 
 // typed returns a scalar that is read as a number or a boolean, with its

@@ -212,6 +212,7 @@ var peerFixtures = []struct {
 		format: FormatChannels,
 		want: &Config{
 			Routing: Routing{Retry: Retry{MaxAttempts: 3}}, // 1 + the largest maxRetries
+			Notes:   []string{"ignored, the bot's own settings: basic, trigger"},
 			Channels: []Channel{
 				{
 					Name: "openai-primary", Type: "openai", Models: []string{"gpt-4o", "gpt-4o-mini"},
@@ -303,6 +304,7 @@ func TestPeerRoundTrip(t *testing.T) {
 			if format != FormatNative {
 				t.Errorf("format %q, want %q", format, FormatNative)
 			}
+			cfg.Notes = nil // they describe the conversion, not the config
 			diffConfigs(t, back, cfg)
 		})
 	}
@@ -480,6 +482,40 @@ channels:
 `,
 			want: []string{
 				`clients[0].nmae: unknown field (line 2)`,
+			},
+		},
+		{
+			name: "ChatAI-Plugin channels with what a gateway cannot honour",
+			doc: `
+redis: {enabled: true, host: h, port: 6379, db: 0, cluster: true}
+proxy:
+  enabled: true
+  profiles: [{id: p1, type: socks4, host: h, port: 1080, enabled: true}]
+  scopes: {channel: {enabled: true, profileId: p1}}
+channels:
+  - name: a
+    apiKey: k
+    models: [gpt-4o]
+    strategy: fastest
+    chatPath: /v2/chat
+    endpoints: {chat: /x}
+    auth: {type: header, headerName: X-Key}
+    overrides: {systemPromptPrefix: "Be brief."}
+    advanced: {thinking: {enableReasoning: true, defaultLevel: extreme}}
+    baseUrls: [https://a.example/v1]
+    selectedBaseUrlIndex: 3
+`,
+			want: []string{
+				`channels[0].advanced.thinking.defaultLevel: unsupported value "extreme" (want minimal, low, medium or high)`,
+				`channels[0].auth.headerName: cannot be expressed in Sluice: leave it empty (the key goes where the provider expects it)`,
+				`channels[0].auth.type: only bearer is supported (the key goes where the provider expects it)`,
+				`channels[0].chatPath: cannot be expressed in Sluice: leave it empty (requests keep the provider's own shape and paths)`,
+				`channels[0].endpoints.chat: cannot be expressed in Sluice: leave it empty (requests keep the provider's own paths)`,
+				`channels[0].overrides.systemPromptPrefix: cannot be expressed in Sluice (it rewrites the conversation); put it in the bot's preset`,
+				`channels[0].selectedBaseUrlIndex: 3 is past the 1 baseUrls`,
+				`channels[0].strategy: unsupported value "fastest" (want round-robin, random, weighted, least-used or failover)`,
+				`proxy.profiles[0].type: socks4 proxies are not supported (want http, https or socks5)`,
+				`redis.cluster: unknown field (line 2)`,
 			},
 		},
 		{
@@ -762,5 +798,109 @@ func TestPeerImportKeepsSparkSecrets(t *testing.T) {
 	}
 	if cr := expanded.Channels[0].Credentials[0]; cr.AppID != "app" || cr.Key != "key" || cr.APISecret != "secret" {
 		t.Errorf("credential %+v", cr)
+	}
+}
+
+// TestChatAIPluginConfig loads ChatAI-Plugin's config.yaml as the plugin
+// writes it today (config.js getDefaultConfig, with three channels added
+// through its panel and placeholder keys): its channels, keys, per-channel
+// strategy, advanced parameters and redis section are understood, and
+// the bot's own sections are listed as ignored.
+func TestChatAIPluginConfig(t *testing.T) {
+	cfg, format, err := Parse(readFixture(t, "chatai-plugin.yaml"))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if format != FormatChannels {
+		t.Errorf("format %q", format)
+	}
+	if cfg.Routing.Strategy != "round_robin" || cfg.Routing.Retry.MaxAttempts != 3 {
+		t.Errorf("routing %+v: want the channels' round-robin over keys, retry.maxAttempts 3", cfg.Routing)
+	}
+	if cfg.Redis == nil || cfg.Redis.URL != "redis://127.0.0.1:6379/0" {
+		t.Errorf("redis %+v: want the plugin's enabled Redis", cfg.Redis)
+	}
+	if len(cfg.Channels) != 3 {
+		t.Fatalf("%d channels", len(cfg.Channels))
+	}
+	openai, deepseek, gemini := cfg.Channels[0], cfg.Channels[1], cfg.Channels[2]
+	if len(openai.Credentials) != 2 || openai.Credentials[0].Key != "sk-test-1" || openai.Credentials[1].Enabled == nil || *openai.Credentials[1].Enabled {
+		t.Errorf("openai credentials %+v: want sk-test-1 and a disabled sk-test-2", openai.Credentials)
+	}
+	if d := openai.Params.Defaults; d["temperature"] != 0.8 || d["max_tokens"] != 4000 || d["top_p"] != nil {
+		t.Errorf("openai defaults %v: want advanced.llm's temperature and maxTokens (the plugin sends no others)", d)
+	}
+	if deepseek.Params.Defaults["reasoning_effort"] != "high" || deepseek.ModelMap["gpt-4o"] != "deepseek-chat" || !slices.Contains(deepseek.Models, "gpt-4o") {
+		t.Errorf("deepseek %+v: want reasoning effort high and gpt-4o served as deepseek-chat", deepseek)
+	}
+	if openai.Priority <= deepseek.Priority {
+		t.Errorf("priorities %d, %d: the plugin's priority 1 comes before 2", openai.Priority, deepseek.Priority)
+	}
+	if gemini.Type != "gemini" || gemini.Enabled == nil || *gemini.Enabled {
+		t.Errorf("gemini %+v: want a disabled gemini channel", gemini)
+	}
+	if len(cfg.Notes) != 1 || !strings.Contains(cfg.Notes[0], "basic, admin, llm") || !strings.Contains(cfg.Notes[0], "memory, presets") {
+		t.Errorf("notes %q: want the bot's sections listed once as ignored", cfg.Notes)
+	}
+	cfg.Provision()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	// Written as native YAML, it reads back the same (notes aside: they
+	// describe the conversion, not the config).
+	out, err := Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, _, err := Parse(out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	back.Provision()
+	cfg.Notes = nil
+	diffConfigs(t, back, cfg)
+}
+
+// TestChatAIPluginDetails covers the plugin's shapes the fixture leaves at
+// their defaults: proxy profiles, per-channel strategies that differ, a
+// disabled redis, mirrors of the base URL.
+func TestChatAIPluginDetails(t *testing.T) {
+	cfg, _, err := Parse([]byte(`
+redis: {enabled: false, host: 127.0.0.1, port: 6379}
+loadBalancing: {strategy: priority}
+proxy:
+  enabled: true
+  profiles:
+    - {id: p0, type: http, host: 10.0.0.1, port: 3128, enabled: true}
+    - {id: p1, type: socks5, host: 10.0.0.2, port: 1080, username: u, password: pw, enabled: true}
+  scopes: {browser: {enabled: true, profileId: p0}, channel: {enabled: true, profileId: p1}}
+channels:
+  - name: a
+    apiKeys: [{key: k1}, {key: k2}]
+    models: [gpt-4o]
+    strategy: failover
+    baseUrls: [https://one.example/v1, https://two.example/v1]
+    selectedBaseUrlIndex: 1
+    overrides: {stopSequences: ["###"]}
+  - name: b
+    apiKey: k3
+    models: [gpt-4o-mini]
+    strategy: random
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Redis != nil {
+		t.Errorf("redis %+v: the plugin's redis is disabled", cfg.Redis)
+	}
+	a := cfg.Channels[0]
+	if a.BaseURL != "https://two.example/v1" || a.Proxy != "socks5://u:pw@10.0.0.2:1080" {
+		t.Errorf("channel a: base %q, proxy %q", a.BaseURL, a.Proxy)
+	}
+	if stop, _ := a.Params.Defaults["stop"].([]any); len(stop) != 1 || stop[0] != "###" {
+		t.Errorf("stop %v", a.Params.Defaults["stop"])
+	}
+	if cfg.Routing.Strategy != "first" || len(cfg.Notes) != 1 || !strings.Contains(cfg.Notes[0], "b (random)") {
+		t.Errorf("strategy %q, notes %q: the first channel's strategy, the other noted", cfg.Routing.Strategy, cfg.Notes)
 	}
 }
