@@ -207,6 +207,9 @@ func serve(args []string, stderr io.Writer) int {
 	for _, n := range cfg.Notes {
 		log.Info("config converted from "+string(format)+": "+n, slog.String("config", path))
 	}
+	if len(cfg.Channels) == 0 && format == config.FormatNative {
+		log.Warn("no channels configured: add them through the admin API (POST /api/channels) or the dashboard (/admin)", slog.String("config", path))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := serveWith(ctx, stop, cfg, path, log, func(addr string) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -200,5 +201,64 @@ channels:
 	}
 	if code := run([]string{"nope"}, &out, &errOut); code != 2 {
 		t.Fatal("unknown command must exit 2")
+	}
+}
+
+// TestServesWithoutChannels starts with no channel but the admin API on,
+// as simple-one-api's config_web.json users would (they add channels in
+// its web panel): the gateway serves, and a channel added through
+// /api/channels answers at once.
+func TestServesWithoutChannels(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	if err := os.WriteFile(path, []byte("server: {listen: \"127.0.0.1:0\"}\nadmin: {token: adm-test-token-0123456789}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serveWith(ctx, cancel, cfg, path, slog.New(slog.DiscardHandler), func(a string) { addr <- a })
+	}()
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not start")
+	}
+	do := func(method, path, body string, admin bool) (int, string) {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if admin {
+			req.Header.Set("Authorization", "Bearer adm-test-token-0123456789")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	chat := `{"model":"m","messages":[{"role":"user","content":"hi"}]}`
+	if code, body := do("POST", "/v1/chat/completions", chat, false); code != 404 && code != 400 {
+		t.Fatalf("chat with no channel: %d %s", code, body)
+	}
+	if code, body := do("POST", "/api/channels", `{"name":"added","type":"mock","models":["m"]}`, true); code != 201 {
+		t.Fatalf("add a channel: %d %s", code, body)
+	}
+	if code, body := do("POST", "/v1/chat/completions", chat, false); code != 200 {
+		t.Fatalf("chat after adding a channel: %d %s", code, body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -125,7 +125,7 @@ func TestValidationPaths(t *testing.T) {
 		yaml string
 		want []string
 	}{
-		{"no channels", `server: {listen: ":1"}`, []string{"channels: at least one channel is required"}},
+		{"no channels", `server: {listen: ":1"}`, []string{"channels: at least one channel is required (or an admin token, admin.token or SLUICE_ADMIN_TOKEN, to add them through /api/channels)"}},
 		{"pprof listeners", "server: {listen: \":1\", pprof_listen: \":1\"}\nchannels: [{type: openai, models: [m]}]",
 			[]string{"server.pprof_listen: must differ from server.listen, telemetry.metrics.listen and admin.listen"}},
 		{"pprof address", "server: {pprof_listen: \"localhost\"}\nchannels: [{type: openai, models: [m]}]",

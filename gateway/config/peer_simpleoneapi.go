@@ -45,13 +45,42 @@ func fromSimpleOneAPI(r *peerReader, doc *yaml.Node) (*Config, error) {
 	cfg.ModelRedirect = soaRedirect(r, top)
 	cfg.Channels = soaServices(r, top, soaReadProxy(r, top))
 	cfg.Clients = soaClients(r, top, soaServable(cfg))
-	if len(cfg.Channels) == 0 && len(r.errs) == 0 {
+	switch {
+	case len(cfg.Channels) > 0 || len(r.errs) > 0:
+	case soaNoServices(top):
+		// Its users add channels in its web panel (config_web.json):
+		// here, through the admin API or the dashboard, which need an
+		// admin token (validation says so when there is none).
+		r.note("no services: add channels through the admin API (/api/channels) or the dashboard (/admin)")
+	default:
 		r.fail("services", "no service that Sluice can serve")
+	}
+	if on, _ := r.boolean(top.get("enable_web"), "enable_web"); on {
+		r.note("enable_web: the dashboard is served at /admin when an admin token is set (admin.token or SLUICE_ADMIN_TOKEN)")
 	}
 	if err := r.err(); err != nil {
 		return nil, err
 	}
+	cfg.Notes = r.notes
 	return cfg, nil
+}
+
+// soaNoServices reports whether services lists no service at all (as
+// opposed to services Sluice cannot serve).
+func soaNoServices(top peerObject) bool {
+	n := deref(top.get("services"))
+	if isNull(n) {
+		return true
+	}
+	if n.Kind != yaml.MappingNode {
+		return false
+	}
+	for i := 1; i < len(n.Content); i += 2 {
+		if v := deref(n.Content[i]); !isNull(v) && len(v.Content) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // soaLogLevel maps log_level; simple-one-api also accepts zap's preset

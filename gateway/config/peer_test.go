@@ -904,3 +904,28 @@ channels:
 		t.Errorf("strategy %q, notes %q: the first channel's strategy, the other noted", cfg.Routing.Strategy, cfg.Notes)
 	}
 }
+
+// TestSimpleOneAPIWithoutServices: simple-one-api's config_web.json has no
+// services (its users add them in its web panel). It loads, saying where
+// channels are to be added, and validates once the admin API is on.
+func TestSimpleOneAPIWithoutServices(t *testing.T) {
+	cfg, format, err := Parse(readFixture(t, "simple-one-api-web.json"))
+	if err != nil || format != FormatSimpleOneAPI {
+		t.Fatalf("Parse: %v (%s)", err, format)
+	}
+	if len(cfg.Channels) != 0 || len(cfg.Notes) != 2 || !strings.Contains(cfg.Notes[0], "/api/channels") || !strings.Contains(cfg.Notes[1], "enable_web") {
+		t.Fatalf("channels %d, notes %q", len(cfg.Channels), cfg.Notes)
+	}
+	cfg.Provision()
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "SLUICE_ADMIN_TOKEN") {
+		t.Fatalf("without an admin token: %v, want a pointer to it", err)
+	}
+	ApplyAdminToken(cfg, "adm-test-token-0123456789")
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("with an admin token: %v", err)
+	}
+	// A services section whose services Sluice cannot serve is still an error.
+	if _, _, err := Parse([]byte(`{"services": {"nosuch": [{"models": ["m"], "credentials": {"api_key": "k"}}]}}`)); err == nil {
+		t.Fatal("services Sluice cannot serve were accepted")
+	}
+}

@@ -339,8 +339,9 @@ func (c *Config) validateChannels(v *validator) map[string]bool {
 	served := make(map[string]bool)
 	names := make(map[string]int)
 	ids := make(map[string]string)
-	if len(c.Channels) == 0 {
-		v.add("channels", "at least one channel is required")
+	if len(c.Channels) == 0 && !c.Admin.IsEnabled() {
+		// With the admin API on, channels can be added through it.
+		v.add("channels", "at least one channel is required (or an admin token, admin.token or SLUICE_ADMIN_TOKEN, to add them through /api/channels)")
 	}
 	for i, ch := range c.Channels {
 		p := fmt.Sprintf("channels[%d]", i)
