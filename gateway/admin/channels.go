@@ -352,8 +352,25 @@ func (c *Control) fileOnly() *config.Config {
 
 func (c *Control) deleteChannel(w http.ResponseWriter, r *http.Request, actor string) error {
 	name := r.PathValue("name")
-	if _, ok := c.fileChannel(name); ok {
-		return c.inFile("channel", name)
+	_, inFile := c.fileChannel(name)
+	return c.deleteEntry(w, r, actor, name, inFile, "channel", func(o *Overlay) (json.RawMessage, bool) {
+		i := apiChannel(*o, name)
+		if i < 0 {
+			return nil, false
+		}
+		before := masked(o.Channels[i])
+		o.Channels = slices.Delete(o.Channels, i, i+1)
+		return before, true
+	})
+}
+
+// deleteEntry removes what remove finds in the overlay (a channel or a
+// client key added through the API; one from the file cannot be), under
+// If-Match, and audits it as "<kind>.delete" with what it was.
+func (c *Control) deleteEntry(w http.ResponseWriter, r *http.Request, actor, name string, inFile bool, what string,
+	remove func(o *Overlay) (before json.RawMessage, found bool)) error {
+	if inFile {
+		return c.inFile(what, name)
 	}
 	want, err := ifMatch(r)
 	if err != nil {
@@ -363,18 +380,18 @@ func (c *Control) deleteChannel(w http.ResponseWriter, r *http.Request, actor st
 	rctx, cancel := ctx(r)
 	defer cancel()
 	ov, err := c.change(rctx, want, func(o *Overlay) error {
-		i := apiChannel(*o, name)
-		if i < 0 {
-			return notFound("channel", name)
+		b, found := remove(o)
+		if !found {
+			return notFound(what, name)
 		}
-		before = masked(o.Channels[i])
-		o.Channels = slices.Delete(o.Channels, i, i+1)
+		before = b
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	c.audit(rctx, Entry{Actor: actor, Action: "channel.delete", Target: name, Before: before, Version: ov.Version})
+	action := strings.Fields(what)[0] + ".delete" // channel.delete, client.delete
+	c.audit(rctx, Entry{Actor: actor, Action: action, Target: name, Before: before, Version: ov.Version})
 	etag(w, ov.Version)
 	writeJSON(w, http.StatusOK, map[string]any{"version": ov.Version, "deleted": name})
 	return nil

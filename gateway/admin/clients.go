@@ -234,30 +234,13 @@ func (c *Control) rotateClient(w http.ResponseWriter, r *http.Request, actor str
 
 func (c *Control) deleteClient(w http.ResponseWriter, r *http.Request, actor string) error {
 	name := r.PathValue("name")
-	if c.fileClient(name) {
-		return c.inFile("client key", name)
-	}
-	want, err := ifMatch(r)
-	if err != nil {
-		return err
-	}
-	var before json.RawMessage
-	rctx, cancel := ctx(r)
-	defer cancel()
-	ov, err := c.change(rctx, want, func(o *Overlay) error {
+	return c.deleteEntry(w, r, actor, name, c.fileClient(name), "client key", func(o *Overlay) (json.RawMessage, bool) {
 		i := apiClient(*o, name)
 		if i < 0 {
-			return notFound("client key", name)
+			return nil, false
 		}
-		before = clientJSON(o.Clients[i])
+		before := clientJSON(o.Clients[i])
 		o.Clients = slices.Delete(o.Clients, i, i+1)
-		return nil
+		return before, true
 	})
-	if err != nil {
-		return err
-	}
-	c.audit(rctx, Entry{Actor: actor, Action: "client.delete", Target: name, Before: before, Version: ov.Version})
-	etag(w, ov.Version)
-	writeJSON(w, http.StatusOK, map[string]any{"version": ov.Version, "deleted": name})
-	return nil
 }
