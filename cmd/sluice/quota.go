@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/sluice-gateway/sluice/breaker"
 	"github.com/sluice-gateway/sluice/gateway"
 	"github.com/sluice-gateway/sluice/gateway/config"
@@ -34,20 +35,9 @@ func quotaCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sluice quota: --config is required")
 		return 2
 	}
-	cfg, _, err := config.Load(*path)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: invalid config:\n", *path)
-		printErrors(stderr, err)
-		return 1
-	}
-	if cfg.Redis == nil {
-		fmt.Fprintln(stderr, "sluice quota: the config has no redis section and REDIS_URL is not set: each instance keeps its own state, there is nothing shared to read")
-		return 1
-	}
-	client, err := newRedisClient(cfg.Redis)
-	if err != nil {
-		fmt.Fprintf(stderr, "sluice quota: %v\n", err)
-		return 1
+	cfg, client, code := sharedRedis("quota", *path, "each instance keeps its own state, there is nothing shared to read", stderr)
+	if code != 0 {
+		return code
 	}
 	defer client.Close()
 	rc := cfg.Redis
@@ -193,4 +183,26 @@ func cooldown(d time.Duration) string {
 		return "-"
 	}
 	return d.Round(100 * time.Millisecond).String()
+}
+
+// sharedRedis loads the config of a command that reads the cluster's
+// shared state and connects to its Redis; without one, noRedis says why
+// there is nothing to read. A non-zero code is the command's exit code.
+func sharedRedis(cmd, path, noRedis string, stderr io.Writer) (*config.Config, redis.UniversalClient, int) {
+	cfg, _, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: invalid config:\n", path)
+		printErrors(stderr, err)
+		return nil, nil, 1
+	}
+	if cfg.Redis == nil {
+		fmt.Fprintf(stderr, "sluice %s: the config has no redis section and REDIS_URL is not set: %s\n", cmd, noRedis)
+		return nil, nil, 1
+	}
+	client, err := newRedisClient(cfg.Redis)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice %s: %v\n", cmd, err)
+		return nil, nil, 1
+	}
+	return cfg, client, 0
 }

@@ -9,7 +9,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/sluice-gateway/sluice/gateway/config"
 	"github.com/sluice-gateway/sluice/gateway/usage"
 )
 
@@ -41,20 +40,9 @@ func usageCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sluice usage: --from and --to: want dates such as 2026-12-01")
 		return 2
 	}
-	cfg, _, err := config.Load(*path)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: invalid config:\n", *path)
-		printErrors(stderr, err)
-		return 1
-	}
-	if cfg.Redis == nil {
-		fmt.Fprintln(stderr, "sluice usage: the config has no redis section and REDIS_URL is not set: each instance keeps its own rollups (read them at GET /api/usage)")
-		return 1
-	}
-	rc, err := newRedisClient(cfg.Redis)
-	if err != nil {
-		fmt.Fprintf(stderr, "sluice usage: %v\n", err)
-		return 1
+	cfg, rc, code := sharedRedis("usage", *path, "each instance keeps its own rollups (read them at GET /api/usage)", stderr)
+	if code != 0 {
+		return code
 	}
 	defer rc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
