@@ -372,16 +372,25 @@ func (g *Gateway) Clients(ctx context.Context) ([]ClientStatus, error) {
 		subjects = append(subjects, quota.Subject{Kind: quota.KindClient, ID: cl.Name})
 		limits = append(limits, clientLimit(cl))
 	}
-	if r, ok := g.limiter.(usageReader); ok && len(subjects) > 0 {
-		usage, err := r.Usage(ctx, subjects, limits)
-		if err != nil {
-			return out, fmt.Errorf("read usage: %w", err)
-		}
-		for i := range out {
-			out[i].Usage = usage[i]
-		}
+	usage, err := g.liveUsage(ctx, subjects, limits)
+	for i := range usage {
+		out[i].Usage = usage[i]
 	}
-	return out, nil
+	return out, err
+}
+
+// liveUsage reads subjects' usage under their limits from the quota
+// backend, when it can tell (nil when it cannot).
+func (g *Gateway) liveUsage(ctx context.Context, subjects []quota.Subject, limits []quota.Limit) ([]quota.Usage, error) {
+	r, ok := g.limiter.(usageReader)
+	if !ok || len(subjects) == 0 {
+		return nil, nil
+	}
+	usage, err := r.Usage(ctx, subjects, limits)
+	if err != nil {
+		return nil, fmt.Errorf("read usage: %w", err)
+	}
+	return usage, nil
 }
 
 // SharedState says how quotas are kept: shared (through Redis), and
@@ -412,16 +421,11 @@ func (g *Gateway) Groups(ctx context.Context) ([]SubjectStatus, error) {
 		subjects = append(subjects, quota.Subject{Kind: quota.KindGroup, ID: gr.Name})
 		limits = append(limits, groupLimit(gr))
 	}
-	if r, ok := g.limiter.(usageReader); ok && len(subjects) > 0 {
-		usage, err := r.Usage(ctx, subjects, limits)
-		if err != nil {
-			return out, fmt.Errorf("read usage: %w", err)
-		}
-		for i := range out {
-			out[i].Usage = usage[i]
-		}
+	usage, err := g.liveUsage(ctx, subjects, limits)
+	for i := range usage {
+		out[i].Usage = usage[i]
 	}
-	return out, nil
+	return out, err
 }
 
 // InFlight reports this instance's requests in flight per credential,
