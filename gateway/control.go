@@ -89,21 +89,19 @@ func (g *Gateway) Status(ctx context.Context) ([]ChannelStatus, error) {
 		}
 		out = append(out, cs)
 	}
-	if r, ok := g.limiter.(usageReader); ok && len(subjects) > 0 {
-		usage, err := r.Usage(ctx, subjects, limits)
-		if err != nil {
-			return out, fmt.Errorf("read usage: %w", err)
+	usage, err := g.liveUsage(ctx, subjects, limits)
+	if usage == nil {
+		return out, err
+	}
+	i := 0
+	for c := range out {
+		for k := range out[c].Credentials {
+			out[c].Credentials[k].Usage = usage[i]
+			i++
 		}
-		i := 0
-		for c := range out {
-			for k := range out[c].Credentials {
-				out[c].Credentials[k].Usage = usage[i]
-				i++
-			}
-			if out[c].Shared != nil {
-				out[c].Shared.Usage = usage[i]
-				i++
-			}
+		if out[c].Shared != nil {
+			out[c].Shared.Usage = usage[i]
+			i++
 		}
 	}
 	return out, nil
