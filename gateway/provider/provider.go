@@ -23,6 +23,13 @@ const (
 	APIClaude API = "claude" // Anthropic Messages API
 	APIGemini API = "gemini" // Google Generative Language API (Gemini)
 	APISpark  API = "spark"  // iFlytek Spark's WebSocket API
+
+	APIQianfan   API = "qianfan"   // Baidu Qianfan's native ERNIE API, with an OAuth access token
+	APIHunyuan   API = "hunyuan"   // Tencent Cloud API 3.0 (hunyuan ChatCompletions), TC3-HMAC-SHA256 signed
+	APIArk       API = "ark"       // Volcengine Ark with access keys: an API key issued through the V4-signed control plane
+	APIVertex    API = "vertex"    // Gemini on Google Vertex AI, with a service account's OAuth token
+	APIDify      API = "dify"      // a Dify app's chat-messages API
+	APIDashScope API = "dashscope" // Alibaba Cloud DashScope's native text-generation and embedding APIs
 )
 
 // Spec describes an upstream type as data.
@@ -39,6 +46,13 @@ type Spec struct {
 	// Unsupported, when set, says why configs may name this type but
 	// Sluice cannot serve it yet.
 	Unsupported string
+	// Signed, when set, is the Spec of this type's credentials that hold
+	// a secret_key besides their key: the provider's native API, signed
+	// or authorized with the pair (see ForCredential).
+	Signed *Spec
+	// TokenURL is where the native API's access tokens come from, unless
+	// the channel names another (token_url).
+	TokenURL string
 }
 
 // specs lists the known upstream types. It is never modified.
@@ -62,11 +76,15 @@ var specs = map[string]Spec{
 	"minimax":     {API: APIOpenAI, BaseURL: "https://api.minimax.chat/v1"},
 	"lingyiwanwu": {API: APIOpenAI, BaseURL: "https://api.lingyiwanwu.com/v1"},
 	"stepfun":     {API: APIOpenAI, BaseURL: "https://api.stepfun.com/v1"},
-	"hunyuan":     {API: APIOpenAI, BaseURL: "https://api.hunyuan.cloud.tencent.com/v1"},
-	"doubao":      {API: APIOpenAI, BaseURL: "https://ark.cn-beijing.volces.com/api/v3"},
-	"ollama":      {API: APIOpenAI, BaseURL: "http://localhost:11434/v1"},
-	"vllm":        {API: APIOpenAI},
-	"lmstudio":    {API: APIOpenAI, BaseURL: "http://localhost:1234/v1"},
+	"hunyuan": {API: APIOpenAI, BaseURL: "https://api.hunyuan.cloud.tencent.com/v1",
+		Signed: &Spec{API: APIHunyuan, BaseURL: "https://hunyuan.tencentcloudapi.com"}},
+	"doubao":  arkSpec,
+	"huoshan": arkSpec,
+	"qianfan": {API: APIOpenAI, BaseURL: "https://qianfan.baidubce.com/v2",
+		Signed: &Spec{API: APIQianfan, BaseURL: "https://aip.baidubce.com", TokenURL: "https://aip.baidubce.com/oauth/2.0/token"}},
+	"ollama":   {API: APIOpenAI, BaseURL: "http://localhost:11434/v1"},
+	"vllm":     {API: APIOpenAI},
+	"lmstudio": {API: APIOpenAI, BaseURL: "http://localhost:1234/v1"},
 
 	"claude": {API: APIClaude, BaseURL: "https://api.anthropic.com", AuthHeader: "x-api-key"},
 	"gemini": {API: APIGemini, BaseURL: "https://generativelanguage.googleapis.com", AuthHeader: "x-goog-api-key"},
@@ -75,8 +93,18 @@ var specs = map[string]Spec{
 	// WebSocket API instead (SparkSpec).
 	"xinghuo": {API: APIOpenAI, BaseURL: "https://spark-api-open.xf-yun.com/v1"},
 
-	"ernie": {Unsupported: "Baidu's native ERNIE API is not supported yet; use Qianfan's OpenAI-compatible endpoint with type openai"},
+	"vertexai":  {API: APIVertex, TokenURL: "https://oauth2.googleapis.com/token"},
+	"dify":      {API: APIDify, BaseURL: "https://api.dify.ai/v1"},
+	"dashscope": {API: APIDashScope, BaseURL: "https://dashscope.aliyuncs.com"},
+	// Bailian (Alibaba Cloud Model Studio) is DashScope's console: its
+	// API keys call the same API.
+	"bailian": {API: APIDashScope, BaseURL: "https://dashscope.aliyuncs.com"},
 }
+
+// arkSpec is Volcengine Ark (Doubao): its OpenAI-compatible API with an
+// API key, or with an access key pair the API keys it issues.
+var arkSpec = Spec{API: APIOpenAI, BaseURL: "https://ark.cn-beijing.volces.com/api/v3",
+	Signed: &Spec{API: APIArk, BaseURL: "https://ark.cn-beijing.volces.com/api/v3", TokenURL: "https://open.volcengineapi.com"}}
 
 // Lookup returns the Spec of an upstream type.
 func Lookup(typ string) (Spec, bool) {
@@ -89,6 +117,17 @@ func Lookup(typ string) (Spec, bool) {
 // api_secret: iFlytek Spark's native WebSocket API.
 func SparkSpec() Spec {
 	return Spec{Type: "xinghuo", API: APISpark, BaseURL: "wss://spark-api.xf-yun.com"}
+}
+
+// ForCredential returns the Spec serving a credential of type s: its
+// Signed Spec when the credential holds a secret key, else s itself.
+func (s Spec) ForCredential(hasSecretKey bool) Spec {
+	if !hasSecretKey || s.Signed == nil {
+		return s
+	}
+	signed := *s.Signed
+	signed.Type = s.Type
+	return signed
 }
 
 // Types returns the names of the types Sluice can serve, sorted.
@@ -126,6 +165,24 @@ type Target struct {
 	// AppID and APISecret sign iFlytek Spark's WebSocket API (with Key as
 	// its API key); never logged.
 	AppID, APISecret string
+	// SecretKey, with Key as its ID, signs or authorizes the native API
+	// of a Signed Spec: Qianfan's secret_key (Key: its api_key), Tencent
+	// Cloud's SecretKey (Key: the SecretId), Volcengine's secret access
+	// key (Key: the access key ID). Never logged.
+	SecretKey string
+	// Region is the cloud region: Tencent Cloud's and Volcengine's
+	// (optional), Vertex AI's location (required).
+	Region string
+	// Project is the Google Cloud project of a Vertex AI credential.
+	Project string
+	// TokenURL, when set, replaces the Spec's TokenURL.
+	TokenURL string
+	// CredentialID is the credential's stable, non-secret ID: the key its
+	// access tokens are cached by.
+	CredentialID string
+	// Tokens caches the access tokens issued for the credential's
+	// secrets; nil fetches one for every call.
+	Tokens Tokens
 	// ClientHeader holds, for a body relayed natively (Native), the
 	// client's own headers of the upstream's API (ingress.Codec's
 	// NativeHeaders), never its credentials.
@@ -151,6 +208,18 @@ func For(api API) (Adapter, error) {
 		return gemini{}, nil
 	case APISpark:
 		return spark{}, nil
+	case APIQianfan:
+		return qianfan{}, nil
+	case APIHunyuan:
+		return hunyuan{}, nil
+	case APIArk:
+		return ark{}, nil
+	case APIVertex:
+		return vertex{}, nil
+	case APIDify:
+		return dify{}, nil
+	case APIDashScope:
+		return dashScope{}, nil
 	}
 	return nil, fmt.Errorf("no adapter for upstream API %q", api)
 }

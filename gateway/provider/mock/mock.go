@@ -86,6 +86,20 @@ type Config struct {
 	// WebSocket endpoints accept: the URL must be signed with one of them
 	// and the request frame must carry its AppID. Default: no auth.
 	Spark []SparkKey
+	// Accounts, when non-empty, are the cloud account key pairs the
+	// signed and token-issuing APIs accept (see cloud.go): Qianfan's
+	// api_key/secret_key, Tencent Cloud's SecretId/SecretKey, Volcengine's
+	// access keys. Their data calls must then carry a valid signature or
+	// a token the mock issued. Default: no auth.
+	Accounts []Account
+	// ServiceAccounts, when non-empty, are the Google service accounts
+	// whose signed JWTs the mock's OAuth token endpoint accepts, by
+	// client_email, each with its public key in PEM. Vertex AI calls must
+	// then carry a token the mock issued. Default: no auth.
+	ServiceAccounts map[string]string
+	// TokenTTL is the life of the access tokens the mock issues. Zero
+	// means an hour.
+	TokenTTL time.Duration
 	// Models is the list served at GET /v1/models. Default "mock-gpt",
 	// "mock-embed". Chat and embeddings accept any model name.
 	Models []string
@@ -133,6 +147,10 @@ func (c Config) withDefaults() Config {
 	c.Keys = append([]string(nil), c.Keys...)
 	c.Models = append([]string(nil), c.Models...)
 	c.Spark = append([]SparkKey(nil), c.Spark...)
+	c.Accounts = append([]Account(nil), c.Accounts...)
+	if c.TokenTTL <= 0 {
+		c.TokenTTL = time.Hour
+	}
 	return c
 }
 
@@ -153,6 +171,8 @@ type Server struct {
 
 	requests, streams, failures, rateLimited       atomic.Int64
 	aborted, canceled, promptTokens, completionTok atomic.Int64
+
+	tokens tokenStore // the access tokens issued
 }
 
 // Stats are a Server's counters since it was created.
@@ -167,6 +187,11 @@ type Stats struct {
 	// in full (streams that reached [DONE]).
 	PromptTokens     int64
 	CompletionTokens int64
+	// TokensIssued counts the access tokens the token endpoints issued;
+	// TokensRefused the calls refused for a missing, unknown, expired or
+	// revoked token.
+	TokensIssued  int64
+	TokensRefused int64
 }
 
 // New returns a Server answering as cfg says.
@@ -207,6 +232,8 @@ func (s *Server) Stats() Stats {
 		Canceled:         s.canceled.Load(),
 		PromptTokens:     s.promptTokens.Load(),
 		CompletionTokens: s.completionTok.Load(),
+		TokensIssued:     s.tokens.issued.Load(),
+		TokensRefused:    s.tokens.refused.Load(),
 	}
 }
 
@@ -296,6 +323,9 @@ func route(path string) (ep endpoint, arg string) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
 	c := s.newCall()
+	if s.serveCloud(w, r, c) {
+		return
+	}
 	ep, arg := route(r.URL.Path)
 	switch ep {
 	case anthropicMessagesEndpoint:
@@ -365,6 +395,9 @@ func (s *Server) authorized(r *http.Request) bool {
 	}
 	if v := r.Header.Get("api-key"); v != "" {
 		offered = append(offered, v)
+	}
+	if len(offered) == 1 && s.tokens.valid(offered[0]) {
+		return true // an API key the mock issued (Volcengine Ark's control plane)
 	}
 	return s.keyAccepted(offered...)
 }
