@@ -169,7 +169,7 @@ func (g *Gateway) TestDefinition(ctx context.Context, ch config.Channel, model s
 		return nil, err
 	}
 	chc := cfg.Channels[0]
-	built, err := newChannel(chc, g.upstream)
+	built, err := g.newChannel(chc)
 	if err != nil {
 		return nil, err
 	}

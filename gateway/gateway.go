@@ -23,7 +23,9 @@ import (
 	"github.com/sluice-gateway/sluice/breaker"
 	"github.com/sluice-gateway/sluice/gateway/config"
 	"github.com/sluice-gateway/sluice/gateway/ingress"
+	"github.com/sluice-gateway/sluice/gateway/provider"
 	"github.com/sluice-gateway/sluice/gateway/signals"
+	"github.com/sluice-gateway/sluice/gateway/tokens"
 	"github.com/sluice-gateway/sluice/gateway/usage"
 	"github.com/sluice-gateway/sluice/quota"
 )
@@ -44,6 +46,10 @@ type Deps struct {
 	// Signals, if set, are what routing learns of credentials, shared
 	// with the cluster; default: this instance's own.
 	Signals *signals.Board
+	// Tokens, if set, caches the access tokens upstreams issue for
+	// credentials' secrets, shared with the cluster; default: this
+	// instance's own cache.
+	Tokens provider.Tokens
 }
 
 // Gateway serves the OpenAI API and relays calls upstream. Build it with
@@ -71,6 +77,7 @@ type Gateway struct {
 
 	usage      *usage.Exporter // nil: no usage records
 	signals    *signals.Board  // time to first byte and load of each credential
+	tokens     provider.Tokens // upstream access tokens
 	errors     errorLog        // each credential's last upstream error
 	stats      Stats           // the last minutes' calls, for the dashboard
 	parsing    *parseBudget    // request bytes being read and parsed at once
@@ -84,6 +91,7 @@ func New(cfg *config.Config, deps Deps) (*Gateway, error) {
 		metricsHandler: deps.Metrics, metricsPath: cfg.Telemetry.Metrics.Path, captureContent: cfg.Telemetry.CaptureContent,
 		usage:    deps.Usage,
 		signals:  deps.Signals,
+		tokens:   deps.Tokens,
 		upstream: newTransports(),
 	}
 	if g.log == nil {
@@ -93,6 +101,9 @@ func New(cfg *config.Config, deps Deps) (*Gateway, error) {
 	g.propagator = tracePropagator(cfg.Telemetry.Traces.ForwardClientContext)
 	if g.limiter == nil {
 		g.limiter = NewMemoryLimiter(cfg)
+	}
+	if g.tokens == nil {
+		g.tokens = tokens.New(tokens.Config{Logger: g.log})
 	}
 	if g.signals == nil {
 		g.signals = signals.New(signals.Config{Alpha: cfg.Routing.Latency.Alpha})

@@ -32,6 +32,8 @@ type channel struct {
 	apiVersion   string
 	maxTokens    int64
 	pricing      map[string]config.Price // the channel's own prices, over the config's
+	tokenURL     string                  // where the native API's access tokens come from, when not the default
+	tokens       provider.Tokens         // the access tokens of its credentials
 }
 
 // credential is one upstream key, ready for routing.
@@ -44,11 +46,15 @@ type credential struct {
 	baseURL string
 	appID   string // iFlytek Spark's WebSocket API
 	secret  string // iFlytek Spark's api_secret: only ever used to sign upstream requests
-	weight  int
-	limit   quota.Limit
-	pool    string      // the channel, when it has shared limits or budgets
-	shared  quota.Limit // the channel's shared limits and budgets
-	wait    time.Duration
+	// secretKey signs or authorizes a cloud provider's native API (with
+	// key as its ID); only ever used for upstream requests and tokens.
+	secretKey       string
+	region, project string
+	weight          int
+	limit           quota.Limit
+	pool            string      // the channel, when it has shared limits or budgets
+	shared          quota.Limit // the channel's shared limits and budgets
+	wait            time.Duration
 
 	inflight atomic.Int64 // requests in flight on this instance
 }
@@ -59,6 +65,8 @@ func (c *credential) target(upstreamModel string) provider.Target {
 		Spec: c.spec, BaseURL: c.baseURL, Key: c.key, APIVersion: c.ch.apiVersion,
 		Model: upstreamModel, Headers: c.ch.headers, MaxTokens: c.ch.maxTokens,
 		AppID: c.appID, APISecret: c.secret,
+		SecretKey: c.secretKey, Region: c.region, Project: c.project, TokenURL: c.ch.tokenURL,
+		CredentialID: c.id, Tokens: c.ch.tokens, Client: c.ch.client,
 	}
 }
 

@@ -78,7 +78,7 @@ func (g *Gateway) buildChannel(chc config.Channel, prev *state) (built, error) {
 			return b, nil
 		}
 	}
-	ch, err := newChannel(chc, g.upstream)
+	ch, err := g.newChannel(chc)
 	if err != nil {
 		return built{}, err
 	}
@@ -123,7 +123,7 @@ func (t *transports) get(proxy string) http.RoundTripper {
 	return tr
 }
 
-func newChannel(c config.Channel, upstream *transports) (*channel, error) {
+func (g *Gateway) newChannel(c config.Channel) (*channel, error) {
 	spec, _ := provider.Lookup(c.Type)
 	adapter, err := provider.For(spec.API)
 	if err != nil {
@@ -133,7 +133,7 @@ func newChannel(c config.Channel, upstream *transports) (*channel, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt := upstream.get(c.Proxy)
+	rt := g.upstream.get(c.Proxy)
 	if spec.API == provider.APIMock {
 		rt = mock.Transport(mock.New(mockConfig(c.Mock)))
 	}
@@ -146,7 +146,7 @@ func newChannel(c config.Channel, upstream *transports) (*channel, error) {
 		models: c.Models, modelMap: c.ModelMap, priority: c.Priority,
 		timeout: c.Timeout.D(), idleTimeout: c.StreamIdleTimeout.D(),
 		params: p, nativeParams: p.native(adapter), headers: c.Headers, apiVersion: c.APIVersion, maxTokens: c.MaxTokens,
-		pricing: c.Pricing,
+		pricing: c.Pricing, tokenURL: c.TokenURL, tokens: g.tokens,
 	}, nil
 }
 
@@ -155,6 +155,16 @@ func newCredential(ch *channel, chc config.Channel, c config.Credential) *creden
 	cr := &credential{
 		id: c.ID, ch: ch, spec: ch.spec, adapter: ch.adapter, key: c.Key, baseURL: or(c.BaseURL, chc.BaseURL),
 		weight: chc.Weight * c.Weight, limit: quotaLimit(l), wait: l.WaitTimeout.D(),
+		secretKey: c.SecretKey, region: c.Region, project: c.Project,
+	}
+	if c.SecretKey != "" {
+		// A credential with a secret key speaks its type's native API,
+		// signed or authorized with the pair.
+		cr.spec = ch.spec.ForCredential(true)
+		cr.adapter, _ = provider.For(cr.spec.API)
+		if sameHost(cr.baseURL, ch.spec.BaseURL) { // the compatible API's host, by default or as written
+			cr.baseURL = cr.spec.BaseURL
+		}
 	}
 	if c.AppID != "" {
 		// iFlytek Spark credentials with an app_id and api_secret speak

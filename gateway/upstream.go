@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	sse "github.com/tmaxmax/go-sse"
@@ -86,14 +88,9 @@ func (a *attempt) exchange(body []byte, native provider.Native) (*answer, error)
 		}
 		return a.exchangeVia(ex, t, body)
 	}
-	hreq, err := a.newRequest(t, body, native)
+	resp, err := a.send(t, body, native)
 	if err != nil {
 		return nil, err
-	}
-	a.tag(hreq.Header)
-	resp, err := a.cred.ch.client.Do(hreq)
-	if err != nil {
-		return nil, &transportError{err: err}
 	}
 	ans := &answer{status: resp.StatusCode, header: resp.Header, native: native}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
@@ -110,6 +107,56 @@ func (a *attempt) exchange(body []byte, native provider.Native) (*answer, error)
 		return ans, nil
 	}
 	return a.readAnswer(ans, resp)
+}
+
+// send builds the upstream request and sends it. An adapter whose
+// requests carry an access token (provider.TokenAuth) is asked whether a
+// refusal means the token was refused; if so, the request is built once
+// more, with a fresh token, and sent again.
+func (a *attempt) send(t provider.Target, body []byte, native provider.Native) (*http.Response, error) {
+	hreq, resp, err := a.sendOnce(t, body, native)
+	if err != nil {
+		return nil, err
+	}
+	ta, ok := a.cred.adapter.(provider.TokenAuth)
+	if !ok || native != nil || !maybeRefusal(resp) {
+		return resp, nil
+	}
+	data, err := readSized(io.LimitReader(resp.Body, maxUpstreamBody), resp.ContentLength)
+	resp.Body.Close()
+	if err != nil {
+		return nil, &transportError{err: err, midBody: true}
+	}
+	if !ta.TokenRefused(a.actx, t, hreq, resp.StatusCode, data) {
+		resp.Body = io.NopCloser(bytes.NewReader(data))
+		return resp, nil
+	}
+	_, resp, err = a.sendOnce(t, body, native)
+	return resp, err
+}
+
+// sendOnce builds and sends one upstream request.
+func (a *attempt) sendOnce(t provider.Target, body []byte, native provider.Native) (*http.Request, *http.Response, error) {
+	hreq, err := a.newRequest(t, body, native)
+	if err != nil {
+		return nil, nil, err
+	}
+	a.tag(hreq.Header)
+	resp, err := a.cred.ch.client.Do(hreq)
+	if err != nil {
+		return nil, nil, &transportError{err: err}
+	}
+	return hreq, resp, nil
+}
+
+// maybeRefusal reports whether an answer may be a refusal of its token: a
+// non-2xx status, or a JSON body where a stream was asked for or (some
+// upstreams answer errors with a 200) any JSON answer.
+func maybeRefusal(resp *http.Response) bool {
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return true
+	}
+	return strings.Contains(resp.Header.Get("Content-Type"), "json")
 }
 
 // tag sets what goes to every upstream: the request ID and the trace

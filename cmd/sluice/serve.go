@@ -20,6 +20,7 @@ import (
 	"github.com/sluice-gateway/sluice/gateway/admin/dashboard"
 	"github.com/sluice-gateway/sluice/gateway/config"
 	"github.com/sluice-gateway/sluice/gateway/signals"
+	"github.com/sluice-gateway/sluice/gateway/tokens"
 	"github.com/sluice-gateway/sluice/gateway/usage"
 	"github.com/sluice-gateway/sluice/quota"
 	"github.com/sluice-gateway/sluice/telemetry"
@@ -149,6 +150,9 @@ func (in *instance) startCluster() error {
 	}
 	in.cluster = cl
 	in.deps.Limiter, in.deps.Breakers = cl.limiter, cl.breakers
+	// Upstream access tokens (Qianfan, Vertex AI, Ark's access keys) are
+	// fetched once per credential for the whole cluster.
+	in.deps.Tokens = tokens.New(tokens.Config{Redis: cl.client, Prefix: cfg.Redis.KeyPrefix, Logger: in.log})
 	// The loops flush what this instance holds when the server is done.
 	in.closers = append(in.closers, cl.run())
 	in.log.Info("sharing state through Redis", slog.String("key_prefix", cfg.Redis.KeyPrefix),

@@ -293,6 +293,9 @@ func keepSecrets(ch *config.Channel, stored config.Channel) {
 			if cr.APISecret == "***" {
 				cr.APISecret = old.APISecret
 			}
+			if cr.SecretKey == "***" {
+				cr.SecretKey = old.SecretKey
+			}
 		}
 	}
 	for k, v := range ch.Headers {

@@ -163,7 +163,7 @@ func secretFields(ch *config.Channel, f func(field string, v *string) error) err
 		for _, s := range []struct {
 			field string
 			v     *string
-		}{{".key", &cr.Key}, {".api_secret", &cr.APISecret}} {
+		}{{".key", &cr.Key}, {".api_secret", &cr.APISecret}, {".secret_key", &cr.SecretKey}} {
 			if err := f(p+s.field, s.v); err != nil {
 				return err
 			}

@@ -387,6 +387,12 @@ type Channel struct {
 	// BaseURL of the upstream API; a base ("https://api.deepseek.com/v1")
 	// or a full ".../chat/completions" URL. Default: the type's own.
 	BaseURL string `yaml:"base_url,omitempty" json:"base_url,omitempty"`
+	// TokenURL is where the access tokens of a provider's native API come
+	// from: qianfan's OAuth endpoint (default on the base URL's host,
+	// /oauth/2.0/token), huoshan's control plane (default
+	// https://open.volcengineapi.com), vertexai's token endpoint (default:
+	// the service account's token_uri).
+	TokenURL string `yaml:"token_url,omitempty" json:"token_url,omitempty"`
 	// APIVersion is Azure's api-version (default 2024-10-21), Anthropic's
 	// anthropic-version header (default 2023-06-01), or the Gemini API
 	// version in its URL (default v1beta).
@@ -462,6 +468,22 @@ type Credential struct {
 	// credential's Key is the API password of Spark's HTTP API.
 	AppID     string `yaml:"app_id,omitempty" json:"app_id,omitempty"`
 	APISecret string `yaml:"api_secret,omitempty" json:"api_secret,omitempty"`
+	// SecretKey, with Key as its ID, authorizes a cloud provider's native
+	// API: qianfan's secret_key (key: the api_key), hunyuan's SecretKey
+	// (key: the SecretId), huoshan's or doubao's secret access key (key:
+	// the access key ID). Without it, those types call their
+	// OpenAI-compatible API with key as an API key.
+	SecretKey string `yaml:"secret_key,omitempty" json:"secret_key,omitempty"`
+	// Region is the cloud region: hunyuan's and huoshan's (optional),
+	// vertexai's location (required).
+	Region string `yaml:"region,omitempty" json:"region,omitempty"`
+	// Project is a vertexai credential's Google Cloud project. Default:
+	// the service account's project_id.
+	Project string `yaml:"project,omitempty" json:"project,omitempty"`
+	// CredentialsFile is, for vertexai, the path of the service account's
+	// JSON key file, read when the config loads; key may hold the JSON
+	// itself instead.
+	CredentialsFile string `yaml:"credentials_file,omitempty" json:"credentials_file,omitempty"`
 	// Weight multiplies the channel's weight. Default 1.
 	Weight int `yaml:"weight,omitempty" json:"weight,omitempty"`
 	// Enabled: false takes the credential out of routing. Default true.

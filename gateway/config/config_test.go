@@ -148,14 +148,16 @@ channels:
 channels:
   - {type: openai, base_url: "ftp://x", models: [m]}
   - {type: martian, models: [m]}
-  - {type: ernie, models: [m]}
+  - {type: vertexai, models: [m], credentials: [{key: "{}", secret_key: s}]}
   - {type: vllm, models: [m]}
   - {type: openai, models: [m], proxy: "gopher://x:1"}
   - {type: openai, base_url: "wss://x/v1", models: [m]}
 `, []string{
 			`channels[0].base_url: want an http:// or https:// URL, got "ftp://x"`,
 			`channels[1].type: unknown provider type "martian"`,
-			`channels[2].type: provider type "ernie": `,
+			"channels[2].credentials[0].key: want a service account's JSON key, with client_email and private_key",
+			"channels[2].credentials[0].region: required for vertexai: the location (us-central1, global, ...)",
+			"channels[2].credentials[0].secret_key: only for types qianfan, hunyuan, huoshan and doubao (their native APIs)",
 			"channels[3].base_url: required for type vllm",
 			"channels[4].proxy: want an http://, https://, socks5:// or socks5h:// URL",
 			`channels[5].base_url: want an http:// or https:// URL, got "wss://x/v1" (ws:// and wss:// are for type xinghuo only)`,

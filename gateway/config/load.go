@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -34,6 +35,9 @@ func Load(path string) (*Config, Format, error) {
 	if err != nil {
 		return nil, format, err
 	}
+	if err := readCredentialFiles(cfg, filepath.Dir(path)); err != nil {
+		return nil, format, err
+	}
 	ApplyRedisURL(cfg, os.Getenv("REDIS_URL"))
 	ApplyAdminToken(cfg, os.Getenv("SLUICE_ADMIN_TOKEN"))
 	cfg.Provision()
@@ -41,6 +45,37 @@ func Load(path string) (*Config, Format, error) {
 		return nil, format, err
 	}
 	return cfg, format, nil
+}
+
+// readCredentialFiles reads the key files credentials name
+// (credentials_file, a vertexai service account's JSON key) into their
+// keys. A relative path is relative to dir, the config file's directory.
+func readCredentialFiles(cfg *Config, dir string) error {
+	var errs []error
+	for i, ch := range cfg.Channels {
+		for j := range ch.Credentials {
+			cr := &cfg.Channels[i].Credentials[j]
+			if cr.CredentialsFile == "" {
+				continue
+			}
+			path := fmt.Sprintf("channels[%d].credentials[%d]", i, j)
+			if cr.Key != "" {
+				errs = append(errs, &FieldError{Path: path + ".credentials_file", Msg: "give the key or credentials_file, not both"})
+				continue
+			}
+			file := cr.CredentialsFile
+			if !filepath.IsAbs(file) {
+				file = filepath.Join(dir, file)
+			}
+			data, err := os.ReadFile(file)
+			if err != nil {
+				errs = append(errs, &FieldError{Path: path + ".credentials_file", Msg: "cannot read it: " + err.Error()})
+				continue
+			}
+			cr.Key = string(data)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // ApplyAdminToken turns the control plane on with token (the

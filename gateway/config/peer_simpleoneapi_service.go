@@ -28,9 +28,6 @@ var soaTypes = []string{
 // soaNoCompat says why a service type has no OpenAI-compatible upstream
 // Sluice could call instead.
 var soaNoCompat = map[string]string{
-	"vertexai":     "Google Vertex AI needs service-account OAuth signing, which Sluice does not do; use Vertex AI's OpenAI-compatible endpoint with type openai",
-	"dify":         "Dify apps do not speak the OpenAI API",
-	"bailian":      "Alibaba Cloud Bailian application calls do not speak the OpenAI API; use the dashscope service for its models",
 	"coze":         "Coze bots do not speak the OpenAI API (simple-one-api no longer supports them either)",
 	"cozecn":       "Coze bots do not speak the OpenAI API (simple-one-api no longer supports them either)",
 	"cozecom":      "Coze bots do not speak the OpenAI API (simple-one-api no longer supports them either)",
@@ -42,7 +39,7 @@ var soaNoCompat = map[string]string{
 // whose simple-one-api handler speaks another protocol.
 var soaCompatType = map[string]string{
 	"aliyun": "qwen", "dashscope": "qwen", "bailian": "qwen",
-	"huoshan": "doubao", "hunyuan": "hunyuan", "qianfan": "openai",
+	"huoshan": "huoshan", "hunyuan": "hunyuan", "qianfan": "qianfan",
 	"claude": "openai", "gemini": "openai", "xinghuo": "openai", "vertexai": "openai",
 }
 
@@ -95,6 +92,12 @@ type soaCred struct {
 	// xinghuo only: appid and api_secret (with key as the API key) sign
 	// Spark's WebSocket API; domain overrides the Spark domain.
 	appID, apiSecret, domain string
+	// qianfan, hunyuan and huoshan: the secret of the key pair whose ID
+	// is key (api_key, secret_id, access_key).
+	secretKey string
+	// vertexai: the project, the location and the service account's key
+	// file.
+	project, region, file string
 }
 
 // at returns the path of a key of the entry.
@@ -256,8 +259,16 @@ func soaReadCreds(r *peerReader, o peerObject, e *soaEntry) []soaCred {
 		// api_key (minimax's group_id only served its older protocol),
 		// xinghuo's WebSocket API with appid and api_secret besides.
 		c.key = r.str(c.obj.get("api_key"), c.obj.at("api_key"))
-		if e.svc == "xinghuo" {
+		switch e.svc {
+		case "xinghuo":
 			soaReadSpark(r, &c)
+		case "qianfan", "hunyuan", "huoshan":
+			soaReadPair(r, &c, e.svc)
+		case "vertexai":
+			c.project = strings.TrimSpace(r.str(c.obj.get("project_id"), c.obj.at("project_id")))
+			c.region = strings.TrimSpace(r.str(c.obj.get("location"), c.obj.at("location")))
+			c.file = strings.TrimSpace(r.str(c.obj.get("json_file"), c.obj.at("json_file")))
+			_ = r.str(c.obj.get("model_id"), c.obj.at("model_id")) // unused by simple-one-api too
 		}
 		if on, ok := r.boolean(c.obj.get("enabled"), c.obj.at("enabled")); ok {
 			c.enabled = &on
@@ -266,6 +277,31 @@ func soaReadCreds(r *peerReader, o peerObject, e *soaEntry) []soaCred {
 		creds = append(creds, c)
 	}
 	return creds
+}
+
+// soaReadPair reads the key pair of a qianfan (api_key, secret_key),
+// hunyuan (secret_id, secret_key) or huoshan (access_key, secret_key)
+// credential; one with an api_key alone is an API key of the type's
+// OpenAI-compatible endpoint. qianfan's addresss (the endpoint of models
+// Baidu's table lacks) is read and given through model_map instead.
+func soaReadPair(r *peerReader, c *soaCred, svc string) {
+	c.secretKey = r.str(c.obj.get("secret_key"), c.obj.at("secret_key"))
+	switch svc {
+	case "hunyuan":
+		if id := r.str(c.obj.get("secret_id"), c.obj.at("secret_id")); id != "" || c.secretKey != "" {
+			c.key = id
+		}
+	case "huoshan":
+		if ak := r.str(c.obj.get("access_key"), c.obj.at("access_key")); ak != "" || c.secretKey != "" {
+			if c.key != "" {
+				c.secretKey = "" // simple-one-api prefers the api_key
+				return
+			}
+			c.key = ak
+		}
+	case "qianfan":
+		_ = r.str(c.obj.get("addresss"), c.obj.at("addresss"))
+	}
 }
 
 // soaReadSpark reads the fields of a xinghuo credential. One without
@@ -342,7 +378,8 @@ func soaModelMap(e *soaEntry, models []string) map[string]string {
 func soaCredentials(e *soaEntry, ch *Channel) []Credential {
 	var out []Credential
 	for _, c := range e.creds {
-		cr := Credential{Key: c.key, AppID: c.appID, APISecret: c.apiSecret, Enabled: c.enabled, Limits: c.limits}
+		cr := Credential{Key: c.key, AppID: c.appID, APISecret: c.apiSecret, Enabled: c.enabled, Limits: c.limits,
+			SecretKey: c.secretKey, Region: c.region, Project: c.project, CredentialsFile: c.file}
 		if c.id != "" {
 			cr.ID = ch.Name + "#" + c.id
 		}

@@ -73,10 +73,16 @@ func soaNativeUpstream(e *soaEntry) (string, string, *FieldError) {
 		return soaOpenAI(e)
 	case "aliyun": // the old name of the DashScope OpenAI-compatible mode
 		return "qwen", orDefault("qwen", e.serverURL), nil
-	case "dashscope":
-		// The handler calls DashScope's native API at a fixed URL; the same
-		// key serves its OpenAI-compatible mode.
-		return "qwen", orDefault("qwen", rebase(e.serverURL, "/compatible-mode/v1")), nil
+	case "dashscope", "bailian":
+		// The handler calls DashScope's native API at a fixed URL, as the
+		// dashscope type does (bailian's handler does nothing at all:
+		// Bailian is DashScope's console, and its keys are DashScope's).
+		return e.svc, orDefault(e.svc, rebase(e.serverURL, "")), nil
+	case "vertexai":
+		return soaVertex(e)
+	case "dify":
+		// The handler posts to {server_url}/chat-messages.
+		return "dify", orDefault("dify", strings.TrimSuffix(strings.TrimRight(e.serverURL, "/"), "/chat-messages")), nil
 	case "azure":
 		if e.serverURL == "" {
 			return "", "", &FieldError{Path: e.at("server_url"), Msg: "required for azure: the resource endpoint"}
@@ -92,10 +98,8 @@ func soaNativeUpstream(e *soaEntry) (string, string, *FieldError) {
 		// The handler calls Ollama's native /api/chat; Sluice calls its
 		// OpenAI-compatible /v1 on the same server.
 		return "ollama", orDefault("ollama", ollamaBase(e.serverURL)), nil
-	case "hunyuan", "huoshan":
+	case "hunyuan", "huoshan", "qianfan":
 		return soaSigned(e)
-	case "qianfan":
-		return "", "", soaSpecProblem(e, "ernie")
 	case "claude":
 		return soaClaude(e)
 	case "gemini":
@@ -110,10 +114,22 @@ func soaNativeUpstream(e *soaEntry) (string, string, *FieldError) {
 	return e.svc, orDefault(e.svc, e.serverURL), nil
 }
 
-// soaSpecProblem reports a service type that Sluice knows but cannot serve.
-func soaSpecProblem(e *soaEntry, typ string) *FieldError {
-	spec, _ := provider.Lookup(typ)
-	return &FieldError{Path: e.path, Msg: fmt.Sprintf("provider type %q: %s", e.svc, spec.Unsupported)}
+// soaVertex handles vertexai: each credential names its project, its
+// location and its service account's key file, which the vertexai type
+// takes as they are.
+func soaVertex(e *soaEntry) (string, string, *FieldError) {
+	for _, c := range e.creds {
+		switch {
+		case c.file == "":
+			return "", "", &FieldError{Path: c.path, Msg: "json_file is required: the service account's key file"}
+		case c.region == "":
+			return "", "", &FieldError{Path: c.path, Msg: "location is required"}
+		}
+	}
+	if len(e.creds) == 0 {
+		return "", "", &FieldError{Path: e.at("credentials"), Msg: "required: project_id, location and json_file"}
+	}
+	return "vertexai", rebase(e.serverURL, ""), nil
 }
 
 // soaClaude handles claude. simple-one-api posts to server_url as it is
@@ -219,24 +235,33 @@ func soaXinghuo(e *soaEntry) (string, string, *FieldError) {
 	return "xinghuo", orDefault("xinghuo", base), nil
 }
 
-// soaSigned handles hunyuan and huoshan: their simple-one-api handlers
-// sign requests with cloud account keys (Tencent secret_id/secret_key,
-// Volcengine access_key/secret_key), which Sluice cannot do; credentials
-// with an api_key are served by the OpenAI-compatible endpoint instead.
+// soaSigned handles qianfan, hunyuan and huoshan. Their simple-one-api
+// handlers call each provider's native API with a cloud account's key
+// pair (Baidu's api_key/secret_key, Tencent's secret_id/secret_key,
+// Volcengine's access_key/secret_key), as Sluice's types of the same
+// names do for credentials with a secret_key; a credential with an
+// api_key alone calls the type's OpenAI-compatible endpoint. qianfan's
+// and hunyuan's handlers call fixed hosts, whatever server_url says.
 func soaSigned(e *soaEntry) (string, string, *FieldError) {
-	typ, signing := "hunyuan", "Tencent Cloud API signing (secret_id/secret_key)"
-	if e.svc == "huoshan" {
-		typ, signing = "doubao", "Volcengine AK/SK signing (access_key/secret_key)"
-	}
 	for _, c := range e.creds {
 		if c.key == "" {
-			return "", "", &FieldError{Path: c.path, Msg: fmt.Sprintf("%s is not supported; set api_key to an API key of the OpenAI-compatible endpoint (type %s)", signing, typ)}
+			return "", "", &FieldError{Path: c.path, Msg: soaPairNeeded[e.svc]}
 		}
 	}
 	if len(e.creds) == 0 {
-		return "", "", &FieldError{Path: e.at("credentials"), Msg: "required: an api_key of the OpenAI-compatible endpoint"}
+		return "", "", &FieldError{Path: e.at("credentials"), Msg: "required: " + soaPairNeeded[e.svc]}
 	}
-	return typ, orDefault(typ, e.serverURL), nil
+	if e.svc != "huoshan" {
+		return e.svc, "", nil
+	}
+	return e.svc, orDefault(e.svc, e.serverURL), nil
+}
+
+// soaPairNeeded says what a credential of a signed service holds.
+var soaPairNeeded = map[string]string{
+	"qianfan": "api_key and secret_key (Baidu's OAuth client credentials), or an api_key of Qianfan's v2 OpenAI-compatible API",
+	"hunyuan": "secret_id and secret_key (Tencent Cloud API signing), or an api_key of Hunyuan's OpenAI-compatible API",
+	"huoshan": "access_key and secret_key (Volcengine signing), or an api_key of Ark's OpenAI-compatible API",
 }
 
 // soaOpenAI handles the openai service type. Without server_url,

@@ -98,7 +98,7 @@ var peerFixtures = []struct {
 			ModelRedirect: map[string]string{"all": "random"},
 			Channels: []Channel{
 				{Name: "deepseek-1", Type: "deepseek", Models: []string{"deepseek-chat"}, Proxy: "socks5://127.0.0.1:1080", Credentials: []Credential{{Key: "sk-ds"}}},
-				{Name: "dashscope-1", Type: "qwen", Models: []string{"qwen-max"}, Credentials: []Credential{{Key: "sk-ali"}}},
+				{Name: "dashscope-1", Type: "dashscope", Models: []string{"qwen-max"}, Credentials: []Credential{{Key: "sk-ali"}}},
 				{
 					Name: "azure-1", Type: "azure", BaseURL: "https://my-resource.openai.azure.com",
 					Models: []string{"gpt-4o"}, Proxy: "socks5://127.0.0.1:1080", Credentials: []Credential{{Key: "azure-key"}},
@@ -321,7 +321,6 @@ func errorLines(err error) []string {
 }
 
 func TestPeerErrors(t *testing.T) {
-	ernie, _ := provider.Lookup("ernie")
 	const signs = "(Spark's WebSocket API signs with appid, api_key and api_secret)"
 	tests := []struct {
 		name string
@@ -332,8 +331,6 @@ func TestPeerErrors(t *testing.T) {
 			name: "simple-one-api unsupported fixture",
 			doc:  string(readFixture(t, "simple-one-api-unsupported.json")),
 			want: []string{
-				`services.hunyuan[0].credentials: Tencent Cloud API signing (secret_id/secret_key) is not supported; set api_key to an API key of the OpenAI-compatible endpoint (type hunyuan)`,
-				`services.qianfan[0]: provider type "qianfan": ` + ernie.Unsupported,
 				`services.xinghuo[0].credentials: api_secret is required with appid ` + signs,
 			},
 		},
@@ -358,8 +355,8 @@ func TestPeerErrors(t *testing.T) {
 			                                                      {"appid": "b", "api_key": "k", "api_secret": "s"}]},
 			                {"enabled": true, "server_url": "ftp://spark", "credentials": {"api_key": "k"}},
 			                {"enabled": true, "upstream_protocol": "chat_completions", "server_url": "wss://spark-api.xf-yun.com/v3.5/chat"}],
-			    "qianfan": [{"enabled": true, "credentials": {"api_key": "k", "secret_key": "s"}}],
-			    "dify": [{"enabled": true, "models": ["app"], "credentials": {"api_key": "k"}}],
+			    "qianfan": [{"enabled": true, "credentials": {"secret_key": "s"}}],
+			    "vertexai": [{"enabled": true, "models": ["gemini-2.0-flash"], "credentials": {"project_id": "p", "json_file": "sa.json"}}],
 			    "nosuch": [{"enabled": true}]
 			  }}`,
 			want: []string{
@@ -371,17 +368,16 @@ func TestPeerErrors(t *testing.T) {
 				`services.claude[0].server_url: want Anthropic's Messages endpoint, ending in /messages (simple-one-api posts to server_url as it is), got "https://relay.example/v1/chat"`,
 				`services.deepseek[0].limit.qps: want a number, got "fast" (line 7)`,
 				`services.deepseek[0].modle: unknown field (line 7)`,
-				`services.dify[0]: service type "dify": Dify apps do not speak the OpenAI API`,
 				`services.gemini[0].server_url: want the models URL of a Gemini API version, such as https://generativelanguage.googleapis.com/v1beta/models (simple-one-api appends /<model>:generateContent), got "https://relay.example/gemini"`,
 				`services.gemini[1].server_url: want the models URL of a Gemini API version, such as https://generativelanguage.googleapis.com/v1beta/models (simple-one-api appends /<model>:generateContent), got "https://relay.example/models"`,
 				`services.gemini[2].server_url: want an http:// or https:// URL, got "wss://relay.example/v1beta/models"`,
-				`services.huoshan[0].credential_list[0]: Volcengine AK/SK signing (access_key/secret_key) is not supported; set api_key to an API key of the OpenAI-compatible endpoint (type doubao)`,
 				`services.nosuch: unknown service type "nosuch"`,
 				`services.openai[0].server_url: required: simple-one-api infers it only for gpt-, glm-, deepseek- and yi- models, not "llama3"`,
 				`services.openai[1].upstream_protocol: "responses" upstreams are not supported: Sluice calls OpenAI-compatible upstreams with the Chat Completions API; use chat_completions`,
 				`services.openai[2].server_url: want an http:// or https:// URL, got "wss://x.example/v1"`,
 				`services.openai[2].timeout: want a number >= 0, got -1`,
-				`services.qianfan[0]: provider type "qianfan": ` + ernie.Unsupported,
+				`services.qianfan[0].credentials: api_key and secret_key (Baidu's OAuth client credentials), or an api_key of Qianfan's v2 OpenAI-compatible API`,
+				`services.vertexai[0].credentials: location is required`,
 				`services.xinghuo[0].credentials: appid is required with api_secret ` + signs,
 				`services.xinghuo[1].credentials: api_key is required with appid and api_secret ` + signs,
 				`services.xinghuo[2].credentials: appid, api_key and api_secret are required: server_url is Spark's WebSocket API ` + signs,
@@ -412,7 +408,7 @@ func TestPeerErrors(t *testing.T) {
 		},
 		{
 			name: "simple-one-api with only a disabled unsupported service",
-			doc:  `{"services": {"qianfan": [{"models": ["ERNIE-Speed-8K"], "credentials": {"api_key": "a", "secret_key": "b"}}]}}`,
+			doc:  `{"services": {"jiutian": [{"models": ["jiutian-lan"], "credentials": {"api_key": "a"}}]}}`,
 			want: []string{`services: no service that Sluice can serve`},
 		},
 		{
@@ -448,7 +444,7 @@ channels:
     apiKey: k
     model: gpt-4o
   - name: b
-    type: ernie
+    type: wenxin
     apiKey: k
     model: ernie-4.0
     foo: bar
@@ -462,7 +458,7 @@ channels:
 `,
 			want: []string{
 				`channels[1].foo: unknown field (line 12)`,
-				`channels[1].type: provider type "ernie": ` + ernie.Unsupported,
+				`channels[1].type: unknown provider type "wenxin" (want one of ` + strings.Join(provider.Types(), ", ") + `)`,
 				`channels[2].baseUrl: want an http:// or https:// URL, got "ftp://example.com"`,
 				`channels[2].models[0]: "*" (any model) cannot be expressed in Sluice; list the models`,
 				`channels[2].timeout: want a number >= 0, got -5`,
@@ -627,7 +623,7 @@ func TestPeerDetails(t *testing.T) {
 		},
 		{
 			name: "simple-one-api ollama default and disabled unsupported entries",
-			doc:  `{"services": {"ollama": [{"enabled": true, "models": ["llama3"]}], "dify": [{"models": ["app"]}]}}`,
+			doc:  `{"services": {"ollama": [{"enabled": true, "models": ["llama3"]}], "jiutian": [{"models": ["app"]}]}}`,
 			check: func(t *testing.T, cfg *Config) {
 				if len(cfg.Channels) != 1 || cfg.Channels[0].BaseURL != "" {
 					t.Errorf("channels %+v", cfg.Channels)

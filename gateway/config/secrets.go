@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"net/url"
 	"strings"
 )
@@ -32,7 +33,8 @@ func (c *Config) Secrets() []string {
 			add(headerSecret(v))
 		}
 		for _, cr := range ch.Credentials {
-			add(cr.Key, cr.APISecret)
+			add(cr.Key, cr.APISecret, cr.SecretKey)
+			add(serviceAccountSecrets(cr.Key)...)
 			add(urlSecrets(cr.BaseURL)...)
 		}
 	}
@@ -98,4 +100,27 @@ func DisplayURL(raw string) string {
 	}
 	s := u.String()
 	return strings.ReplaceAll(strings.ReplaceAll(s, "%2A%2A%2A", "***"), ":%2A%2A%2A@", ":***@")
+}
+
+// serviceAccountSecrets lists the secrets inside a service account's JSON
+// key (vertexai): its private key, also line by line, and the key's ID,
+// so that none of them shows even when the JSON is not quoted whole.
+func serviceAccountSecrets(key string) []string {
+	if !strings.HasPrefix(strings.TrimSpace(key), "{") {
+		return nil
+	}
+	var sa struct {
+		PrivateKey   string `json:"private_key"`
+		PrivateKeyID string `json:"private_key_id"`
+	}
+	if json.Unmarshal([]byte(key), &sa) != nil || sa.PrivateKey == "" {
+		return nil
+	}
+	out := []string{sa.PrivateKey, sa.PrivateKeyID}
+	for line := range strings.SplitSeq(sa.PrivateKey, "\n") {
+		if line = strings.TrimSpace(line); len(line) >= 16 && !strings.HasPrefix(line, "-----") {
+			out = append(out, line)
+		}
+	}
+	return out
 }

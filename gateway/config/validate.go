@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -358,10 +359,13 @@ func (c *Config) validateChannels(v *validator) map[string]bool {
 		case spec.Unsupported != "":
 			v.add(p+".type", "provider type %q: %s", ch.Type, spec.Unsupported)
 		}
-		if ch.BaseURL == "" && ok && spec.Unsupported == "" {
+		if ch.BaseURL == "" && ok && spec.Unsupported == "" && spec.API != provider.APIVertex {
 			v.add(p+".base_url", "required for type %s", ch.Type)
 		} else if ch.BaseURL != "" {
 			validateURL(v, p+".base_url", ch.BaseURL, ch.Type)
+		}
+		if ch.TokenURL != "" {
+			validateURL(v, p+".token_url", ch.TokenURL, "")
 		}
 		if ch.Proxy != "" {
 			if u, err := url.Parse(ch.Proxy); err != nil || u.Host == "" || !slices.Contains([]string{"http", "https", "socks5", "socks5h"}, u.Scheme) {
@@ -436,6 +440,7 @@ func (c *Config) validateChannels(v *validator) map[string]bool {
 				v.add(cp+".weight", "must be >= 0")
 			}
 			validateSpark(v, cp, ch, cr)
+			validateCloud(v, cp, ch, cr)
 			validateLimits(v, cp+".limits", cr.Limits)
 		}
 	}
@@ -493,6 +498,62 @@ func validateSpark(v *validator, cp string, ch Channel, cr Credential) {
 			v.add(path, "a ws:// or wss:// base_url is Spark's WebSocket API, which needs app_id and api_secret; without them the key is the API password of Spark's HTTP API (https://)")
 		}
 	}
+}
+
+// validateCloud checks the fields of the cloud providers' native APIs:
+// secret_key for the types that have a signed API, region, project and
+// the service account of vertexai.
+func validateCloud(v *validator, cp string, ch Channel, cr Credential) {
+	spec, _ := provider.Lookup(ch.Type)
+	vertex := spec.API == provider.APIVertex
+	switch {
+	case cr.SecretKey != "" && spec.Signed == nil:
+		v.add(cp+".secret_key", "only for types qianfan, hunyuan, huoshan and doubao (their native APIs)")
+	case cr.SecretKey != "" && cr.Key == "":
+		v.add(cp+".key", "required with secret_key: %s", secretKeyID(spec.Signed.API))
+	}
+	if cr.Region != "" && !vertex && spec.Signed == nil {
+		v.add(cp+".region", "only for types vertexai, hunyuan, huoshan and doubao")
+	}
+	if !vertex {
+		if cr.Project != "" {
+			v.add(cp+".project", "only for type vertexai")
+		}
+		if cr.CredentialsFile != "" {
+			v.add(cp+".credentials_file", "only for type vertexai")
+		}
+		return
+	}
+	if cr.Region == "" {
+		v.add(cp+".region", "required for vertexai: the location (us-central1, global, ...)")
+	}
+	if cr.Key == "" {
+		v.add(cp+".key", "required for vertexai: the service account's JSON key (or credentials_file)")
+		return
+	}
+	var sa struct {
+		ClientEmail string `json:"client_email"`
+		PrivateKey  string `json:"private_key"`
+		ProjectID   string `json:"project_id"`
+	}
+	if err := json.Unmarshal([]byte(cr.Key), &sa); err != nil || sa.ClientEmail == "" || sa.PrivateKey == "" {
+		v.add(cp+".key", "want a service account's JSON key, with client_email and private_key")
+		return
+	}
+	if cr.Project == "" && sa.ProjectID == "" {
+		v.add(cp+".project", "required: the service account's key names no project_id")
+	}
+}
+
+// secretKeyID says what key holds beside a secret_key.
+func secretKeyID(api provider.API) string {
+	switch api {
+	case provider.APIQianfan:
+		return "the api_key"
+	case provider.APIHunyuan:
+		return "the SecretId"
+	}
+	return "the access key ID"
 }
 
 func validateLimits(v *validator, path string, l Limits) {

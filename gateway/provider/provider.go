@@ -183,6 +183,10 @@ type Target struct {
 	// Tokens caches the access tokens issued for the credential's
 	// secrets; nil fetches one for every call.
 	Tokens Tokens
+	// Client, when set, is the channel's HTTP client (its proxy and
+	// connection pool), for the requests an adapter makes itself: token
+	// requests. Default http.DefaultClient.
+	Client *http.Client
 	// ClientHeader holds, for a body relayed natively (Native), the
 	// client's own headers of the upstream's API (ingress.Codec's
 	// NativeHeaders), never its credentials.

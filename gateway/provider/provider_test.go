@@ -101,8 +101,11 @@ func TestLookup(t *testing.T) {
 	if s, ok := Lookup("DeepSeek"); !ok || s.API != APIOpenAI || s.BaseURL == "" || s.Type != "deepseek" {
 		t.Fatalf("deepseek: %+v %v", s, ok)
 	}
-	if s, ok := Lookup("ernie"); !ok || s.Unsupported == "" {
-		t.Fatalf("ernie must be known but unsupported: %+v", s)
+	for typ, api := range map[string]API{"qianfan": APIQianfan, "hunyuan": APIHunyuan, "huoshan": APIArk, "doubao": APIArk} {
+		s, _ := Lookup(typ)
+		if s.API != APIOpenAI || s.ForCredential(false).API != APIOpenAI || s.ForCredential(true).API != api || s.ForCredential(true).Type != typ {
+			t.Errorf("%s: an API key must use the compatible API and a key pair %s: %+v", typ, api, s)
+		}
 	}
 	if _, ok := Lookup("nope"); ok {
 		t.Fatal("unknown type found")
