@@ -107,6 +107,27 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 		c.Spark = keys
 		return err
 	})
+	fs.Func("accounts", "comma-separated id:secret cloud account key pairs the signed and token-issuing APIs require: Qianfan api_key:secret_key, Tencent SecretId:SecretKey, Volcengine AccessKeyId:SecretAccessKey (default: no auth)", func(v string) error {
+		accounts, err := parseAccounts(v)
+		c.Accounts = accounts
+		return err
+	})
+	fs.Func("service-account", "client_email=path of a PEM public key: a Google service account whose signed JWTs the OAuth token endpoint accepts (repeatable; default: no auth)", func(v string) error {
+		email, file, ok := strings.Cut(v, "=")
+		if !ok || email == "" || file == "" {
+			return fmt.Errorf("%q is not client_email=path", v)
+		}
+		pem, err := os.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		if c.ServiceAccounts == nil {
+			c.ServiceAccounts = map[string]string{}
+		}
+		c.ServiceAccounts[email] = string(pem)
+		return nil
+	})
+	fs.DurationVar(&c.TokenTTL, "token-ttl", time.Hour, "life of the access tokens the token endpoints issue")
 	fs.Func("models", "comma-separated models for GET /v1/models (default "+strings.Join(mock.DefaultModels(), ",")+")", func(v string) error {
 		c.Models = splitList(v)
 		return nil
@@ -147,6 +168,19 @@ func parseSparkKeys(v string) ([]mock.SparkKey, error) {
 		keys = append(keys, mock.SparkKey{AppID: parts[0], APIKey: parts[1], APISecret: parts[2]})
 	}
 	return keys, nil
+}
+
+// parseAccounts reads comma-separated id:secret pairs.
+func parseAccounts(v string) ([]mock.Account, error) {
+	var out []mock.Account
+	for i, item := range splitList(v) {
+		id, secret, ok := strings.Cut(item, ":")
+		if !ok || id == "" || secret == "" {
+			return nil, fmt.Errorf("account %d is not id:secret", i+1) // not quoted: it may hold a secret
+		}
+		out = append(out, mock.Account{ID: id, Secret: secret})
+	}
+	return out, nil
 }
 
 // newHandler serves /healthz and hands everything else to the mock,
@@ -191,7 +225,8 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		"rate_limit_rate", c.RateLimitRate, "stream_chunks", c.StreamChunks,
 		"chunk_interval", c.ChunkInterval, "reply_tokens", c.ReplyTokens,
 		"fail_after_chunks", c.FailAfterChunks, "overloaded", c.Overloaded, "auth", len(c.Keys) > 0,
-		"spark_auth", len(c.Spark) > 0, "seed", c.Seed)
+		"spark_auth", len(c.Spark) > 0, "account_auth", len(c.Accounts) > 0,
+		"service_accounts", len(c.ServiceAccounts), "seed", c.Seed)
 
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

@@ -103,7 +103,7 @@ func TestQianfanRequest(t *testing.T) {
 func TestQianfanRefused(t *testing.T) {
 	for body, want := range map[string]string{
 		`{"model":"m","n":2,"messages":[{"role":"user","content":"x"}]}`:                                                               "n: qianfan returns a single choice",
-		`{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x/y.png"}}]}]}`:          "image_url parts are not supported",
+		`{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x/y.png"}}]}]}`:            "image_url parts are not supported",
 		`{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"a"}}}`: `type "json_schema" is not supported`,
 		`{"model":"m","messages":[{"role":"system","content":"x"}]}`:                                                                   "at least one user message",
 	} {
