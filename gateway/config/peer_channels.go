@@ -413,6 +413,7 @@ func chChannel(r *peerReader, p string, n *yaml.Node, global chGlobal) (Channel,
 		retries = max(retries, a-1)
 	}
 	chUnexpressible(r, o)
+	chQuota(r, o, &ch)
 	ch.Headers = chHeaders(r, o)
 	ch.Proxy = chChannelProxy(r, o, global, ch)
 	ch.Credentials = chCredentials(r, o)
@@ -536,8 +537,7 @@ func chRetry(r *peerReader, o peerObject) int64 {
 // chUnexpressible checks the channel fields a gateway cannot honour
 // (templates that rewrite requests, custom paths, other auth schemes)
 // are at their defaults, and accepts the plugin's runtime state and
-// bot-side settings (imageConfig, quota, which the plugin does not
-// enforce either, status and error counters).
+// bot-side settings (imageConfig, status and error counters).
 func chUnexpressible(r *peerReader, o peerObject) {
 	for _, k := range []string{"headersTemplate", "requestBodyTemplate", "chatPath", "modelsPath"} {
 		if strings.TrimSpace(r.str(o.get(k), o.at(k))) != "" {
@@ -560,11 +560,26 @@ func chUnexpressible(r *peerReader, o peerObject) {
 			r.fail(auth.at(k), "cannot be expressed in Sluice: leave it empty (the key goes where the provider expects it)")
 		}
 	}
-	_ = r.object(o.get("quota"), o.at("quota"), []string{"daily", "hourly", "perMinute"})
 	_ = r.object(o.get("imageConfig"), o.at("imageConfig"), nil)
 	_ = r.object(o.get("baseUrlLatencies"), o.at("baseUrlLatencies"), nil)
 	_ = r.str(o.get("status"), o.at("status"))
 	_ = r.num(o.get("errorCount"), o.at("errorCount"))
+}
+
+// chQuota maps a channel's quota: requests per UTC day (which the plugin
+// counts per channel, all its keys together), per hour and per minute (0
+// means none), as the channel's shared limits. They hold across the
+// cluster, and strictly: the plugin only prefers other channels once a
+// channel has used its daily quota, and does not count hours and minutes.
+func chQuota(r *peerReader, o peerObject, ch *Channel) {
+	q := r.object(o.get("quota"), o.at("quota"), []string{"daily", "hourly", "perMinute"})
+	ch.SharedLimits.RPM = r.count(q.get("perMinute"), q.at("perMinute"))
+	if daily := r.count(q.get("daily"), q.at("daily")); daily > 0 {
+		ch.Budgets = append(ch.Budgets, Budget{Requests: daily, Period: "day", Timezone: "UTC"})
+	}
+	if hourly := r.count(q.get("hourly"), q.at("hourly")); hourly > 0 {
+		ch.Budgets = append(ch.Budgets, Budget{Requests: hourly, Period: "1h"})
+	}
 }
 
 // chType reads type (or the plugin's newer adapterType); default openai.

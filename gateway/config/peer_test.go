@@ -882,9 +882,14 @@ channels:
     apiKey: k3
     models: [gpt-4o-mini]
     strategy: random
+    quota: {daily: 1000, hourly: 100, perMinute: 10}
 `))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if b := cfg.Channels[1]; b.SharedLimits.RPM != 10 || len(b.Budgets) != 2 ||
+		b.Budgets[0] != (Budget{Requests: 1000, Period: "day", Timezone: "UTC"}) || b.Budgets[1] != (Budget{Requests: 100, Period: "1h"}) {
+		t.Errorf("channel b's quota: limits %+v, budgets %+v", b.SharedLimits, b.Budgets)
 	}
 	if cfg.Redis != nil {
 		t.Errorf("redis %+v: the plugin's redis is disabled", cfg.Redis)
