@@ -477,8 +477,10 @@ type Credential struct {
 	// Region is the cloud region: hunyuan's and huoshan's (optional),
 	// vertexai's location (required).
 	Region string `yaml:"region,omitempty" json:"region,omitempty"`
-	// Project is a vertexai credential's Google Cloud project. Default:
-	// the service account's project_id.
+	// Project is a vertexai credential's Google Cloud project (default:
+	// the service account's project_id), or the Volcengine project of a
+	// huoshan or doubao credential with a secret_key (needed for Ark's
+	// preset endpoints: plain model names and ep-m- ids).
 	Project string `yaml:"project,omitempty" json:"project,omitempty"`
 	// CredentialsFile is, for vertexai, the path of the service account's
 	// JSON key file, read when the config loads; key may hold the JSON

@@ -516,8 +516,9 @@ func validateCloud(v *validator, cp string, ch Channel, cr Credential) {
 		v.add(cp+".region", "only for types vertexai, hunyuan, huoshan and doubao")
 	}
 	if !vertex {
-		if cr.Project != "" {
-			v.add(cp+".project", "only for type vertexai")
+		arkKeys := spec.Signed != nil && spec.Signed.API == provider.APIArk && cr.SecretKey != ""
+		if cr.Project != "" && !arkKeys {
+			v.add(cp+".project", "only for type vertexai, and huoshan or doubao credentials with a secret_key (the project of Ark's preset endpoints)")
 		}
 		if cr.CredentialsFile != "" {
 			v.add(cp+".credentials_file", "only for type vertexai")

@@ -225,8 +225,25 @@ const tokenTimeout = 15 * time.Second
 
 // fetchToken sends a token request with t's client and reads its answer
 // with read, which returns the token and its life, or why there is none.
-// The error never carries the request's URL (it may hold secrets).
 func fetchToken(t Target, req *http.Request, name string, read func([]byte) (string, time.Duration, string)) (string, time.Duration, error) {
+	status, body, err := doToken(t, req, name)
+	if err != nil {
+		return "", 0, err
+	}
+	tok, ttl, why := read(body)
+	if tok == "" {
+		return "", 0, fmt.Errorf("%s: token refused (HTTP %d): %s", name, status, why)
+	}
+	if ttl <= 0 {
+		ttl = time.Hour
+	}
+	return tok, ttl, nil
+}
+
+// doToken sends a token request with t's client (the channel's proxy and
+// pool), bounded by tokenTimeout, and reads the answer. Its errors never
+// carry the request's URL (it may hold secrets).
+func doToken(t Target, req *http.Request, name string) (int, []byte, error) {
 	client := t.Client
 	if client == nil {
 		client = http.DefaultClient
@@ -239,21 +256,14 @@ func fetchToken(t Target, req *http.Request, name string, read func([]byte) (str
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return "", 0, fmt.Errorf("%s: token request failed: %w", name, err)
+		return 0, nil, fmt.Errorf("%s: token request failed: %w", name, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
-		return "", 0, fmt.Errorf("%s: read token answer: %w", name, err)
+		return 0, nil, fmt.Errorf("%s: read token answer: %w", name, err)
 	}
-	tok, ttl, why := read(body)
-	if tok == "" {
-		return "", 0, fmt.Errorf("%s: token refused (HTTP %d): %s", name, resp.StatusCode, why)
-	}
-	if ttl <= 0 {
-		ttl = time.Hour
-	}
-	return tok, ttl, nil
+	return resp.StatusCode, body, nil
 }
 
 // TokenRefused implements TokenAuth: Qianfan reports a bad token with
