@@ -213,10 +213,13 @@ func excerpt(s string) string {
 }
 
 // rejectsCredential reports whether an OpenAI error body says the
-// upstream rejected the credential, whatever its status.
+// upstream rejected the credential, whatever its status: a key it does
+// not accept, or an account out of credit (OpenAI's insufficient_quota,
+// DashScope's Arrearage), which no retry on it will serve.
 func rejectsCredential(body []byte) bool {
 	e, ok := openAIErrorOf(body)
-	return ok && (e.Type == "authentication_error" || e.Code != nil && *e.Code == "invalid_api_key")
+	return ok && (e.Type == "authentication_error" || e.Type == "insufficient_quota" ||
+		e.Code != nil && (*e.Code == "invalid_api_key" || *e.Code == "insufficient_quota"))
 }
 
 // isOpenAIError reports whether a body is an OpenAI error object.
