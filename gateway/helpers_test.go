@@ -165,3 +165,10 @@ func code(e openAIErrorBody) string {
 	}
 	return *e.Code
 }
+
+// lastBody returns the body of the last call.
+func (u *upstream) lastBody() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return string(u.body)
+}

@@ -22,7 +22,28 @@ var translateSeeds = []string{
 	`{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`,
 	`{"error":{"code":400,"message":"bad","status":"INVALID_ARGUMENT","details":[{"reason":"API_KEY_INVALID"}]}}`,
 	`[{"error":{"code":429,"status":"RESOURCE_EXHAUSTED"}}]`,
+	`{"id":"as-1","result":"hi","is_end":true,"finish_reason":"function_call","function_call":{"name":"f","arguments":"{}"},"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}`,
+	"data: {\"result\":\"a\",\"is_end\":false}\n\ndata: {\"result\":\"b\",\"is_end\":true,\"usage\":{\"total_tokens\":3}}\n\n",
+	`{"error_code":110,"error_msg":"Access token invalid or no longer valid"}`,
 	`{`, ``, `null`, `[]`,
+}
+
+// fuzzTokens hands out one token, so that adapters needing one build
+// their requests without a network.
+type fuzzTokens struct{}
+
+func (fuzzTokens) Token(context.Context, string, FetchToken) (string, error) { return "tok", nil }
+func (fuzzTokens) Revoke(context.Context, string, string)                    {}
+
+// fuzzSpecs are the translating adapters' specs, the native APIs of the
+// key-pair types included.
+func fuzzSpecs() []Spec {
+	var specs []Spec
+	for _, typ := range []string{"claude", "gemini", "qianfan", "hunyuan", "vertexai", "dify", "dashscope"} {
+		s, _ := Lookup(typ)
+		specs = append(specs, s.ForCredential(true))
+	}
+	return specs
 }
 
 // FuzzTranslate feeds arbitrary bytes to every translating adapter, as a
@@ -31,13 +52,14 @@ var translateSeeds = []string{
 // an error body is always an OpenAI error object.
 func FuzzTranslate(f *testing.F) {
 	for _, s := range translateSeeds {
-		f.Add(s, uint8(0))
-		f.Add(s, uint8(1))
+		for which := range uint8(4 * 7) { // every spec, chat and embeddings
+			f.Add(s, which)
+		}
 	}
-	types := []string{"claude", "gemini"}
+	specs := fuzzSpecs()
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, body string, which uint8) {
-		spec, _ := Lookup(types[int(which)%len(types)])
+		spec := specs[int(which>>2)%len(specs)]
 		adapter, err := For(spec.API)
 		if err != nil {
 			t.Fatal(err)
@@ -47,7 +69,7 @@ func FuzzTranslate(f *testing.F) {
 		if which&2 != 0 {
 			ep = Embeddings
 		}
-		target := Target{Spec: spec, BaseURL: spec.BaseURL, Key: "k", Model: "m", MaxTokens: 16}
+		target := Target{Spec: spec, BaseURL: spec.BaseURL, Key: "k", SecretKey: "s", Region: "us-central1", Model: "m", MaxTokens: 16, Tokens: fuzzTokens{}}
 		if req, err := adapter.NewRequest(ctx, target, ep, []byte(body)); err == nil {
 			out, _ := io.ReadAll(req.Body)
 			if !json.Valid(out) {
