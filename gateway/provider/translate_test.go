@@ -10,7 +10,7 @@ import (
 // end (the gateway closes them when a client goes away), and a closed
 // stream reports no more chunks.
 func TestStreamsClose(t *testing.T) {
-	for _, tr := range []Translator{claude{}, gemini{}} {
+	for _, tr := range []Translator{claude{}, gemini{}, qianfan{}, hunyuan{}, vertex{}, dify{}, dashScope{}} {
 		s := tr.Stream(strings.NewReader(translateSeeds[6]+translateSeeds[7]), "m")
 		c, ok := s.(io.Closer)
 		if !ok {
