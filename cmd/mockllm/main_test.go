@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -22,7 +24,8 @@ func TestParseFlags(t *testing.T) {
 	o, err := parseFlags(strings.Fields(
 		"-addr :1234 -latency 5ms -jitter 2ms -failure-rate 0.1 -rate-limit-rate 0.2 -retry-after 3s "+
 			"-stream-chunks 4 -chunk-interval 7ms -reply-tokens 9 -fail-after-chunks 2 -embedding-dims 5 "+
-			"-keys sk-a,,sk-b -models a,b -seed 11 -log-level debug -overloaded -spark-keys app1:key1:sec:ret1,app2:key2:s2"), io.Discard)
+			"-keys sk-a,,sk-b -models a,b -seed 11 -log-level debug -overloaded -spark-keys app1:key1:sec:ret1,app2:key2:s2 "+
+			"-accounts qf-ak:qf-sk,AKID1:tc:secret -token-ttl 2m -service-account sa@p.iam.gserviceaccount.com="+pemFile(t)), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,12 +34,15 @@ func TestParseFlags(t *testing.T) {
 		RetryAfter: 3 * time.Second, StreamChunks: 4, ChunkInterval: 7 * time.Millisecond, ReplyTokens: 9,
 		FailAfterChunks: 2, EmbeddingDims: 5, Keys: []string{"sk-a", "sk-b"}, Models: []string{"a", "b"}, Seed: 11,
 		Overloaded: true, Spark: []mock.SparkKey{{AppID: "app1", APIKey: "key1", APISecret: "sec:ret1"}, {AppID: "app2", APIKey: "key2", APISecret: "s2"}},
+		Accounts:        []mock.Account{{ID: "qf-ak", Secret: "qf-sk"}, {ID: "AKID1", Secret: "tc:secret"}},
+		TokenTTL:        2 * time.Minute,
+		ServiceAccounts: map[string]string{"sa@p.iam.gserviceaccount.com": testPEM},
 	}
 	if !reflect.DeepEqual(o.cfg, want) || o.addr != ":1234" || o.logLevel != slog.LevelDebug {
 		t.Errorf("got %+v addr %q level %v\nwant %+v", o.cfg, o.addr, o.logLevel, want)
 	}
 
-	for _, bad := range []string{"-failure-rate 2", "-rate-limit-rate -1", "-nope", "extra", "-spark-keys app:key", "-spark-keys app::secret"} {
+	for _, bad := range []string{"-failure-rate 2", "-rate-limit-rate -1", "-nope", "extra", "-spark-keys app:key", "-spark-keys app::secret", "-accounts nocolon", "-accounts :secret", "-service-account nofile", "-service-account a@b=/nonexistent.pem"} {
 		if _, err := parseFlags(strings.Fields(bad), io.Discard); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
@@ -179,4 +185,17 @@ func TestHandlerServesSpark(t *testing.T) {
 	if !reflect.DeepEqual(statuses, []int{0, 2}) {
 		t.Errorf("frame statuses %v, want [0 2]", statuses)
 	}
+}
+
+// testPEM stands for a service account's public key.
+const testPEM = "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n"
+
+// pemFile writes testPEM to a file and returns its path.
+func pemFile(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "sa.pem")
+	if err := os.WriteFile(path, []byte(testPEM), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
