@@ -225,6 +225,8 @@ func genAISystem(spec provider.Spec) string {
 		return "anthropic"
 	case provider.APIGemini:
 		return "gcp.gemini"
+	case provider.APIVertex:
+		return "gcp.vertex_ai"
 	}
 	if spec.Type == "openai" || spec.Type == "" {
 		return "openai"
