@@ -40,7 +40,7 @@ channels:
 
 // cloudUpstream is the mock with every credential of cloudChannels, and
 // the service account's key file pointed at its token endpoint.
-func cloudUpstream(t *testing.T) (*upstream, *mock.Server, string) {
+func cloudUpstream(t testing.TB) (*upstream, *mock.Server, string) {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {

@@ -28,7 +28,7 @@ type upstream struct {
 	canceled atomic.Int64 // requests whose context ended before the handler did
 }
 
-func newUpstream(t *testing.T, h http.Handler) *upstream {
+func newUpstream(t testing.TB, h http.Handler) *upstream {
 	t.Helper()
 	u := &upstream{}
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
