@@ -95,7 +95,7 @@ func (a *attempt) exchange(body []byte, native provider.Native) (*answer, error)
 	ans := &answer{status: resp.StatusCode, header: resp.Header, native: native}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()
-		ans.errBody, _ = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		ans.errBody, _ = io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 		ans.errBody = a.st.redactor.JSON(ans.errBody)
 		if tr, translated := a.translator(native); translated {
 			ans.errBody = tr.Error(resp.StatusCode, ans.errBody)
@@ -122,7 +122,11 @@ func (a *attempt) send(t provider.Target, body []byte, native provider.Native) (
 	if !ok || native != nil || !maybeRefusal(resp) {
 		return resp, nil
 	}
-	data, err := readSized(io.LimitReader(resp.Body, maxUpstreamBody), resp.ContentLength)
+	limit := int64(maxUpstreamBody) // a whole answer, read again by readAnswer
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		limit = maxErrorBody // what exchange reads of a refusal
+	}
+	data, err := readSized(io.LimitReader(resp.Body, limit), resp.ContentLength)
 	resp.Body.Close()
 	if err != nil {
 		return nil, &transportError{err: err, midBody: true}
@@ -247,8 +251,11 @@ func (a *attempt) readAnswer(ans *answer, resp *http.Response) (*answer, error) 
 	return ans, nil
 }
 
-// maxUpstreamBody caps a non-streaming answer.
-const maxUpstreamBody = 256 << 20
+// maxUpstreamBody caps a non-streaming answer, maxErrorBody a refusal.
+const (
+	maxUpstreamBody = 256 << 20
+	maxErrorBody    = 1 << 20
+)
 
 // exchangeVia makes an attempt through an Exchanger.
 func (a *attempt) exchangeVia(ex provider.Exchanger, t provider.Target, body []byte) (*answer, error) {

@@ -152,7 +152,17 @@ func (in *instance) startCluster() error {
 	in.deps.Limiter, in.deps.Breakers = cl.limiter, cl.breakers
 	// Upstream access tokens (Qianfan, Vertex AI, Ark's access keys) are
 	// fetched once per credential for the whole cluster.
-	in.deps.Tokens = tokens.New(tokens.Config{Redis: cl.client, Prefix: cfg.Redis.KeyPrefix, Logger: in.log})
+	// Sealed in Redis with SLUICE_SECRET_KEY, as the control plane's
+	// secrets are.
+	tc := tokens.Config{Redis: cl.client, Prefix: cfg.Redis.KeyPrefix, Logger: in.log}
+	if k := os.Getenv("SLUICE_SECRET_KEY"); k != "" {
+		sealer, err := admin.NewSealer(k)
+		if err != nil {
+			return err
+		}
+		tc.Sealer = sealer
+	}
+	in.deps.Tokens = tokens.New(tc)
 	// The loops flush what this instance holds when the server is done.
 	in.closers = append(in.closers, cl.run())
 	in.log.Info("sharing state through Redis", slog.String("key_prefix", cfg.Redis.KeyPrefix),

@@ -130,7 +130,7 @@ func TestArkRequest(t *testing.T) {
 	if len(ctl.calls) != 1 || tokens.fetches != 1 {
 		t.Fatalf("%d GetApiKey calls, %d fetches: the key is cached", len(ctl.calls), tokens.fetches)
 	}
-	if ttl := tokens.ttls["cred1/endpoint/ep-20240612090709-hzjz5"]; ttl < time.Hour+50*time.Minute || ttl > 2*time.Hour {
+	if ttl := tokens.ttls[tokenKey(tg, "endpoint/ep-20240612090709-hzjz5")]; ttl < time.Hour+50*time.Minute || ttl > 2*time.Hour {
 		t.Errorf("ttl %v, want ExpiredTime's 2h", ttl)
 	}
 	call, want := ctl.calls[0], ctl.wants[0]
@@ -335,7 +335,7 @@ func TestArkWrongSecret(t *testing.T) {
 func TestArkTokenRefused(t *testing.T) {
 	tokens := newArkTestTokens()
 	tg := arkTarget("http://unused", "https://ark.example/api/v3", tokens)
-	tokens.live["cred1/presetendpoint/team-a/doubao-pro"] = "key-9"
+	tokens.live[tokenKey(tg, "presetendpoint/team-a/doubao-pro")] = "key-9"
 	req, _ := http.NewRequest(http.MethodPost, "https://ark.example/api/v3/chat/completions", strings.NewReader(`{"model":"doubao-pro"}`))
 	req.Header.Set("Authorization", "Bearer key-9")
 	req.Header.Set("X-Project-Name", "team-a")

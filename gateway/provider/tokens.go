@@ -2,6 +2,8 @@ package provider
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"time"
 )
@@ -58,12 +60,29 @@ func revoke(ctx context.Context, t Target, scope, tok string) {
 	}
 }
 
-// tokenKey is the cache key of a credential's token for scope.
+// tokenKey is the cache key of a credential's token for scope: its ID,
+// a fingerprint of what the token was issued for, and the scope. A
+// credential whose secrets, token URL, host, project or region change
+// under the same ID (a reload, credentials reordered) never gets a token
+// issued for the old ones.
 func tokenKey(t Target, scope string) string {
-	if scope == "" {
-		return t.CredentialID
+	key := t.CredentialID + "~" + tokenFingerprint(t)
+	if scope != "" {
+		key += "/" + scope
 	}
-	return t.CredentialID + "/" + scope
+	return key
+}
+
+// tokenFingerprint is a one-way digest of what a token is issued for:
+// 64 bits of SHA-256, which says whether two credentials are the same
+// without saying anything of their secrets.
+func tokenFingerprint(t Target) string {
+	h := sha256.New()
+	for _, part := range []string{string(t.Spec.API), t.Key, t.SecretKey, tokenURL(t), t.BaseURL, t.Project, t.Region} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // tokenURL is where t's tokens come from: the channel's token_url, else

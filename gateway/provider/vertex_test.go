@@ -103,14 +103,21 @@ func (c *vertexTestTokens) Revoke(_ context.Context, id, tok string) {
 // vertexTarget is a vertexai Target whose token is cached already.
 func vertexTarget(t *testing.T) Target {
 	spec, _ := Lookup("vertexai")
-	return Target{
+	tg := Target{
 		Spec:         spec,
 		Key:          vertexKeyFile(t, vertexTestKeys()[0], ""),
 		Region:       "us-central1",
 		Model:        "gemini-2.5-flash",
 		CredentialID: "cred-1",
-		Tokens:       &vertexTestTokens{tokens: map[string]string{"cred-1": "ya29.cached"}},
 	}
+	return withCachedToken(tg)
+}
+
+// withCachedToken gives a Target a cache holding a token for it (the
+// cache key covers region, project and base URL: set them first).
+func withCachedToken(tg Target) Target {
+	tg.Tokens = &vertexTestTokens{tokens: map[string]string{tokenKey(tg, ""): "ya29.cached"}}
+	return tg
 }
 
 // TestVertexSignRS256Vector signs RFC 7515 Appendix A.2's example (its
@@ -260,6 +267,7 @@ func TestVertexURL(t *testing.T) {
 		}
 		tg := vertexTarget(t)
 		tg.Region, tg.Project, tg.BaseURL, tg.APIVersion = tt.region, tt.project, tt.base, tt.version
+		tg = withCachedToken(tg)
 		tg.Headers = map[string]string{"X-Extra": "1", "Authorization": "Bearer channel"}
 		req, err := vertex{}.NewRequest(context.Background(), tg, Chat, []byte(body))
 		if err != nil {

@@ -99,15 +99,100 @@ func TestOneFetchPerCluster(t *testing.T) {
 }
 
 // TestRefreshBeforeExpiry: a token is replaced once a tenth of its life
-// is left, not when it has expired.
+// is left, not when it has expired; calls meanwhile get the old one at
+// once instead of waiting for the refresh.
 func TestRefreshBeforeExpiry(t *testing.T) {
 	c := New(Config{})
-	is := &issuer{ttl: 500 * time.Millisecond}
+	is := &issuer{ttl: time.Second, delay: 100 * time.Millisecond}
 	first, _ := c.Token(context.Background(), "v#0", is.fetch)
-	time.Sleep(470 * time.Millisecond) // past 90% of its life
-	second, _ := c.Token(context.Background(), "v#0", is.fetch)
-	if first == second {
-		t.Fatalf("token %s not refreshed near its expiry", first)
+	time.Sleep(920 * time.Millisecond) // past 90% of its life
+	start := time.Now()
+	during, _ := c.Token(context.Background(), "v#0", is.fetch)
+	if during != first || time.Since(start) > 50*time.Millisecond {
+		t.Fatalf("during the refresh: %s after %s, want the old token at once", during, time.Since(start))
+	}
+	time.Sleep(150 * time.Millisecond)
+	if after, _ := c.Token(context.Background(), "v#0", is.fetch); after == first || is.n.Load() != 2 {
+		t.Fatalf("token %s not refreshed near its expiry (%d fetches)", after, is.n.Load())
+	}
+}
+
+// TestFailedRefreshKeepsToken: a refresh that fails leaves the current
+// token in use until it expires.
+func TestFailedRefreshKeepsToken(t *testing.T) {
+	c := New(Config{})
+	var fail atomic.Bool
+	n := 0
+	fetch := func(context.Context) (string, time.Duration, error) {
+		if fail.Load() {
+			return "", 0, errors.New("issuer down")
+		}
+		n++
+		return fmt.Sprintf("tok-%d", n), 500 * time.Millisecond, nil
+	}
+	first, _ := c.Token(context.Background(), "k#0", fetch)
+	fail.Store(true)
+	time.Sleep(460 * time.Millisecond) // refresh due
+	for range 3 {
+		if tok, err := c.Token(context.Background(), "k#0", fetch); tok != first || err != nil {
+			t.Fatalf("%q %v: want the current token while it lives", tok, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(60 * time.Millisecond) // expired now
+	if _, err := c.Token(context.Background(), "k#0", fetch); err == nil {
+		t.Fatal("an expired token was served")
+	}
+}
+
+// TestFetchPanics: a fetch that panics fails its calls; the process lives.
+func TestFetchPanics(t *testing.T) {
+	c := New(Config{})
+	_, err := c.Token(context.Background(), "p#0", func(context.Context) (string, time.Duration, error) { panic("bug") })
+	if err == nil || !strings.Contains(err.Error(), "panicked") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+// sealer is a reversible stand-in for the admin package's Sealer.
+type sealer struct{}
+
+func (sealer) Seal(p string) (string, error) { return "sealed:" + reverse(p), nil }
+func (sealer) Open(s string) (string, error) {
+	r, ok := strings.CutPrefix(s, "sealed:")
+	if !ok {
+		return "", errors.New("not sealed")
+	}
+	return reverse(r), nil
+}
+
+func reverse(s string) string {
+	b := []byte(s)
+	for i, j := 0, len(b)-1; i < j; i, j = i+1, j-1 {
+		b[i], b[j] = b[j], b[i]
+	}
+	return string(b)
+}
+
+// TestSealedInRedis: with a Sealer, Redis holds no token in the clear,
+// and another instance with the same key reads it.
+func TestSealedInRedis(t *testing.T) {
+	rs := redistest.Start(t)
+	var caches []*Cache
+	for range 2 {
+		rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
+		t.Cleanup(func() { rdb.Close() })
+		caches = append(caches, New(Config{Redis: rdb, Sealer: sealer{}}))
+	}
+	is := &issuer{ttl: time.Hour}
+	tok, _ := caches[0].Token(context.Background(), "s#0", is.fetch)
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
+	defer rdb.Close()
+	if v := rdb.Get(context.Background(), "sluice:token:{s#0}").Val(); strings.Contains(v, tok) || !strings.Contains(v, "sealed:") {
+		t.Fatalf("stored %q", v)
+	}
+	if other, _ := caches[1].Token(context.Background(), "s#0", is.fetch); other != tok || is.n.Load() != 1 {
+		t.Fatalf("second instance got %q after %d fetches", other, is.n.Load())
 	}
 }
 
