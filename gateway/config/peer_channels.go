@@ -580,6 +580,9 @@ func chQuota(r *peerReader, o peerObject, ch *Channel) {
 	if hourly := r.count(q.get("hourly"), q.at("hourly")); hourly > 0 {
 		ch.Budgets = append(ch.Budgets, Budget{Requests: hourly, Period: "1h"})
 	}
+	if ch.SharedLimits.RPM > 0 || len(ch.Budgets) > 0 {
+		r.note("%s is enforced for the whole cluster: a call beyond it is refused (429) or served by another channel; the plugin only prefers other channels once the daily quota is used", q.path)
+	}
 }
 
 // chType reads type (or the plugin's newer adapterType); default openai.

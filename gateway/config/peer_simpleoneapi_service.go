@@ -79,6 +79,9 @@ type soaEntry struct {
 	// credential uses Spark's HTTP API. Both are set by soaXinghuo.
 	domain    string
 	sparkHTTP bool
+	// address is the endpoint qianfan credentials name (addresss) for the
+	// models Baidu's table leaves to the user.
+	address string
 }
 
 // soaCred is one set of credentials of an entry.
@@ -95,6 +98,8 @@ type soaCred struct {
 	// qianfan, hunyuan and huoshan: the secret of the key pair whose ID
 	// is key (api_key, secret_id, access_key).
 	secretKey string
+	// qianfan: addresss, the endpoint of models without one of their own.
+	address string
 	// vertexai: the project, the location and the service account's key
 	// file.
 	project, region, file string
@@ -282,8 +287,8 @@ func soaReadCreds(r *peerReader, o peerObject, e *soaEntry) []soaCred {
 // soaReadPair reads the key pair of a qianfan (api_key, secret_key),
 // hunyuan (secret_id, secret_key) or huoshan (access_key, secret_key)
 // credential; one with an api_key alone is an API key of the type's
-// OpenAI-compatible endpoint. qianfan's addresss (the endpoint of models
-// Baidu's table lacks) is read and given through model_map instead.
+// OpenAI-compatible endpoint. qianfan's addresss (the endpoint of the
+// models Baidu's table leaves to the user) goes into model_map.
 func soaReadPair(r *peerReader, c *soaCred, svc string) {
 	c.secretKey = r.str(c.obj.get("secret_key"), c.obj.at("secret_key"))
 	switch svc {
@@ -300,7 +305,7 @@ func soaReadPair(r *peerReader, c *soaCred, svc string) {
 			c.key = ak
 		}
 	case "qianfan":
-		_ = r.str(c.obj.get("addresss"), c.obj.at("addresss"))
+		c.address = strings.TrimSpace(r.str(c.obj.get("addresss"), c.obj.at("addresss")))
 	}
 }
 
@@ -363,6 +368,8 @@ func soaModelMap(e *soaEntry, models []string) map[string]string {
 			up = e.domain
 		case e.sparkHTTP:
 			up = or(soaSparkDomains[strings.ToLower(up)], up)
+		case e.address != "" && slices.Contains(soaQianfanUserEndpoints, strings.ToLower(up)):
+			up = e.address
 		}
 		if up != name {
 			if m == nil {
@@ -386,4 +393,17 @@ func soaCredentials(e *soaEntry, ch *Channel) []Credential {
 		out = append(out, cr)
 	}
 	return out
+}
+
+// soaQianfanUserEndpoints are the models, lower case, that simple-one-api's
+// Baidu table (qianfan_model2address.go) maps to "{}": their endpoint is
+// the one a qianfan credential's addresss names.
+var soaQianfanUserEndpoints = []string{
+	"ernie-lite-8k-0725", "ernie-lite-4k-0704", "ernie-lite-4k-0516", "ernie-lite-128k-0419",
+	"gemma-2b-it", "mistral-7b-instruct", "linly-chinese-llama-2-7b", "qianfan-chinese-llama-2-7b-32k",
+	"linly-chinese-llama-2-13b", "qianfan-chinese-llama-2-13b-v2", "qianfan-llama-2-70b-compressed",
+	"qianfan-chinese-llama-2-1.3b", "chatglm3-6b", "chatglm3-6b-32k", "chatglm2-6b-int4", "chatglm2-6b",
+	"baichuan2-7b-chat", "baichuan2-13b-chat", "xverse-13b-chat", "disc-medllm", "falcon-7b",
+	"rwkv-4-world", "rwkv-4-pile-14b", "rwkv-raven-14b", "openllama-7b", "dolly-12b",
+	"mpt-7b-instruct", "mpt-30b-instruct", "oa-pythia-12b-sft-4",
 }

@@ -251,10 +251,29 @@ func soaSigned(e *soaEntry) (string, string, *FieldError) {
 	if len(e.creds) == 0 {
 		return "", "", &FieldError{Path: e.at("credentials"), Msg: "required: " + soaPairNeeded[e.svc]}
 	}
+	if e.svc == "qianfan" {
+		return "qianfan", "", soaQianfanAddress(e)
+	}
 	if e.svc != "huoshan" {
 		return e.svc, "", nil
 	}
 	return e.svc, orDefault(e.svc, e.serverURL), nil
+}
+
+// soaQianfanAddress sets the entry's addresss, which its credentials
+// must agree on: a channel maps each model to one endpoint.
+func soaQianfanAddress(e *soaEntry) *FieldError {
+	for _, c := range e.creds {
+		if c.address == "" {
+			continue
+		}
+		if e.address != "" && c.address != e.address {
+			return &FieldError{Path: c.obj.at("addresss"), Msg: fmt.Sprintf(
+				"%q, but another credential of the entry has %q: a channel sends one endpoint per model; give credentials with another addresss an entry of their own", c.address, e.address)}
+		}
+		e.address = c.address
+	}
+	return nil
 }
 
 // soaPairNeeded says what a credential of a signed service holds.

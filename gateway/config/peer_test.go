@@ -631,6 +631,29 @@ func TestPeerDetails(t *testing.T) {
 			},
 		},
 		{
+			name: "simple-one-api native key pairs",
+			doc: `{"services": {
+			  "qianfan": [{"enabled": true, "models": ["ERNIE-Speed-8K", "ChatGLM3-6B"], "credentials": {"api_key": "ak", "secret_key": "sk", "addresss": "my_chatglm3"}}],
+			  "hunyuan": [{"enabled": true, "credentials": {"secret_id": "AKID", "secret_key": "tsk"}}],
+			  "huoshan": [{"enabled": true, "models": ["doubao32k"], "model_map": {"doubao32k": "ep-1"}, "credential_list": [{"access_key": "AKLT", "secret_key": "vsk"}, {"api_key": "ark-key"}]}],
+			  "vertexai": [{"enabled": true, "models": ["gemini-1.5-pro"], "credentials": {"project_id": "p", "location": "us-central1", "json_file": "sa.json"}}]}}`,
+			check: func(t *testing.T, cfg *Config) {
+				qf, hy, hs, vx := cfg.Channels[0], cfg.Channels[1], cfg.Channels[2], cfg.Channels[3]
+				if qf.Type != "qianfan" || qf.Credentials[0].Key != "ak" || qf.Credentials[0].SecretKey != "sk" || qf.ModelMap["ChatGLM3-6B"] != "my_chatglm3" || qf.ModelMap["ERNIE-Speed-8K"] != "" {
+					t.Errorf("qianfan %+v", qf)
+				}
+				if hy.Type != "hunyuan" || hy.Credentials[0].Key != "AKID" || hy.Credentials[0].SecretKey != "tsk" || len(hy.Models) != 4 {
+					t.Errorf("hunyuan %+v", hy)
+				}
+				if hs.Type != "huoshan" || hs.Credentials[0].Key != "AKLT" || hs.Credentials[0].SecretKey != "vsk" || hs.Credentials[1].Key != "ark-key" || hs.Credentials[1].SecretKey != "" || hs.ModelMap["doubao32k"] != "ep-1" {
+					t.Errorf("huoshan %+v", hs)
+				}
+				if c := vx.Credentials[0]; vx.Type != "vertexai" || c.Project != "p" || c.Region != "us-central1" || c.CredentialsFile != "sa.json" || c.Key != "" {
+					t.Errorf("vertexai %+v", vx)
+				}
+			},
+		},
+		{
 			name: "simple-one-api gemini and xinghuo default URLs are dropped",
 			doc: `{"services": {
 			  "gemini": [{"enabled": true, "server_url": "https://generativelanguage.googleapis.com/v1beta/models/", "credentials": {"api_key": "k"}}],
@@ -901,7 +924,7 @@ channels:
 	if stop, _ := a.Params.Defaults["stop"].([]any); len(stop) != 1 || stop[0] != "###" {
 		t.Errorf("stop %v", a.Params.Defaults["stop"])
 	}
-	if cfg.Routing.Strategy != "first" || len(cfg.Notes) != 1 || !strings.Contains(cfg.Notes[0], "b (random)") {
+	if cfg.Routing.Strategy != "first" || len(cfg.Notes) != 2 || !strings.Contains(cfg.Notes[0], "channels[1].quota is enforced for the whole cluster") || !strings.Contains(cfg.Notes[1], "b (random)") {
 		t.Errorf("strategy %q, notes %q: the first channel's strategy, the other noted", cfg.Routing.Strategy, cfg.Notes)
 	}
 }

@@ -528,7 +528,10 @@ func validateCloud(v *validator, cp string, ch Channel, cr Credential) {
 	if cr.Region == "" {
 		v.add(cp+".region", "required for vertexai: the location (us-central1, global, ...)")
 	}
-	if cr.Key == "" {
+	switch {
+	case cr.Key == "" && cr.CredentialsFile != "":
+		return // read when the file is loaded (sluice import converts without reading it)
+	case cr.Key == "":
 		v.add(cp+".key", "required for vertexai: the service account's JSON key (or credentials_file)")
 		return
 	}
