@@ -2,7 +2,6 @@ package provider
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -162,22 +161,13 @@ func (claude) Response(ep Endpoint, body []byte, model string) ([]byte, error) {
 		msg.Content = json.RawMessage("null")
 	}
 	return json.Marshal(wire.ChatResponse{
-		ID:      claudeChatID(r.ID),
+		ID:      chatID(r.ID),
 		Object:  "chat.completion",
 		Created: time.Now().Unix(),
 		Model:   model,
 		Choices: []wire.Choice{{Message: msg, FinishReason: claudeFinish(r.StopReason)}},
 		Usage:   r.Usage.usage(),
 	})
-}
-
-// claudeChatID names an answer after Anthropic's message id, else
-// randomly.
-func claudeChatID(msgID string) string {
-	if msgID != "" {
-		return "chatcmpl-" + msgID
-	}
-	return "chatcmpl-" + rand.Text()
 }
 
 // clError is Anthropic's error body.
@@ -295,10 +285,9 @@ func claudeExcerpt(body []byte, n int) string {
 // Stream implements Translator.
 func (claude) Stream(body io.Reader, model string) Stream {
 	s := &claudeStream{
-		ssePull: newSSEPull(body),
-		model:   model,
-		created: time.Now().Unix(),
-		tools:   map[int]int{},
+		ssePull:   newSSEPull(body),
+		chunkHead: chunkHead{model: model, created: time.Now().Unix()},
+		tools:     map[int]int{},
 	}
 	releaseWhenCollected(s, s.stop)
 	return s
@@ -311,9 +300,7 @@ func (claude) Stream(body io.Reader, model string) Stream {
 // carrying the usage.
 type claudeStream struct {
 	ssePull
-	model   string
-	id      string
-	created int64
+	chunkHead
 
 	chunkQueue
 	started  bool        // the role chunk was sent
@@ -403,7 +390,7 @@ func (s *claudeStream) event(ev sse.Event) error {
 func (s *claudeStream) messageStart(m *clResponse) {
 	if m != nil {
 		if s.id == "" && m.ID != "" {
-			s.id = claudeChatID(m.ID)
+			s.id = chatID(m.ID)
 		}
 		s.usage.merge(m.Usage)
 	}
@@ -493,24 +480,4 @@ func (s *claudeStream) messageStop() {
 // send queues a chunk with one choice.
 func (s *claudeStream) send(d wire.Delta, finish *string) {
 	s.pending = append(s.pending, s.chunk([]wire.ChunkChoice{{Delta: d, FinishReason: finish}}, nil))
-}
-
-// chunk encodes a chat.completion.chunk.
-func (s *claudeStream) chunk(choices []wire.ChunkChoice, usage *wire.Usage) []byte {
-	if choices == nil {
-		choices = []wire.ChunkChoice{}
-	}
-	if s.id == "" {
-		s.id = claudeChatID("")
-	}
-	// Marshalling cannot fail: the chunk holds only strings and integers.
-	b, _ := json.Marshal(wire.ChatChunk{
-		ID:      s.id,
-		Object:  "chat.completion.chunk",
-		Created: s.created,
-		Model:   s.model,
-		Choices: choices,
-		Usage:   usage,
-	})
-	return b
 }

@@ -127,15 +127,6 @@ func dashScopeFinish(reason string, calls bool) string {
 	return "stop"
 }
 
-// dashScopeChatID names an answer after DashScope's request id, else
-// randomly.
-func dashScopeChatID(requestID string) string {
-	if requestID != "" {
-		return "chatcmpl-" + requestID
-	}
-	return geminiID("chatcmpl-")
-}
-
 // Response implements Translator.
 func (dashScope) Response(ep Endpoint, body []byte, model string) ([]byte, error) {
 	switch ep {
@@ -158,7 +149,7 @@ func dashScopeChatResponse(body []byte, model string) ([]byte, error) {
 		return nil, dashScopeStreamError(&r)
 	}
 	out := wire.ChatResponse{
-		ID:      dashScopeChatID(r.RequestID),
+		ID:      chatID(r.RequestID),
 		Object:  "chat.completion",
 		Created: time.Now().Unix(),
 		Model:   model,
@@ -347,11 +338,10 @@ func dashScopeStreamError(r *dsResponse) *Error {
 // Stream implements Translator.
 func (dashScope) Stream(body io.Reader, model string) Stream {
 	s := &dashScopeStream{
-		ssePull: newSSEPull(body),
-		model:   model,
-		created: time.Now().Unix(),
-		started: map[int]bool{},
-		calls:   map[int]map[int]bool{},
+		ssePull:   newSSEPull(body),
+		chunkHead: chunkHead{model: model, created: time.Now().Unix()},
+		started:   map[int]bool{},
+		calls:     map[int]map[int]bool{},
 	}
 	releaseWhenCollected(s, s.stop)
 	return s
@@ -365,9 +355,7 @@ func (dashScope) Stream(body io.Reader, model string) Stream {
 // *Error.
 type dashScopeStream struct {
 	ssePull
-	model   string
-	id      string
-	created int64
+	chunkHead
 
 	chunkQueue
 	started  map[int]bool         // choices whose role chunk was sent
@@ -443,7 +431,7 @@ func (s *dashScopeStream) event(typ, data string) error {
 // answer translates one event's answer.
 func (s *dashScopeStream) answer(r *dsResponse) {
 	if s.id == "" {
-		s.id = dashScopeChatID(r.RequestID)
+		s.id = chatID(r.RequestID)
 	}
 	if u := r.Usage.usage(); u != nil {
 		s.usage = u
@@ -500,24 +488,4 @@ func (s *dashScopeStream) begin(i int) {
 	}
 	s.started[i] = true
 	s.pending = append(s.pending, s.chunk([]wire.ChunkChoice{{Index: i, Delta: wire.Delta{Role: "assistant", Content: wire.Ptr("")}}}, nil))
-}
-
-// chunk encodes a chat.completion.chunk.
-func (s *dashScopeStream) chunk(choices []wire.ChunkChoice, usage *wire.Usage) []byte {
-	if choices == nil {
-		choices = []wire.ChunkChoice{}
-	}
-	if s.id == "" {
-		s.id = geminiID("chatcmpl-")
-	}
-	// Marshalling cannot fail: the chunk holds only strings and integers.
-	b, _ := json.Marshal(wire.ChatChunk{
-		ID:      s.id,
-		Object:  "chat.completion.chunk",
-		Created: s.created,
-		Model:   s.model,
-		Choices: choices,
-		Usage:   usage,
-	})
-	return b
 }

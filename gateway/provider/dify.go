@@ -2,7 +2,6 @@ package provider
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -272,7 +271,7 @@ func (dify) Response(ep Endpoint, body []byte, model string) ([]byte, error) {
 		created = time.Now().Unix()
 	}
 	return json.Marshal(wire.ChatResponse{
-		ID:      difyChatID(e.messageID()),
+		ID:      chatID(e.messageID()),
 		Object:  "chat.completion",
 		Created: created,
 		Model:   model,
@@ -282,14 +281,6 @@ func (dify) Response(ep Endpoint, body []byte, model string) ([]byte, error) {
 		}},
 		Usage: e.usage(),
 	})
-}
-
-// difyChatID names an answer after Dify's message ID, else randomly.
-func difyChatID(messageID string) string {
-	if messageID != "" {
-		return "chatcmpl-" + messageID
-	}
-	return "chatcmpl-" + rand.Text()
 }
 
 // difyErrorBody is Dify's error body.
@@ -357,7 +348,7 @@ func difyStreamError(e *difyEvent) *Error {
 
 // Stream implements Translator.
 func (dify) Stream(body io.Reader, model string) Stream {
-	s := &difyStream{ssePull: newSSEPull(body), model: model, created: time.Now().Unix()}
+	s := &difyStream{ssePull: newSSEPull(body), chunkHead: chunkHead{model: model, created: time.Now().Unix()}}
 	releaseWhenCollected(s, s.stop)
 	return s
 }
@@ -368,9 +359,7 @@ func (dify) Stream(body io.Reader, model string) Stream {
 // choices carrying the usage.
 type difyStream struct {
 	ssePull
-	model   string
-	id      string
-	created int64
+	chunkHead
 
 	chunkQueue
 	started  bool        // the role chunk was sent
@@ -426,7 +415,7 @@ func (s *difyStream) event(data string) error {
 		return fmt.Errorf("dify: decode stream event: %w", err)
 	}
 	if s.id == "" && e.messageID() != "" {
-		s.id = difyChatID(e.messageID())
+		s.id = chatID(e.messageID())
 	}
 	switch e.Event {
 	case "message", "agent_message":
@@ -474,24 +463,4 @@ func (s *difyStream) finish() {
 		reason = "content_filter"
 	}
 	s.pending = append(s.pending, s.chunk([]wire.ChunkChoice{{FinishReason: &reason}}, nil))
-}
-
-// chunk encodes a chat.completion.chunk.
-func (s *difyStream) chunk(choices []wire.ChunkChoice, usage *wire.Usage) []byte {
-	if choices == nil {
-		choices = []wire.ChunkChoice{}
-	}
-	if s.id == "" {
-		s.id = difyChatID("")
-	}
-	// Marshalling cannot fail: the chunk holds only strings and integers.
-	b, _ := json.Marshal(wire.ChatChunk{
-		ID:      s.id,
-		Object:  "chat.completion.chunk",
-		Created: s.created,
-		Model:   s.model,
-		Choices: choices,
-		Usage:   usage,
-	})
-	return b
 }

@@ -146,7 +146,7 @@ func geminiChatResponse(body []byte, model string) ([]byte, error) {
 		return nil, geminiStreamError(r.Error)
 	}
 	out := wire.ChatResponse{
-		ID:      geminiChatID(r.ResponseID),
+		ID:      chatID(r.ResponseID),
 		Object:  "chat.completion",
 		Created: time.Now().Unix(),
 		Model:   model,
@@ -176,14 +176,6 @@ func geminiChatResponse(body []byte, model string) ([]byte, error) {
 		})
 	}
 	return json.Marshal(out)
-}
-
-// geminiChatID names an answer after Gemini's response id, else randomly.
-func geminiChatID(responseID string) string {
-	if responseID != "" {
-		return "chatcmpl-" + responseID
-	}
-	return geminiID("chatcmpl-")
 }
 
 // geminiEmbedResponse converts a BatchEmbedContentsResponse to an
@@ -331,11 +323,10 @@ func geminiStreamError(d *gmErrorDetail) *Error {
 // Stream implements Translator.
 func (gemini) Stream(body io.Reader, model string) Stream {
 	s := &geminiStream{
-		ssePull: newSSEPull(body),
-		model:   model,
-		created: time.Now().Unix(),
-		started: map[int]bool{},
-		calls:   map[int]int{},
+		ssePull:   newSSEPull(body),
+		chunkHead: chunkHead{model: model, created: time.Now().Unix()},
+		started:   map[int]bool{},
+		calls:     map[int]int{},
 	}
 	releaseWhenCollected(s, s.stop)
 	return s
@@ -347,9 +338,7 @@ func (gemini) Stream(body io.Reader, model string) Stream {
 // last event, a chunk with no choices carrying the usage.
 type geminiStream struct {
 	ssePull
-	model   string
-	id      string
-	created int64
+	chunkHead
 
 	chunkQueue
 	started  map[int]bool // candidates whose role chunk was sent
@@ -408,7 +397,7 @@ func (s *geminiStream) event(data string) error {
 		return geminiStreamError(r.Error)
 	}
 	if s.id == "" {
-		s.id = geminiChatID(r.ResponseID)
+		s.id = chatID(r.ResponseID)
 	}
 	if u := r.UsageMetadata.usage(); u != nil {
 		s.usage = u
@@ -458,24 +447,4 @@ func (s *geminiStream) begin(i int) {
 func (s *geminiStream) finish(i int, reason string) {
 	s.finished = true
 	s.pending = append(s.pending, s.chunk([]wire.ChunkChoice{{Index: i, FinishReason: &reason}}, nil))
-}
-
-// chunk encodes a chat.completion.chunk.
-func (s *geminiStream) chunk(choices []wire.ChunkChoice, usage *wire.Usage) []byte {
-	if choices == nil {
-		choices = []wire.ChunkChoice{}
-	}
-	if s.id == "" {
-		s.id = geminiID("chatcmpl-")
-	}
-	// Marshalling cannot fail: the chunk holds only strings and integers.
-	b, _ := json.Marshal(wire.ChatChunk{
-		ID:      s.id,
-		Object:  "chat.completion.chunk",
-		Created: s.created,
-		Model:   s.model,
-		Choices: choices,
-		Usage:   usage,
-	})
-	return b
 }

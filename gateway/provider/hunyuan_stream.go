@@ -231,7 +231,7 @@ func (hunyuan) Response(ep Endpoint, body []byte, model string) ([]byte, error) 
 // are dropped.
 func hunyuanChatResponse(r *hyResponse, model string) ([]byte, error) {
 	out := wire.ChatResponse{
-		ID:      hunyuanChatID(r.ID),
+		ID:      chatID(r.ID),
 		Object:  "chat.completion",
 		Created: r.Created,
 		Model:   model,
@@ -288,14 +288,6 @@ func hunyuanIndex(index *int, pos int) int {
 	return pos
 }
 
-// hunyuanChatID names an answer after Hunyuan's Id, else randomly.
-func hunyuanChatID(id string) string {
-	if id != "" {
-		return "chatcmpl-" + id
-	}
-	return geminiID("chatcmpl-")
-}
-
 // hunyuanEmbedResponse converts a GetEmbedding answer to an embeddings
 // list, in the order of the inputs.
 func hunyuanEmbedResponse(body []byte, model string) ([]byte, error) {
@@ -350,11 +342,10 @@ const maxHunyuanRefusal = 1 << 20
 func (hunyuan) Stream(body io.Reader, model string) Stream {
 	br := bufio.NewReader(body)
 	s := &hunyuanStream{
-		ssePull: newSSEPull(br),
-		body:    br,
-		model:   model,
-		created: time.Now().Unix(),
-		choices: map[int]*hyStreamChoice{},
+		ssePull:   newSSEPull(br),
+		body:      br,
+		chunkHead: chunkHead{model: model, created: time.Now().Unix()},
+		choices:   map[int]*hyStreamChoice{},
 	}
 	releaseWhenCollected(s, s.stop)
 	return s
@@ -370,10 +361,8 @@ func (hunyuan) Stream(body io.Reader, model string) Stream {
 // before the body ends.
 type hunyuanStream struct {
 	ssePull
-	body    *bufio.Reader
-	model   string
-	id      string
-	created int64
+	body *bufio.Reader
+	chunkHead
 
 	chunkQueue
 	checked  bool // the body was checked for a JSON refusal
@@ -493,7 +482,7 @@ func (s *hunyuanStream) event(data string) error {
 		return e
 	}
 	if s.id == "" && r.ID != "" {
-		s.id = hunyuanChatID(r.ID)
+		s.id = chatID(r.ID)
 	}
 	if u := r.Usage.usage(); u != nil {
 		s.usage = u
@@ -565,24 +554,4 @@ func (st *hyStreamChoice) toolCall(tc hyToolCall) (wire.ToolCall, bool) {
 		Type:     "function",
 		Function: wire.FunctionCall{Name: tc.Function.Name, Arguments: tc.Function.Arguments},
 	}, true
-}
-
-// chunk encodes a chat.completion.chunk.
-func (s *hunyuanStream) chunk(choices []wire.ChunkChoice, usage *wire.Usage) []byte {
-	if choices == nil {
-		choices = []wire.ChunkChoice{}
-	}
-	if s.id == "" {
-		s.id = hunyuanChatID("")
-	}
-	// Marshalling cannot fail: the chunk holds only strings and integers.
-	b, _ := json.Marshal(wire.ChatChunk{
-		ID:      s.id,
-		Object:  "chat.completion.chunk",
-		Created: s.created,
-		Model:   s.model,
-		Choices: choices,
-		Usage:   usage,
-	})
-	return b
 }

@@ -80,7 +80,7 @@ func (qianfan) Response(ep Endpoint, body []byte, model string) ([]byte, error) 
 		}
 	}
 	return json.Marshal(wire.ChatResponse{
-		ID: qianfanID(a.ID), Object: "chat.completion", Created: orNow(a.Created), Model: model,
+		ID: chatID(a.ID), Object: "chat.completion", Created: orNow(a.Created), Model: model,
 		Choices: []wire.Choice{{Message: msg, FinishReason: qianfanFinish(a.FinishReason, a.FunctionCall != nil)}},
 		Usage:   a.Usage,
 	})
@@ -93,14 +93,6 @@ func (a *qfAnswer) toolCall() *wire.ToolCall {
 	}
 	return &wire.ToolCall{ID: geminiID("call_"), Type: "function",
 		Function: wire.FunctionCall{Name: a.FunctionCall.Name, Arguments: cmp.Or(a.FunctionCall.Arguments, "{}")}}
-}
-
-// qianfanID names an answer after Qianfan's id.
-func qianfanID(id string) string {
-	if id == "" {
-		return geminiID("chatcmpl-")
-	}
-	return "chatcmpl-" + id
 }
 
 // orNow returns a Unix time, or now when it is unset.
@@ -164,7 +156,7 @@ func (qianfan) Error(status int, body []byte) []byte {
 
 // Stream implements Translator.
 func (qianfan) Stream(body io.Reader, model string) Stream {
-	s := &qianfanStream{ssePull: newSSEPull(body), model: model, created: time.Now().Unix()}
+	s := &qianfanStream{ssePull: newSSEPull(body), chunkHead: chunkHead{model: model, created: time.Now().Unix()}}
 	releaseWhenCollected(s, s.stop)
 	return s
 }
@@ -177,9 +169,7 @@ func (qianfan) Stream(body io.Reader, model string) Stream {
 // a 200) ends it with an *Error.
 type qianfanStream struct {
 	ssePull
-	model   string
-	id      string
-	created int64
+	chunkHead
 	started bool
 	chunkQueue
 }
@@ -218,7 +208,7 @@ func (s *qianfanStream) event(data string) {
 		return
 	}
 	if s.id == "" {
-		s.id = qianfanID(a.ID)
+		s.id = chatID(a.ID)
 	}
 	if !s.started {
 		s.started = true
@@ -244,13 +234,4 @@ func (s *qianfanStream) event(data string) {
 		s.stop()
 		s.err = io.EOF
 	}
-}
-
-// chunk encodes a chat.completion.chunk.
-func (s *qianfanStream) chunk(choices []wire.ChunkChoice, usage *wire.Usage) []byte {
-	if choices == nil {
-		choices = []wire.ChunkChoice{}
-	}
-	b, _ := json.Marshal(wire.ChatChunk{ID: s.id, Object: "chat.completion.chunk", Created: s.created, Model: s.model, Choices: choices, Usage: usage})
-	return b
 }

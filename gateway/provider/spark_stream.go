@@ -117,14 +117,6 @@ func (f *spFrame) last() bool {
 	return f.Header.Status == 2 || (f.Payload != nil && f.Payload.Choices.Status == 2)
 }
 
-// sparkChatID names an answer after Spark's session id, else randomly.
-func sparkChatID(sid string) string {
-	if sid != "" {
-		return "chatcmpl-" + sid
-	}
-	return "chatcmpl-" + rand.Text()
-}
-
 // sparkToolCall converts a function call.
 func sparkToolCall(c *spFunctionCall) wire.ToolCall {
 	return wire.ToolCall{ID: "call_" + rand.Text(), Type: "function", Function: wire.FunctionCall{Name: c.Name, Arguments: c.arguments()}}
@@ -284,7 +276,7 @@ func (c *sparkConn) collect(first *spFrame, model string) (*Reply, error) {
 		}
 	}
 	body, err := json.Marshal(wire.ChatResponse{
-		ID:      sparkChatID(sid),
+		ID:      chatID(sid),
 		Object:  "chat.completion",
 		Created: time.Now().Unix(),
 		Model:   model,
@@ -303,10 +295,8 @@ func (c *sparkConn) collect(first *spFrame, model string) (*Reply, error) {
 // reason, then a chunk with no choices carrying the usage. It closes the
 // socket after the last frame; Close closes it sooner.
 type sparkStream struct {
-	c       *sparkConn
-	model   string
-	id      string
-	created int64
+	c *sparkConn
+	chunkHead
 
 	chunkQueue
 	started bool // the role was sent
@@ -315,7 +305,7 @@ type sparkStream struct {
 
 // newSparkStream starts a stream whose first frame was read.
 func newSparkStream(c *sparkConn, first *spFrame, model string) *sparkStream {
-	s := &sparkStream{c: c, model: model, id: sparkChatID(first.Header.Sid), created: time.Now().Unix()}
+	s := &sparkStream{c: c, chunkHead: chunkHead{model: model, id: chatID(first.Header.Sid), created: time.Now().Unix()}}
 	s.frame(first)
 	return s
 }
@@ -392,21 +382,4 @@ func (s *sparkStream) send(d wire.Delta, finish *string) {
 		}
 	}
 	s.pending = append(s.pending, s.chunk([]wire.ChunkChoice{{Delta: d, FinishReason: finish}}, nil))
-}
-
-// chunk encodes a chat.completion.chunk.
-func (s *sparkStream) chunk(choices []wire.ChunkChoice, usage *wire.Usage) []byte {
-	if choices == nil {
-		choices = []wire.ChunkChoice{}
-	}
-	// Marshalling cannot fail: the chunk holds only strings and integers.
-	b, _ := json.Marshal(wire.ChatChunk{
-		ID:      s.id,
-		Object:  "chat.completion.chunk",
-		Created: s.created,
-		Model:   s.model,
-		Choices: choices,
-		Usage:   usage,
-	})
-	return b
 }

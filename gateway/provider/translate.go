@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"io"
 	"iter"
@@ -137,6 +138,45 @@ func (q *chunkQueue) pop() (chunk []byte, err error, ok bool) {
 		return nil, q.err, true
 	}
 	return nil, nil, false
+}
+
+// chatID names a translated answer after the upstream's own id (a message,
+// response, request or session id), else randomly.
+func chatID(upstreamID string) string {
+	if upstreamID != "" {
+		return "chatcmpl-" + upstreamID
+	}
+	return "chatcmpl-" + rand.Text()
+}
+
+// chunkHead is what every chunk of a translated stream repeats: the
+// answer's id, when it was created, and the model to report. Streams
+// embed it.
+type chunkHead struct {
+	id      string
+	created int64
+	model   string
+}
+
+// chunk encodes a chat.completion.chunk. An answer whose upstream has not
+// named it yet gets a random id.
+func (h *chunkHead) chunk(choices []wire.ChunkChoice, usage *wire.Usage) []byte {
+	if choices == nil {
+		choices = []wire.ChunkChoice{}
+	}
+	if h.id == "" {
+		h.id = chatID("")
+	}
+	// Marshalling cannot fail: the chunk holds only strings and integers.
+	b, _ := json.Marshal(wire.ChatChunk{
+		ID:      h.id,
+		Object:  "chat.completion.chunk",
+		Created: h.created,
+		Model:   h.model,
+		Choices: choices,
+		Usage:   usage,
+	})
+	return b
 }
 
 // maxStreamEvent caps one SSE event of a translated stream: a large tool
