@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluice-gateway/sluice/gateway/provider/wire"
+	sse "github.com/tmaxmax/go-sse"
 )
 
 // This file brings DashScope's answers back to OpenAI's format: complete
@@ -337,12 +338,7 @@ func dashScopeStreamError(r *dsResponse) *Error {
 
 // Stream implements Translator.
 func (dashScope) Stream(body io.Reader, model string) Stream {
-	s := &dashScopeStream{
-		ssePull:   newSSEPull(body),
-		chunkHead: chunkHead{model: model, created: time.Now().Unix()},
-		started:   map[int]bool{},
-		calls:     map[int]map[int]bool{},
-	}
+	s := &dashScopeStream{eventStream: newEventStream(body, "dashscope", model), started: map[int]bool{}, calls: map[int]map[int]bool{}}
 	releaseWhenCollected(s, s.stop)
 	return s
 }
@@ -354,60 +350,19 @@ func (dashScope) Stream(body io.Reader, model string) Stream {
 // no choices carrying the usage. An event:error ends the stream with an
 // *Error.
 type dashScopeStream struct {
-	ssePull
-	chunkHead
-
-	chunkQueue
-	started  map[int]bool         // choices whose role chunk was sent
-	calls    map[int]map[int]bool // tool call indexes begun, per choice
-	finished bool                 // a finish reason was seen
-	usage    *wire.Usage          // the last usage reported
+	eventStream
+	started map[int]bool         // choices whose role chunk was sent
+	calls   map[int]map[int]bool // tool call indexes begun, per choice
 }
 
 // Next implements Stream.
-func (s *dashScopeStream) Next() ([]byte, error) {
-	for {
-		if chunk, err, ok := s.pop(); ok {
-			return chunk, err
-		}
-		ev, err, ok := s.next()
-		switch {
-		case !ok:
-			s.end()
-		case err != nil:
-			s.fail(fmt.Errorf("dashscope: read stream: %w", err))
-		default:
-			if err := s.event(ev.Type, ev.Data); err != nil {
-				s.fail(err)
-			}
-		}
-	}
-}
-
-// end handles the end of the body: the usage chunk and io.EOF after a
-// finished answer, io.ErrUnexpectedEOF after a cut one.
-func (s *dashScopeStream) end() {
-	s.stop()
-	if !s.finished {
-		s.err = io.ErrUnexpectedEOF
-		return
-	}
-	if s.usage != nil {
-		s.pending = append(s.pending, s.chunk(nil, s.usage))
-	}
-	s.err = io.EOF
-}
-
-// fail ends the stream with an error.
-func (s *dashScopeStream) fail(err error) {
-	s.stop()
-	s.err = err
-}
+func (s *dashScopeStream) Next() ([]byte, error) { return s.pump(s.event) }
 
 // event translates one SSE event. Its data is one JSON answer per line:
 // events not parted by a blank line arrive merged, their data lines
 // joined.
-func (s *dashScopeStream) event(typ, data string) error {
+func (s *dashScopeStream) event(ev sse.Event) error {
+	typ, data := ev.Type, ev.Data
 	for line := range strings.Lines(data) {
 		line = strings.TrimSpace(line)
 		if line == "" || line == "[DONE]" {

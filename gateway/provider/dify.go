@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluice-gateway/sluice/gateway/provider/wire"
+	sse "github.com/tmaxmax/go-sse"
 )
 
 // dify speaks a Dify app's Service API: POST {base}/chat-messages (base
@@ -348,7 +349,7 @@ func difyStreamError(e *difyEvent) *Error {
 
 // Stream implements Translator.
 func (dify) Stream(body io.Reader, model string) Stream {
-	s := &difyStream{ssePull: newSSEPull(body), chunkHead: chunkHead{model: model, created: time.Now().Unix()}}
+	s := &difyStream{eventStream: newEventStream(body, "dify", model)}
 	releaseWhenCollected(s, s.stop)
 	return s
 }
@@ -358,58 +359,17 @@ func (dify) Stream(body io.Reader, model string) Stream {
 // finish chunk at message_end, and after the last event a chunk with no
 // choices carrying the usage.
 type difyStream struct {
-	ssePull
-	chunkHead
-
-	chunkQueue
-	started  bool        // the role chunk was sent
-	finished bool        // message_end was seen
-	filtered bool        // message_replace replaced the answer
-	usage    *wire.Usage // message_end's
+	eventStream      // finished: message_end was seen; usage: message_end's
+	started     bool // the role chunk was sent
+	filtered    bool // message_replace replaced the answer
 }
 
 // Next implements Stream.
-func (s *difyStream) Next() ([]byte, error) {
-	for {
-		if chunk, err, ok := s.pop(); ok {
-			return chunk, err
-		}
-		ev, err, ok := s.next()
-		switch {
-		case !ok:
-			s.end()
-		case err != nil:
-			s.fail(fmt.Errorf("dify: read stream: %w", err))
-		case strings.TrimSpace(ev.Data) != "":
-			if err := s.event(ev.Data); err != nil {
-				s.fail(err)
-			}
-		}
-	}
-}
-
-// end handles the end of the body: the usage chunk and io.EOF after
-// message_end, io.ErrUnexpectedEOF before it.
-func (s *difyStream) end() {
-	s.stop()
-	if !s.finished {
-		s.err = io.ErrUnexpectedEOF
-		return
-	}
-	if s.usage != nil {
-		s.pending = append(s.pending, s.chunk(nil, s.usage))
-	}
-	s.err = io.EOF
-}
-
-// fail ends the stream with an error.
-func (s *difyStream) fail(err error) {
-	s.stop()
-	s.err = err
-}
+func (s *difyStream) Next() ([]byte, error) { return s.pump(s.event) }
 
 // event translates one event.
-func (s *difyStream) event(data string) error {
+func (s *difyStream) event(ev sse.Event) error {
+	data := ev.Data
 	var e difyEvent
 	if err := json.Unmarshal([]byte(data), &e); err != nil {
 		return fmt.Errorf("dify: decode stream event: %w", err)

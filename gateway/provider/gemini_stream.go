@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sluice-gateway/sluice/gateway/provider/wire"
+	sse "github.com/tmaxmax/go-sse"
 )
 
 // This file brings Gemini's answers back to OpenAI's format: complete
@@ -322,12 +323,7 @@ func geminiStreamError(d *gmErrorDetail) *Error {
 
 // Stream implements Translator.
 func (gemini) Stream(body io.Reader, model string) Stream {
-	s := &geminiStream{
-		ssePull:   newSSEPull(body),
-		chunkHead: chunkHead{model: model, created: time.Now().Unix()},
-		started:   map[int]bool{},
-		calls:     map[int]int{},
-	}
+	s := &geminiStream{eventStream: newEventStream(body, "gemini", model), started: map[int]bool{}, calls: map[int]int{}}
 	releaseWhenCollected(s, s.stop)
 	return s
 }
@@ -337,60 +333,18 @@ func (gemini) Stream(body io.Reader, model string) Stream {
 // text deltas and whole function calls, then the finish reason; after the
 // last event, a chunk with no choices carrying the usage.
 type geminiStream struct {
-	ssePull
-	chunkHead
-
-	chunkQueue
-	started  map[int]bool // candidates whose role chunk was sent
-	calls    map[int]int  // function calls sent, per candidate
-	finished bool         // a finish reason was seen
-	usage    *wire.Usage  // the last usage reported
+	eventStream
+	started map[int]bool // candidates whose role chunk was sent
+	calls   map[int]int  // function calls sent, per candidate
 }
 
 // Next implements Stream.
-func (s *geminiStream) Next() ([]byte, error) {
-	for {
-		if chunk, err, ok := s.pop(); ok {
-			return chunk, err
-		}
-		ev, err, ok := s.next()
-		switch {
-		case !ok:
-			s.end()
-		case err != nil:
-			s.fail(fmt.Errorf("gemini: read stream: %w", err))
-		case strings.TrimSpace(ev.Data) != "" && ev.Data != "[DONE]": // [DONE]: a proxy's OpenAI habit
-			if err := s.event(ev.Data); err != nil {
-				s.fail(err)
-			}
-		}
-	}
-}
-
-// end handles the end of the body: the usage chunk and io.EOF after a
-// finished answer, io.ErrUnexpectedEOF after a cut one.
-func (s *geminiStream) end() {
-	s.stop()
-	if !s.finished {
-		s.err = io.ErrUnexpectedEOF
-		return
-	}
-	if s.usage != nil {
-		s.pending = append(s.pending, s.chunk(nil, s.usage))
-	}
-	s.err = io.EOF
-}
-
-// fail ends the stream with an error.
-func (s *geminiStream) fail(err error) {
-	s.stop()
-	s.err = err
-}
+func (s *geminiStream) Next() ([]byte, error) { return s.pump(s.event) }
 
 // event translates one GenerateContentResponse.
-func (s *geminiStream) event(data string) error {
+func (s *geminiStream) event(ev sse.Event) error {
 	var r gmResponse
-	if err := json.Unmarshal([]byte(data), &r); err != nil {
+	if err := json.Unmarshal([]byte(ev.Data), &r); err != nil {
 		return fmt.Errorf("gemini: decode stream event: %w", err)
 	}
 	if r.Error != nil {

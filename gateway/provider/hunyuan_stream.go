@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluice-gateway/sluice/gateway/provider/wire"
+	sse "github.com/tmaxmax/go-sse"
 )
 
 // This file brings Hunyuan's answers back to OpenAI's format: complete
@@ -341,12 +342,7 @@ const maxHunyuanRefusal = 1 << 20
 // Stream implements Translator.
 func (hunyuan) Stream(body io.Reader, model string) Stream {
 	br := bufio.NewReader(body)
-	s := &hunyuanStream{
-		ssePull:   newSSEPull(br),
-		body:      br,
-		chunkHead: chunkHead{model: model, created: time.Now().Unix()},
-		choices:   map[int]*hyStreamChoice{},
-	}
+	s := &hunyuanStream{eventStream: newEventStream(br, "hunyuan", model), body: br, choices: map[int]*hyStreamChoice{}}
 	releaseWhenCollected(s, s.stop)
 	return s
 }
@@ -360,48 +356,16 @@ func (hunyuan) Stream(body io.Reader, model string) Stream {
 // sends no [DONE]: the answer is complete when a finish reason was seen
 // before the body ends.
 type hunyuanStream struct {
-	ssePull
-	body *bufio.Reader
-	chunkHead
-
-	chunkQueue
-	checked  bool // the body was checked for a JSON refusal
-	choices  map[int]*hyStreamChoice
-	finished bool
-	usage    *wire.Usage // the last usage reported
+	eventStream
+	body    *bufio.Reader
+	checked bool // the body was checked for a JSON refusal
+	choices map[int]*hyStreamChoice
 }
 
 // hyStreamChoice is what a stream said of one choice so far.
 type hyStreamChoice struct {
 	calls map[string]int // tool call id → OpenAI tool call index
 	last  int            // the index of the last call, -1 before any
-}
-
-// Next implements Stream.
-func (s *hunyuanStream) Next() ([]byte, error) {
-	for {
-		if chunk, err, ok := s.pop(); ok {
-			return chunk, err
-		}
-		if !s.checked {
-			s.checked = true
-			if err := s.refusal(); err != nil {
-				s.fail(err)
-				continue
-			}
-		}
-		ev, err, ok := s.next()
-		switch {
-		case !ok:
-			s.end()
-		case err != nil:
-			s.fail(fmt.Errorf("hunyuan: read stream: %w", err))
-		case strings.TrimSpace(ev.Data) != "" && ev.Data != "[DONE]":
-			if err := s.event(ev.Data); err != nil {
-				s.fail(err)
-			}
-		}
-	}
 }
 
 // refusal reads a body that is a JSON object rather than an event stream:
@@ -434,20 +398,6 @@ func (s *hunyuanStream) refusal() error {
 	}
 }
 
-// end handles the end of the body: the usage chunk and io.EOF after a
-// finished answer, io.ErrUnexpectedEOF after a cut one.
-func (s *hunyuanStream) end() {
-	s.stop()
-	if !s.finished {
-		s.err = io.ErrUnexpectedEOF
-		return
-	}
-	if s.usage != nil {
-		s.pending = append(s.pending, s.chunk(nil, s.usage))
-	}
-	s.err = io.EOF
-}
-
 // errHunyuanClosed ends a stream closed before its end.
 var errHunyuanClosed = errors.New("hunyuan: stream closed")
 
@@ -459,14 +409,21 @@ func (s *hunyuanStream) Close() error {
 	return nil
 }
 
-// fail ends the stream with an error.
-func (s *hunyuanStream) fail(err error) {
-	s.stop()
-	s.err = err
+// Next implements Stream. A refusal sent as a JSON body instead of
+// events is read first.
+func (s *hunyuanStream) Next() ([]byte, error) {
+	if !s.checked {
+		s.checked = true
+		if err := s.refusal(); err != nil {
+			s.fail(err)
+		}
+	}
+	return s.pump(s.event)
 }
 
 // event translates one event.
-func (s *hunyuanStream) event(data string) error {
+func (s *hunyuanStream) event(e sse.Event) error {
+	data := e.Data
 	var ev struct {
 		hyResponse
 		Response *hyResponse `json:"Response"` // a refusal, wrapped as a complete answer

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/sluice-gateway/sluice/gateway/provider/wire"
+	sse "github.com/tmaxmax/go-sse"
 )
 
 // qfAnswer is an ERNIE chat answer, or one event of a streamed one (then
@@ -156,7 +156,7 @@ func (qianfan) Error(status int, body []byte) []byte {
 
 // Stream implements Translator.
 func (qianfan) Stream(body io.Reader, model string) Stream {
-	s := &qianfanStream{ssePull: newSSEPull(body), chunkHead: chunkHead{model: model, created: time.Now().Unix()}}
+	s := &qianfanStream{eventStream: newEventStream(body, "qianfan", model)}
 	releaseWhenCollected(s, s.stop)
 	return s
 }
@@ -168,44 +168,21 @@ func (qianfan) Stream(body io.Reader, model string) Stream {
 // stream (Qianfan answers a refused call with a plain JSON error, even in
 // a 200) ends it with an *Error.
 type qianfanStream struct {
-	ssePull
-	chunkHead
-	started bool
-	chunkQueue
+	eventStream
+	started bool // the role chunk was sent
 }
 
 // Next implements Stream.
-func (s *qianfanStream) Next() ([]byte, error) {
-	for {
-		if chunk, err, ok := s.pop(); ok {
-			return chunk, err
-		}
-		ev, err, ok := s.next()
-		switch {
-		case !ok:
-			s.stop()
-			s.err = io.ErrUnexpectedEOF // the last event (is_end) ends the stream
-		case err != nil:
-			s.stop()
-			s.err = fmt.Errorf("qianfan: read stream: %w", err)
-		case strings.TrimSpace(ev.Data) != "":
-			s.event(ev.Data)
-		}
-	}
-}
+func (s *qianfanStream) Next() ([]byte, error) { return s.pump(s.event) }
 
-// event translates one event.
-func (s *qianfanStream) event(data string) {
+// event translates one event; the one with is_end finishes the answer.
+func (s *qianfanStream) event(ev sse.Event) error {
 	var a qfAnswer
-	if err := json.Unmarshal([]byte(data), &a); err != nil {
-		s.stop()
-		s.err = fmt.Errorf("qianfan: decode stream event: %w", err)
-		return
+	if err := json.Unmarshal([]byte(ev.Data), &a); err != nil {
+		return fmt.Errorf("qianfan: decode stream event: %w", err)
 	}
 	if e := a.err(); e != nil {
-		s.stop()
-		s.err = e
-		return
+		return e
 	}
 	if s.id == "" {
 		s.id = chatID(a.ID)
@@ -228,10 +205,8 @@ func (s *qianfanStream) event(data string) {
 	if a.IsEnd {
 		reason := qianfanFinish(a.FinishReason, a.FunctionCall != nil)
 		s.pending = append(s.pending, s.chunk([]wire.ChunkChoice{{FinishReason: &reason}}, nil))
-		if a.Usage != nil {
-			s.pending = append(s.pending, s.chunk(nil, a.Usage))
-		}
-		s.stop()
-		s.err = io.EOF
+		s.finished, s.usage = true, a.Usage
+		s.end()
 	}
+	return nil
 }

@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"io"
 	"iter"
 	"net/http"
 	"runtime"
+	"strings"
+	"time"
 
 	sse "github.com/tmaxmax/go-sse"
 
@@ -177,6 +180,67 @@ func (h *chunkHead) chunk(choices []wire.ChunkChoice, usage *wire.Usage) []byte 
 		Usage:   usage,
 	})
 	return b
+}
+
+// eventStream is what the translated SSE streams share: events come in,
+// the format's translation queues chunks for them, and the end of the body
+// ends the answer, with the usage in a chunk of its own. Streams embed it
+// and call pump from their Next.
+type eventStream struct {
+	ssePull
+	chunkHead
+	chunkQueue
+	name     string      // the upstream format, for errors
+	finished bool        // the answer finished: a finish reason was seen
+	usage    *wire.Usage // the last usage reported
+}
+
+func newEventStream(body io.Reader, name, model string) eventStream {
+	return eventStream{ssePull: newSSEPull(body), chunkHead: chunkHead{model: model, created: time.Now().Unix()}, name: name}
+}
+
+// pump returns the next chunk, handing events to translate until one is
+// queued or the stream ends. An error of translate ends the stream.
+// Keep-alives (events without data) and [DONE] (a proxy's OpenAI habit)
+// are skipped.
+func (s *eventStream) pump(translate func(sse.Event) error) ([]byte, error) {
+	for {
+		if chunk, err, ok := s.pop(); ok {
+			return chunk, err
+		}
+		ev, err, ok := s.next()
+		switch {
+		case !ok:
+			s.end()
+		case err != nil:
+			s.fail(fmt.Errorf("%s: read stream: %w", s.name, err))
+		case strings.TrimSpace(ev.Data) == "" || ev.Data == "[DONE]":
+		default:
+			if err := translate(ev); err != nil {
+				s.fail(err)
+			}
+		}
+	}
+}
+
+// end handles the end of the body: the usage chunk and io.EOF after a
+// finished answer, io.ErrUnexpectedEOF after a cut one.
+func (s *eventStream) end() {
+	s.stop()
+	if !s.finished {
+		s.err = io.ErrUnexpectedEOF
+		return
+	}
+	if s.usage != nil {
+		s.pending = append(s.pending, s.chunk(nil, s.usage))
+	}
+	s.err = io.EOF
+}
+
+// fail ends the stream with an error.
+func (s *eventStream) fail(err error) {
+	s.stop()
+	s.err = err
 }
 
 // maxStreamEvent caps one SSE event of a translated stream: a large tool
