@@ -4,7 +4,8 @@
 // aborts. Sluice's tests, quickstart and benchmarks use it, in-process
 // through Transport or over a socket as the mockllm binary.
 //
-// It also speaks three native formats, chosen by the request path:
+// It also speaks the providers' native formats, chosen by the request
+// path (or header):
 //
 //   - Anthropic's Messages API: POST …/v1/messages (see anthropic.go);
 //   - Google's Gemini API: POST /{v1,v1beta}/models/{model}:generateContent,
@@ -13,7 +14,14 @@
 //   - iFlytek Spark's WebSocket chat API: GET /v1.1/chat, /v3.1/chat,
 //     /chat/pro-128k, /v3.5/chat, /chat/max-32k and /v4.0/chat upgraded to
 //     a WebSocket, with iFlytek's signed URLs (see spark.go). WebSockets
-//     need a real socket: Transport cannot upgrade.
+//     need a real socket: Transport cannot upgrade;
+//   - the cloud providers' APIs, which sign each request or take a token
+//     the mock issues (see cloud.go): Baidu Qianfan's OAuth endpoint and
+//     ERNIE API (qianfan.go), Tencent Cloud API 3.0's ChatCompletions and
+//     GetEmbedding with TC3-HMAC-SHA256 (hunyuan.go), Volcengine's
+//     V4-signed GetApiKey (volcengine.go), Google's OAuth JWT bearer grant
+//     and Vertex AI (vertex.go), Dify's chat-messages (dify.go) and
+//     DashScope's text-generation and text-embedding (dashscope.go).
 //
 // Every Config knob applies to every format, each answering faults and
 // auth failures the way its real service does.
