@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,7 +105,40 @@ func TestAll(t *testing.T) {
 	// --render writes the same tables from the JSON alone.
 	var again bytes.Buffer
 	if code := run([]string{"--render", jsonOut}, &again, &stderr); code != 0 || again.String() != stdout.String() {
-		t.Errorf("--render: exit %d, same tables %v\n%s", code, again.String() == stdout.String(), stderr.String())
+		t.Errorf("--render: exit %d, first difference: %s\n%s", code, firstDiff(stdout.String(), again.String()), stderr.String())
+	}
+}
+
+// firstDiff is the first line where two outputs differ.
+func firstDiff(a, b string) string {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := range max(len(al), len(bl)) {
+		var x, y string
+		if i < len(al) {
+			x = al[i]
+		}
+		if i < len(bl) {
+			y = bl[i]
+		}
+		if x != y {
+			return fmt.Sprintf("line %d:\n  run:    %s\n  render: %s", i+1, x, y)
+		}
+	}
+	return "none"
+}
+
+// TestPerReqIsStable: commands as frequent as each other are listed in one
+// order, so a table rendered again from the JSON is the same table.
+func TestPerReqIsStable(t *testing.T) {
+	by := map[string]float64{"evalsha": 1, "get": 1, "set": 1, "incrby": 1, "del": 0.5, "expire": 0.1}
+	want := perReq(by)
+	if want != "4.600 (evalsha 1.000, get 1.000, incrby 1.000)" {
+		t.Fatalf("perReq = %q", want)
+	}
+	for range 200 {
+		if got := perReq(maps.Clone(by)); got != want {
+			t.Fatalf("perReq = %q, then %q", want, got)
+		}
 	}
 }
 

@@ -139,15 +139,17 @@ func micros(v float64) string {
 // perReq is the commands per request, and the commands that make them up
 // (the three most frequent).
 func perReq(by map[string]float64) string {
+	// Sorted by frequency, then by name, and summed in that order, so that
+	// --render writes the same figures from the JSON as the run did.
+	cmds := slices.Collect(maps.Keys(by))
+	slices.SortFunc(cmds, func(a, b string) int { return cmp.Or(cmp.Compare(by[b], by[a]), strings.Compare(a, b)) })
 	var v float64
-	for _, n := range by {
-		v += n
+	for _, c := range cmds {
+		v += by[c]
 	}
 	if v == 0 {
 		return "—"
 	}
-	cmds := slices.Collect(maps.Keys(by))
-	slices.SortFunc(cmds, func(a, b string) int { return cmp.Compare(by[b], by[a]) })
 	var parts []string
 	for _, c := range cmds[:min(3, len(cmds))] {
 		parts = append(parts, fmt.Sprintf("%s %.3f", c, by[c]))
