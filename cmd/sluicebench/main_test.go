@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestMain lets the test binary serve as the bare proxy, which --all
@@ -165,5 +166,25 @@ func TestFlags(t *testing.T) {
 		if code := run(args, &bytes.Buffer{}, &stderr); code != 2 {
 			t.Errorf("%q: exit %d, want 2 (%s)", args, code, stderr.String())
 		}
+	}
+}
+
+// TestCPUTimeIsFine: work that sleeps now and then (as a gateway's threads
+// do) is measured finer than the 10 ms tick a process's stat file counts in.
+func TestCPUTimeIsFine(t *testing.T) {
+	if _, ok := schedTime(os.Getpid()); !ok {
+		t.Skip("this kernel keeps no per-thread schedstat; cpuTime counts in 10 ms ticks")
+	}
+	before := cpuTime(os.Getpid())
+	x := 0
+	for range 30 {
+		for start := time.Now(); time.Since(start) < 100*time.Microsecond; {
+			x++
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	d := cpuTime(os.Getpid()) - before
+	if d <= 0 || d%(10*time.Millisecond) == 0 || x == 0 {
+		t.Fatalf("the work measured as %v", d)
 	}
 }

@@ -326,10 +326,16 @@ func minus(a, b map[string]float64) map[string]float64 {
 	return out
 }
 
-// cpuTime is a process's user and system CPU time so far (0 for pid 0).
+// cpuTime is a process's CPU time so far (0 for pid 0): the nanosecond
+// run time the scheduler keeps for each of its threads, summed; or, where
+// the kernel keeps no such figure, user and system time from its stat file,
+// which counts in ticks of 10 ms, too coarse for a short phase.
 func cpuTime(pid int) time.Duration {
 	if pid <= 0 {
 		return 0
+	}
+	if d, ok := schedTime(pid); ok {
+		return d
 	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -348,6 +354,33 @@ func cpuTime(pid int) time.Duration {
 
 // clockTicks is USER_HZ: 100 on every Linux Go supports.
 const clockTicks = 100
+
+// schedTime sums the first field of /proc/PID/task/*/schedstat, each
+// thread's time on a CPU in nanoseconds. A Go process keeps its threads, so
+// the sum does not lose the time of threads that ended.
+func schedTime(pid int) (time.Duration, bool) {
+	stats, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil || len(stats) == 0 {
+		return 0, false
+	}
+	var sum time.Duration
+	for _, p := range stats {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // the thread ended between the listing and the read
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			return 0, false
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		sum += time.Duration(ns)
+	}
+	return sum, true
+}
 
 // rssMiB reads a memory figure of /proc/<pid>/status (VmRSS, VmHWM).
 func rssMiB(pid int, field string) float64 {
