@@ -356,8 +356,8 @@ func cpuTime(pid int) time.Duration {
 const clockTicks = 100
 
 // schedTime sums the first field of /proc/PID/task/*/schedstat, each
-// thread's time on a CPU in nanoseconds. A Go process keeps its threads, so
-// the sum does not lose the time of threads that ended.
+// thread's time on a CPU in nanoseconds. The time of a thread that ended is
+// no longer listed; a Go process rarely ends its threads, so little is lost.
 func schedTime(pid int) (time.Duration, bool) {
 	stats, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
 	if err != nil || len(stats) == 0 {

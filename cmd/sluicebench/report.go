@@ -154,9 +154,6 @@ func perReq(by map[string]float64) string {
 	for _, c := range cmds[:min(3, len(cmds))] {
 		parts = append(parts, fmt.Sprintf("%s %.3f", c, by[c]))
 	}
-	if len(parts) == 0 {
-		return fmt.Sprintf("%.3f", v)
-	}
 	return fmt.Sprintf("%.3f (%s)", v, strings.Join(parts, ", "))
 }
 
